@@ -1,0 +1,41 @@
+"""Job specs: strict pydantic models and YAML loading with precise errors."""
+
+from mor.spec.job import DataJobSpec, JobSpec, TrainJobSpec, flatten_spec, job_spec_adapter
+from mor.spec.load import SpecError, load_spec, parse_spec
+from mor.spec.sections import (
+    BuiltinBase,
+    DataSpec,
+    EvalSpec,
+    HubBase,
+    LossSpec,
+    MoRSpec,
+    PathBase,
+    RegisterSpec,
+    RoleSpec,
+    SyntheticParams,
+    SyntheticSource,
+    TrainSpec,
+)
+
+__all__ = [
+    "BuiltinBase",
+    "DataJobSpec",
+    "DataSpec",
+    "EvalSpec",
+    "HubBase",
+    "JobSpec",
+    "LossSpec",
+    "MoRSpec",
+    "PathBase",
+    "RegisterSpec",
+    "RoleSpec",
+    "SpecError",
+    "SyntheticParams",
+    "SyntheticSource",
+    "TrainJobSpec",
+    "TrainSpec",
+    "flatten_spec",
+    "job_spec_adapter",
+    "load_spec",
+    "parse_spec",
+]

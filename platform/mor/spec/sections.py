@@ -1,0 +1,228 @@
+"""Pydantic models of the sections of a job spec. Every field carries a description (the field reference in
+jobs/README.md is generated from the JSON schema)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "StrictModel",
+    "BuiltinBase",
+    "PathBase",
+    "HubBase",
+    "BaseModelRef",
+    "SyntheticParams",
+    "SyntheticSource",
+    "DataSource",
+    "DataSpec",
+    "RoleSpec",
+    "LossSpec",
+    "MoRSpec",
+    "TrainSpec",
+    "RegisterSpec",
+    "EvalSpec",
+    "PAPER_TARGET_MODULES",
+    "BUILTIN_BASES",
+    "EVAL_SUITES",
+]
+
+PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+BUILTIN_BASES = ("tiny-llama",)
+EVAL_SUITES = ("synthetic",)
+
+
+class StrictModel(BaseModel):
+    """Base of every spec section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+
+class BuiltinBase(StrictModel):
+    builtin: Literal["tiny-llama"] = Field(
+        description="A small Llama-architecture model built from a config kept in the repo (random init, fixed "
+        "seed), with a tokenizer trained on the job's own data. Runs anywhere without a download."
+    )
+
+
+class PathBase(StrictModel):
+    path: Path = Field(
+        description="A local directory written by `save_pretrained` (config, weights, tokenizer); relative paths "
+        "are resolved against the spec file's directory."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, value: Path, info: ValidationInfo) -> Path:
+        spec_dir = (info.context or {}).get("spec_dir")
+        resolved = value if value.is_absolute() or spec_dir is None else Path(spec_dir) / value
+        if not resolved.is_dir():
+            raise ValueError(
+                f"got {str(value)!r}, no such directory (resolved to {resolved}); give a directory written by "
+                "save_pretrained, e.g. path: ./checkpoints/base"
+            )
+        return resolved.resolve()
+
+
+class HubBase(StrictModel):
+    hub: str = Field(
+        pattern=r"^[\w.\-]+(/[\w.\-]+)?$",
+        description="A Hugging Face hub id, e.g. meta-llama/Llama-3.2-1B-Instruct (loaded with from_pretrained; "
+        "offline machines need it in the local cache).",
+    )
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+
+
+def _base_model_form(value: Any) -> str | None:
+    if isinstance(value, dict):
+        keys = [key for key in ("builtin", "path", "hub") if key in value]
+        return keys[0] if len(keys) == 1 else None
+    for form, cls in (("builtin", BuiltinBase), ("path", PathBase), ("hub", HubBase)):
+        if isinstance(value, cls):
+            return form
+    return None
+
+
+BaseModelRef = Annotated[
+    Annotated[BuiltinBase, Tag("builtin")] | Annotated[PathBase, Tag("path")] | Annotated[HubBase, Tag("hub")],
+    Discriminator(
+        _base_model_form,
+        custom_error_type="base_model_form",
+        custom_error_message="give exactly one of builtin, path or hub, e.g. base_model: {builtin: tiny-llama}",
+    ),
+]
+
+
+class SyntheticParams(StrictModel):
+    tools: int = Field(default=24, ge=4, le=200, description="How many synthetic tools to generate.")
+    trajectories: int = Field(default=2000, ge=10, le=1_000_000, description="Trajectories to generate in all.")
+    seed: int = Field(default=0, description="Seed; the same seed gives the same data set.")
+    test_fraction: float = Field(
+        default=0.1, gt=0.0, lt=0.9, description="Share held out for evaluation (unseen tool combinations/values)."
+    )
+
+
+class SyntheticSource(StrictModel):
+    synthetic: SyntheticParams = Field(
+        default_factory=SyntheticParams, description="Deterministic synthetic tool-use trajectories."
+    )
+
+
+DataSource = SyntheticSource
+
+
+class DataSpec(StrictModel):
+    sources: list[DataSource] = Field(min_length=1, description="Where training trajectories come from.")
+
+
+class RoleSpec(StrictModel):
+    routed: int = Field(default=4, ge=0, le=64, description="Number of routed LoRA experts of the role.")
+    top_k: int = Field(default=3, ge=0, description="Routed experts used per token (≤ routed).")
+    shared: bool = Field(default=True, description="Whether the role has a shared (always-on) LoRA.")
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k_within_routed(cls, value: int, info: ValidationInfo) -> int:
+        routed = info.data.get("routed")
+        if routed is not None and value > routed:
+            raise ValueError(f"got {value}, must be ≤ routed ({routed}); e.g. top_k: {min(routed, 3)}")
+        if routed and value == 0:
+            raise ValueError(f"got 0 with routed={routed}; routed experts need top_k ≥ 1, e.g. top_k: 1")
+        return value
+
+    @model_validator(mode="after")
+    def _has_some_adapter(self) -> "RoleSpec":
+        if self.routed == 0 and not self.shared:
+            raise ValueError("a role needs a shared LoRA or at least one routed expert; e.g. shared: true")
+        return self
+
+
+def _paper_roles() -> dict[str, RoleSpec]:
+    return {
+        "reasoner": RoleSpec(routed=4, top_k=3, shared=True),
+        "executor": RoleSpec(routed=4, top_k=3, shared=True),
+        "summarizer": RoleSpec(routed=3, top_k=2, shared=True),
+    }
+
+
+class LossSpec(StrictModel):
+    aux_weight: float = Field(default=0.01, ge=0.0, description="α1: weight of the router load-balancing loss.")
+    orth_weight: float = Field(default=0.001, ge=0.0, description="α2: weight of the intra-role orthogonality loss.")
+
+
+class MoRSpec(StrictModel):
+    rank: int = Field(default=16, gt=0, le=1024, description="LoRA rank of every expert.")
+    alpha: float = Field(default=32.0, gt=0.0, description="LoRA scaling numerator (scale = alpha / rank).")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: list(PAPER_TARGET_MODULES),
+        min_length=1,
+        description="Linear layers to adapt, by logical name (fused qkv_proj/gate_up_proj are mapped).",
+    )
+    roles: dict[str, RoleSpec] = Field(
+        default_factory=_paper_roles,
+        min_length=1,
+        description="Ordered role name → experts; the order gives the role ids. Default: the paper's three roles.",
+    )
+    loss: LossSpec = Field(default_factory=LossSpec, description="Weights of the auxiliary losses.")
+
+    @field_validator("roles")
+    @classmethod
+    def _role_names(cls, value: dict[str, RoleSpec]) -> dict[str, RoleSpec]:
+        bad = [name for name in value if not name.isidentifier()]
+        if bad:
+            raise ValueError(f"got role names {bad}; role names must be identifiers, e.g. reasoner")
+        return value
+
+
+class TrainSpec(StrictModel):
+    epochs: float = Field(default=4.0, gt=0.0, le=1000.0, description="Passes over the training data.")
+    max_steps: int | None = Field(default=None, gt=0, description="Stop after this many optimizer steps.")
+    lr: float = Field(default=5.0e-5, gt=0.0, lt=1.0, description="AdamW learning rate (paper: 5e-5).")
+    weight_decay: float = Field(default=0.0, ge=0.0, description="AdamW weight decay.")
+    warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0, description="Linear warm-up share of the steps.")
+    grad_clip: float = Field(default=1.0, gt=0.0, description="Gradient-norm clipping.")
+    batch_size: int = Field(default=8, ge=1, le=4096, description="Sequences per worker per step.")
+    max_seq_len: int = Field(default=1024, ge=16, le=131072, description="Longer trajectories are dropped.")
+    workers: int = Field(default=2, ge=1, le=4096, description="Ray Train workers (data-parallel).")
+    use_gpu: bool = Field(default=False, description="One GPU per worker.")
+    checkpoint_every: int = Field(default=50, ge=1, description="Save a checkpoint every N optimizer steps.")
+    max_failures: int = Field(default=2, ge=0, description="Worker-group restarts from the latest checkpoint.")
+    log_every: int = Field(default=5, ge=1, description="Report metrics every N steps.")
+    seed: int = Field(default=0, description="Seed of initialisation, shuffling and dropout.")
+
+
+class RegisterSpec(StrictModel):
+    model_name: str = Field(
+        pattern=r"^[A-Za-z0-9][\w.\-]*$", description="Registered model name in MLflow, e.g. mor-agent."
+    )
+    alias: str | None = Field(
+        default="candidate", pattern=r"^[A-Za-z][\w\-]*$", description="Alias set on the new version."
+    )
+
+
+class EvalSpec(StrictModel):
+    suites: list[Annotated[str, Field(pattern=r"^[a-z_]+(/[a-z_]+)?$")]] = Field(
+        default_factory=lambda: ["synthetic"], description="Suites to run after training, e.g. synthetic."
+    )
+    max_items: int | None = Field(default=None, gt=0, description="Evaluate at most this many items per suite.")
+    max_steps: int = Field(default=8, ge=1, le=64, description="Reasoner turns per item before giving up.")
+
+    @field_validator("suites")
+    @classmethod
+    def _known_suites(cls, value: list[str]) -> list[str]:
+        unknown = [s for s in value if s.split("/")[0] not in EVAL_SUITES]
+        if unknown:
+            raise ValueError(f"got {unknown}; known suites: {list(EVAL_SUITES)}, e.g. suites: [synthetic]")
+        return value
