@@ -1,0 +1,20 @@
+"""Entry point of the `mor` command."""
+
+from __future__ import annotations
+
+import typer
+
+from mor.cli.job import job_app
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="mor",
+    help="Declarative agent tuning with Mixture-of-Roles: submit jobs to Ray, track in MLflow, evaluate, serve.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(job_app, name="job")
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,79 @@
+"""Training checkpoints: adapter weights, optimizer state and position, with a checksum manifest so a corrupted
+checkpoint is detected instead of silently resumed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["TrainState", "CheckpointCorruptError", "write_checkpoint", "read_checkpoint", "MANIFEST"]
+
+MANIFEST = "manifest.json"
+_STATE_FILE = "trainer_state.pt"
+_POSITION_FILE = "position.json"
+_ADAPTER_DIR = "adapter"
+
+
+@dataclass
+class TrainState:
+    """Where training stands: optimizer step, epoch and batches done in that epoch."""
+
+    step: int
+    epoch: int
+    batch_in_epoch: int
+    tokens_seen: int
+
+
+class CheckpointCorruptError(RuntimeError):
+    """A checkpoint whose files do not match its manifest (truncated, edited or missing)."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checkpoint(
+    directory: Path,
+    *,
+    save_adapter: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: TrainState,
+) -> None:
+    """Write a checkpoint into `directory`: `save_adapter(path)` writes the adapter, then state and manifest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    save_adapter(directory / _ADAPTER_DIR)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
+        directory / _STATE_FILE,
+    )
+    (directory / _POSITION_FILE).write_text(json.dumps(asdict(state)))
+    files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
+    manifest = {str(p.relative_to(directory)): _sha256(p) for p in files}
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+
+
+def read_checkpoint(directory: Path) -> tuple[Path, dict[str, Any], TrainState]:
+    """Verify a checkpoint against its manifest; return (adapter dir, optimizer/scheduler state, position)."""
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        raise CheckpointCorruptError(f"{directory}: no {MANIFEST}; the checkpoint was not completely written")
+    manifest: dict[str, str] = json.loads(manifest_path.read_text())
+    for name, expected in manifest.items():
+        path = directory / name
+        if not path.is_file():
+            raise CheckpointCorruptError(f"{directory}: {name} is missing")
+        if _sha256(path) != expected:
+            raise CheckpointCorruptError(f"{directory}: {name} does not match its checksum (corrupted)")
+    states = torch.load(directory / _STATE_FILE, weights_only=False)
+    position = TrainState(**json.loads((directory / _POSITION_FILE).read_text()))
+    return directory / _ADAPTER_DIR, states, position

@@ -1,0 +1,207 @@
+"""The per-worker training loop: plain PyTorch, with the Ray Train lines marked `# [Ray]`."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mor.model import MoRConfig, MoRModel, apply_mor, load_mor, save_mor
+from mor.spec import TrainJobSpec
+from mor.train.batching import LengthGroupedBatchSampler
+from mor.train.checkpoint import TrainState, read_checkpoint, write_checkpoint
+from mor.train.objective import Objective, role_cross_entropy
+
+__all__ = ["train_loop_per_worker", "mor_config_from_spec", "load_samples", "pad_batch", "total_steps"]
+
+
+def mor_config_from_spec(spec: TrainJobSpec) -> MoRConfig:
+    """The MoR adapter configuration a train spec asks for."""
+    mor = spec.mor
+    return MoRConfig.model_validate(
+        {
+            "rank": mor.rank,
+            "alpha": mor.alpha,
+            "dropout": mor.dropout,
+            "target_modules": list(mor.target_modules),
+            "roles": {name: role.model_dump() for name, role in mor.roles.items()},
+        }
+    )
+
+
+def load_samples(path: str | Path) -> list[dict[str, list[int]]]:
+    """Read encoded samples (JSON lines of input_ids, role_ids, labels)."""
+    with Path(path).open() as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def pad_batch(samples: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padding gets role 0, label -100 and attention 0."""
+    width = max(len(s["input_ids"]) for s in samples)
+
+    def _pad(key: str, fill: int) -> torch.Tensor:
+        return torch.tensor([s[key] + [fill] * (width - len(s[key])) for s in samples], dtype=torch.long)
+
+    mask = torch.tensor([[1] * len(s["input_ids"]) + [0] * (width - len(s["input_ids"])) for s in samples])
+    return {
+        "input_ids": _pad("input_ids", pad_token_id),
+        "role_ids": _pad("role_ids", 0),
+        "labels": _pad("labels", -100),
+        "attention_mask": mask,
+    }
+
+
+def total_steps(spec: TrainJobSpec, batches_per_epoch: int) -> int:
+    """Optimizer steps the job will run."""
+    by_epochs = max(1, math.ceil(spec.train.epochs * batches_per_epoch))
+    return min(by_epochs, spec.train.max_steps) if spec.train.max_steps else by_epochs
+
+
+def _lr_lambda(warmup: int, total: int) -> Any:
+    def _factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = (step - warmup) / max(1, total - warmup)
+        return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress))))
+
+    return _factor
+
+
+def _batches(sampler: LengthGroupedBatchSampler, state: TrainState, samples: list[dict[str, list[int]]],
+             pad_token_id: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+    epoch = state.epoch
+    skip = state.batch_in_epoch
+    while True:
+        sampler.set_epoch(epoch, skip=skip)
+        for offset, indices in enumerate(sampler):
+            state.epoch, state.batch_in_epoch = epoch, skip + offset + 1
+            yield epoch, pad_batch([samples[i] for i in indices], pad_token_id)
+        epoch += 1
+        skip = 0
+
+
+def _compute(model: torch.nn.Module, mor_model: MoRModel, batch: dict[str, torch.Tensor], spec: TrainJobSpec,
+             role_names: list[str]) -> Objective:
+    output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], role_ids=batch["role_ids"])
+    ce, per_role, count = role_cross_entropy(output.logits, batch["labels"], batch["role_ids"], role_names)
+    aux = mor_model.aux_loss()
+    orth = mor_model.orth_loss()
+    total = ce + spec.mor.loss.aux_weight * aux + spec.mor.loss.orth_weight * orth
+    return Objective(total=total, ce=ce, aux=aux, orth=orth, per_role_ce=per_role, label_tokens=count)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Train MoR adapters on this worker's share of the samples; resumes from Ray's latest checkpoint.
+
+    `config`: spec (dict), base_dir, samples_path, pad_token_id, threads_per_worker, and optional metrics_sink /
+    progress_sink objects (used on rank 0 only).
+    """
+    import ray.train
+    import ray.train.torch
+    from transformers import AutoModelForCausalLM
+
+    spec = TrainJobSpec.model_validate(config["spec"])
+    context = ray.train.get_context()  # [Ray] rank and world size of this worker
+    rank, world = context.get_world_rank(), context.get_world_size()
+    torch.set_num_threads(int(config.get("threads_per_worker", 1)))
+    torch.manual_seed(spec.train.seed)
+    metrics_sink = config.get("metrics_sink") if rank == 0 else None
+    progress_sink = config.get("progress_sink") if rank == 0 else None
+
+    samples = load_samples(config["samples_path"])
+    sampler = LengthGroupedBatchSampler(
+        [len(s["input_ids"]) for s in samples], spec.train.batch_size, rank=rank, world_size=world,
+        seed=spec.train.seed,
+    )
+    steps = total_steps(spec, len(sampler))
+    mor_config = mor_config_from_spec(spec)
+    base = AutoModelForCausalLM.from_pretrained(config["base_dir"], dtype=torch.float32)
+    state = TrainState(step=0, epoch=0, batch_in_epoch=0, tokens_seen=0)
+    resumed: dict[str, Any] | None = None
+    checkpoint = ray.train.get_checkpoint()  # [Ray] latest checkpoint after a restart, else None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            adapter_dir, resumed, state = read_checkpoint(Path(directory))
+            mor_model = load_mor(base, adapter_dir)
+    else:
+        mor_model = apply_mor(base, mor_config)
+    role_names = mor_model.config.role_names
+
+    trainable = [p for p in mor_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=spec.train.lr, weight_decay=spec.train.weight_decay)
+    warmup = int(spec.train.warmup_ratio * steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, steps))
+    if resumed is not None:
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+    resumed_from = state.step
+
+    model = ray.train.torch.prepare_model(  # [Ray] DDP wrapper (and device placement)
+        mor_model, parallel_strategy_kwargs={"find_unused_parameters": True}
+    )
+    model.train()
+    window_tokens, window_start = 0, time.perf_counter()
+    started = time.perf_counter()
+    for _epoch, batch in _batches(sampler, state, samples, int(config["pad_token_id"])):
+        if state.step >= steps:
+            break
+        objective = _compute(model, mor_model, batch, spec, role_names)
+        optimizer.zero_grad(set_to_none=True)
+        objective.total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, spec.train.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        state.step += 1
+        tokens = int(batch["attention_mask"].sum()) * world
+        state.tokens_seen += tokens
+        window_tokens += tokens
+
+        last = state.step >= steps
+        if state.step % spec.train.log_every and state.step % spec.train.checkpoint_every and not last:
+            continue
+        elapsed = time.perf_counter() - window_start
+        tokens_per_s = window_tokens / max(elapsed, 1e-9)
+        window_tokens, window_start = 0, time.perf_counter()
+        done_here = state.step - resumed_from
+        eta = (time.perf_counter() - started) / max(done_here, 1) * (steps - state.step)
+        metrics: dict[str, float] = {
+            "loss": float(objective.total),
+            "ce": float(objective.ce),
+            "aux": float(objective.aux),
+            "orth": float(objective.orth),
+            "grad_norm": float(grad_norm),
+            "lr": float(scheduler.get_last_lr()[0]),
+            "tokens_per_s": tokens_per_s,
+            "epoch": state.epoch + state.batch_in_epoch / max(1, len(sampler)),
+            "step": float(state.step),
+            "total_steps": float(steps),
+            "eta_s": eta,
+            "resumed_from_step": float(resumed_from),
+        }
+        metrics.update({f"ce.{role}": value for role, value in objective.per_role_ce.items()})
+        for role, loads in mor_model.router_stats().items():
+            metrics.update({f"router.{role}.expert_{i}": float(load) for i, load in enumerate(loads)})
+        if metrics_sink is not None:
+            metrics_sink.log_metrics(metrics, step=state.step)
+        if progress_sink is not None:
+            progress_sink.report("train", state.step, steps, metrics)
+        if state.step % spec.train.checkpoint_every == 0 or last:
+            with tempfile.TemporaryDirectory() as directory:
+                if rank == 0:
+                    write_checkpoint(
+                        Path(directory), save_adapter=lambda path: save_mor(mor_model, path),
+                        optimizer=optimizer, scheduler=scheduler, state=state,
+                    )
+                    ray.train.report(  # [Ray] metrics + checkpoint persisted to the run's storage
+                        metrics, checkpoint=ray.train.Checkpoint.from_directory(directory)
+                    )
+                else:
+                    ray.train.report(metrics, checkpoint=None)
+        else:
+            ray.train.report(metrics, checkpoint=None)  # [Ray] every worker reports the same number of times

@@ -1,0 +1,23 @@
+"""Where the training loop sends metrics and progress; implemented by mor.registry (MLflow) and mor.cluster."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+__all__ = ["MetricsSink", "ProgressSink"]
+
+
+@runtime_checkable
+class MetricsSink(Protocol):
+    """Receives per-step metrics from the rank-0 worker (must be picklable: it travels to the workers)."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Record metrics at an optimizer step."""
+
+
+@runtime_checkable
+class ProgressSink(Protocol):
+    """Receives live progress for the CLI (must be picklable)."""
+
+    def report(self, stage: str, step: int, total: int, metrics: dict[str, float] | None = None) -> None:
+        """Publish where the stage stands."""

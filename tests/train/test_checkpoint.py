@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from mor.train.checkpoint import CheckpointCorruptError, TrainState, read_checkpoint, write_checkpoint
+
+
+def _optimizer() -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.nn.Linear]:
+    layer = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(layer.parameters(), lr=0.1)
+    layer(torch.ones(1, 3)).sum().backward()
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5)
+    scheduler.step()
+    return optimizer, scheduler, layer
+
+
+def _write(directory: Path) -> TrainState:
+    optimizer, scheduler, layer = _optimizer()
+    state = TrainState(step=7, epoch=1, batch_in_epoch=3, tokens_seen=1234)
+
+    def save_adapter(path: Path) -> None:
+        path.mkdir()
+        torch.save(layer.state_dict(), path / "weights.pt")
+
+    write_checkpoint(directory, save_adapter=save_adapter, optimizer=optimizer, scheduler=scheduler, state=state)
+    return state
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    state = _write(tmp_path)
+    adapter_dir, states, position = read_checkpoint(tmp_path)
+    assert position == state
+    assert (adapter_dir / "weights.pt").is_file()
+    assert states["optimizer"]["state"][0]["step"] == 1
+    assert states["scheduler"]["last_epoch"] == 1
+
+
+def test_corrupted_file_is_detected(tmp_path: Path) -> None:
+    _write(tmp_path)
+    weights = tmp_path / "adapter" / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-10])
+    with pytest.raises(CheckpointCorruptError, match=r"adapter/weights\.pt does not match its checksum"):
+        read_checkpoint(tmp_path)
+
+
+def test_incomplete_checkpoint_is_detected(tmp_path: Path) -> None:
+    _write(tmp_path)
+    (tmp_path / "position.json").unlink()
+    with pytest.raises(CheckpointCorruptError, match="position.json is missing"):
+        read_checkpoint(tmp_path)
+    (tmp_path / "manifest.json").unlink()
+    with pytest.raises(CheckpointCorruptError, match="not completely written"):
+        read_checkpoint(tmp_path)
