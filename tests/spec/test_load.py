@@ -123,3 +123,11 @@ def test_roles_are_data() -> None:
     assert list(spec.mor.roles) == ["planner", "caller"]
     with pytest.raises(SpecError, match=r"mor\.roles\.caller: .*needs a shared LoRA"):
         parse_spec(text.replace("caller: {routed: 0, top_k: 0}", "caller: {routed: 0, top_k: 0, shared: false}"))
+
+
+def test_field_reference_is_current() -> None:
+    from mor.spec.reference import field_reference
+
+    assert (REPO / "jobs" / "README.md").read_text() == field_reference(), (
+        "jobs/README.md is stale: run `python -m mor.spec.reference > jobs/README.md`"
+    )
