@@ -1,0 +1,43 @@
+"""The Mixture-of-Roles (MoRAgent) tuner: role-grouped LoRA layers with routers, losses, save/load.
+
+```python
+from mor.model import MoRConfig, apply_mor
+mor_model = apply_mor(hf_causal_lm, MoRConfig())        # paper default: 3 roles, rank 16, 7 modules
+out = mor_model(input_ids=ids, attention_mask=mask, labels=labels, role_ids=role_ids)
+loss = out.loss + 0.01 * mor_model.aux_loss() + 0.001 * mor_model.orth_loss()
+```
+
+Imports only torch, transformers, peft, safetensors and pydantic.
+"""
+
+from .config import DEFAULT_TARGET_MODULES, FUSED_MODULES, MoRConfig, MoRConfigError, RoleConfig
+from .io import MoRLoadError, load_mor, load_role, read_mor_config, save_mor
+from .layer import MoRLinear, RoleWeights
+from .losses import load_balancing_loss, orthogonality_loss
+from .model import MoRModel, apply_mor, resolve_target_modules
+from .params import ParameterCount, count_parameters
+from .router import Routing, route_top_k
+
+__all__ = [
+    "DEFAULT_TARGET_MODULES",
+    "FUSED_MODULES",
+    "MoRConfig",
+    "MoRConfigError",
+    "MoRLinear",
+    "MoRLoadError",
+    "MoRModel",
+    "ParameterCount",
+    "RoleConfig",
+    "RoleWeights",
+    "Routing",
+    "apply_mor",
+    "count_parameters",
+    "load_balancing_loss",
+    "load_mor",
+    "load_role",
+    "orthogonality_loss",
+    "read_mor_config",
+    "resolve_target_modules",
+    "route_top_k",
+    "save_mor",
+]

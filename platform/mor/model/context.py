@@ -1,0 +1,209 @@
+"""Per-call routing context: which tokens belong to which role, visible to every MoR layer of one model.
+
+Thread-safety: a `RoutingState` belongs to one `MoRModel` and keeps the current plan in a `threading.local`, so
+two threads running forward passes of the same model at the same time each see their own role ids. A plan is set
+for exactly one forward call (`RoutingState.activate`) and removed afterwards, so nothing leaks into the next call.
+Within a thread, plans nest as a stack (a forward inside a forward restores the outer plan when it returns).
+The per-call records (load-balancing terms, expert counts) live in the same thread-local slot: `aux_loss()` and
+`router_stats()` read those of the last recorded forward of the calling thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Iterator
+
+import torch
+
+from .config import MoRConfigError
+
+__all__ = ["RoleGroup", "RoutingPlan", "RoutingRecord", "RoutingState", "build_routing_plan"]
+
+
+@dataclass(frozen=True)
+class RoleGroup:
+    """The tokens of one role in the flattened `(batch * seq)` order: a contiguous range or an index tensor."""
+
+    role: int
+    count: int
+    start: int
+    stop: int
+    index: torch.Tensor | None  # None when the tokens are exactly start..stop-1
+
+    def select(self, flat: torch.Tensor) -> torch.Tensor:
+        """This role's rows of a `(tokens, features)` tensor (a view when contiguous, else a gathered copy)."""
+        if self.index is None:
+            return flat[self.start : self.stop]
+        return flat.index_select(0, self.index)
+
+
+@dataclass(frozen=True)
+class RoutingPlan:
+    """Role grouping of one forward call's tokens, computed once and shared by all MoR layers."""
+
+    num_tokens: int
+    num_roles: int
+    groups: tuple[RoleGroup, ...]
+    role_ids: torch.Tensor  # flat (num_tokens,), on the hidden states' device
+
+    def present_roles(self) -> set[int]:
+        """Ids of the roles that have at least one token."""
+        return {group.role for group in self.groups}
+
+
+@dataclass
+class RoutingRecord:
+    """What one MoR layer's router did for one role in the last recorded forward."""
+
+    layer: str
+    role: int
+    aux_loss: torch.Tensor
+    expert_counts: torch.Tensor  # (routed,), detached
+
+
+def build_routing_plan(role_ids: torch.Tensor, num_roles: int, device: torch.device | None = None) -> RoutingPlan:
+    """Group the tokens by role; raises `MoRConfigError` for ids outside `0..num_roles-1`."""
+    if role_ids.dtype in (torch.bool,) or role_ids.is_floating_point() or role_ids.is_complex():
+        raise MoRConfigError(f"role_ids: got dtype {role_ids.dtype}, must be an integer tensor (torch.long)")
+    flat = role_ids.reshape(-1).to(torch.long)
+    num_tokens = flat.numel()
+    if num_tokens == 0:
+        raise MoRConfigError("role_ids: got an empty tensor, must hold one role id per token")
+    low, high = int(flat.min()), int(flat.max())
+    if low < 0 or high >= num_roles:
+        bad = low if low < 0 else high
+        raise MoRConfigError(
+            f"role_ids: got value {bad}, must be in 0..{num_roles - 1} (one id per configured role); "
+            f"map each token to cfg.role_id(role_name)"
+        )
+    device = device or role_ids.device
+    groups: list[RoleGroup] = []
+    if low == high:
+        groups.append(RoleGroup(role=low, count=num_tokens, start=0, stop=num_tokens, index=None))
+    else:
+        counts = torch.bincount(flat, minlength=num_roles).tolist()
+        order = torch.argsort(flat, stable=True)
+        offset = 0
+        for role, count in enumerate(counts):
+            if not count:
+                continue
+            index = order[offset : offset + count]
+            offset += count
+            first, last = int(index[0]), int(index[-1])
+            contiguous = last - first + 1 == count
+            groups.append(
+                RoleGroup(
+                    role=role,
+                    count=count,
+                    start=first,
+                    stop=last + 1,
+                    index=None if contiguous else index.to(device),
+                )
+            )
+    flat = flat.to(device)
+    return RoutingPlan(num_tokens=num_tokens, num_roles=num_roles, groups=tuple(groups), role_ids=flat)
+
+
+@dataclass
+class _ThreadSlot:
+    plans: list[RoutingPlan] = field(default_factory=list)
+    recording: list[bool] = field(default_factory=list)
+    records: list[RoutingRecord] = field(default_factory=list)
+    generation: list[Any] = field(default_factory=list)
+    step_pushed: list[bool] = field(default_factory=list)
+
+
+class RoutingState:
+    """The routing context shared by one model's MoR layers (see the module docstring for thread-safety)."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __reduce__(self) -> tuple[Callable[[], RoutingState], tuple[()]]:
+        # A copied or pickled model gets a fresh, empty context (thread-locals cannot be copied).
+        return (RoutingState, ())
+
+    def _slot(self) -> _ThreadSlot:
+        slot = getattr(self._local, "slot", None)
+        if slot is None:
+            slot = _ThreadSlot()
+            self._local.slot = slot
+        return slot
+
+    def push(self, plan: RoutingPlan, *, record: bool) -> None:
+        """Make `plan` current in this thread until the matching `pop` (prefer `activate`)."""
+        slot = self._slot()
+        if record:
+            slot.records = []
+        slot.plans.append(plan)
+        slot.recording.append(record)
+
+    def pop(self) -> None:
+        """Remove the plan set by the last `push` of this thread."""
+        slot = self._slot()
+        slot.plans.pop()
+        slot.recording.pop()
+
+    @contextmanager
+    def activate(self, plan: RoutingPlan, *, record: bool) -> Iterator[RoutingPlan]:
+        """Make `plan` the current one in this thread for the duration of the block."""
+        self.push(plan, record=record)
+        try:
+            yield plan
+        finally:
+            self.pop()
+
+    def current(self) -> RoutingPlan | None:
+        """The plan of the forward call running in this thread, if any."""
+        plans = self._slot().plans
+        return plans[-1] if plans else None
+
+    def recording(self) -> bool:
+        """Whether the current forward records router losses and statistics."""
+        flags = self._slot().recording
+        return bool(flags) and flags[-1]
+
+    def add_record(self, record: RoutingRecord) -> None:
+        """Store one layer/role routing record for the current forward of this thread."""
+        self._slot().records.append(record)
+
+    def records(self) -> list[RoutingRecord]:
+        """Records of the last recorded forward of this thread."""
+        return list(self._slot().records)
+
+    @contextmanager
+    def generating(self, schedule: Any) -> Iterator[None]:
+        """Mark this thread as inside `MoRModel.generate` with a role schedule for its decoding steps."""
+        slot = self._slot()
+        slot.generation.append(schedule)
+        try:
+            yield
+        finally:
+            slot.generation.pop()
+
+    def generation_schedule(self) -> Any | None:
+        """The role schedule of the `generate` call running in this thread, if any."""
+        schedules = self._slot().generation
+        return schedules[-1] if schedules else None
+
+    def enter_step(self, make_plan: Callable[[], RoutingPlan]) -> None:
+        """Start one base-model call inside `generate`: push the plan `make_plan()` builds for this step."""
+        slot = self._slot()
+        slot.step_pushed.append(False)  # first, so exit_step stays balanced if make_plan raises
+        self.push(make_plan(), record=False)
+        slot.step_pushed[-1] = True
+
+    def exit_step(self) -> None:
+        """End the base-model call started by `enter_step` (also after an error)."""
+        slot = self._slot()
+        if slot.step_pushed and slot.step_pushed.pop():
+            self.pop()
+
+    def checkpoint_contexts(self) -> tuple[ContextManager[Any], ContextManager[Any]]:
+        """`context_fn` for `torch.utils.checkpoint`: the recomputation sees the plan of the original forward."""
+        plan = self.current()
+        if plan is None:
+            return nullcontext(), nullcontext()
+        return nullcontext(), self.activate(plan, record=False)

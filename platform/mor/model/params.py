@@ -1,0 +1,75 @@
+"""Parameter counts of a MoR model, or of a configuration applied to a base model without building it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .config import MoRConfig
+from .model import MoRModel, resolve_target_modules
+
+__all__ = ["ParameterCount", "count_parameters"]
+
+
+@dataclass(frozen=True)
+class ParameterCount:
+    """Trainable (adapter) and frozen (base) parameter counts, and the adapter parameters of each role."""
+
+    trainable: int
+    frozen: int
+    per_role: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """All parameters."""
+        return self.trainable + self.frozen
+
+    @property
+    def added_fraction(self) -> float:
+        """Adapter parameters relative to the base model."""
+        return self.trainable / self.frozen if self.frozen else float("inf")
+
+
+def _unique_numel(module: nn.Module, *, trainable: bool | None = None) -> int:
+    return sum(
+        parameter.numel()
+        for parameter in module.parameters()  # parameters() yields tied weights once
+        if trainable is None or parameter.requires_grad == trainable
+    )
+
+
+def count_parameters(
+    model: MoRModel | MoRConfig | tuple[MoRConfig, nn.Module],
+    base_model: nn.Module | None = None,
+) -> ParameterCount:
+    """Count a built `MoRModel`'s parameters, or those `config` would add to `base_model` (also `(config, base)`).
+
+    For a built model, `trainable`/`frozen` follow `requires_grad`; `per_role` counts each role's adapter weights.
+    The config form is analytic: it builds nothing, so it works on meta-device models of any size.
+    """
+    if isinstance(model, tuple):
+        model, base_model = model
+    if isinstance(model, MoRModel):
+        per_role = {name: 0 for name in model.role_names}
+        for _, layer in model.mor_layers():
+            for name, weights in layer.mor_roles.items():
+                per_role[name] += sum(parameter.numel() for parameter in weights.parameters())
+        return ParameterCount(
+            trainable=_unique_numel(model, trainable=True),
+            frozen=_unique_numel(model, trainable=False),
+            per_role=per_role,
+        )
+    if not isinstance(model, MoRConfig) or base_model is None:
+        raise TypeError("count_parameters: pass a MoRModel, or a MoRConfig and the base model it would wrap")
+    config = model
+    targets = set(resolve_target_modules(base_model, config))
+    per_role = {name: 0 for name in config.role_names}
+    for module_name, module in base_model.named_modules():
+        if not isinstance(module, nn.Linear) or module_name.rsplit(".", 1)[-1] not in targets:
+            continue
+        for name, role in config.roles.items():
+            lora_rows = role.num_loras * config.rank
+            down_rows = lora_rows + role.routed + int(role.shared)
+            per_role[name] += down_rows * module.in_features + module.out_features * lora_rows
+    return ParameterCount(trainable=sum(per_role.values()), frozen=_unique_numel(base_model), per_role=per_role)
