@@ -30,7 +30,9 @@ def score_command(
     category: Annotated[str, typer.Argument(help="The category to score, as bfcl/CATEGORY (e.g. bfcl/simple_python).")],
     results: Annotated[
         Path,
-        typer.Option("--results", help='JSON Lines result file: one {"id": ..., "result": [calls] or "raw text"} per item.'),
+        typer.Option(
+            "--results", help='JSON Lines result file: one {"id": ..., "result": [calls] or "raw text"} per item.'
+        ),
     ],
     data_dir: Annotated[
         Path | None,

@@ -413,7 +413,9 @@ def _check_dict(param: str, value: Any, acceptable: list[Any]) -> Verdict:
         verdict = _PASS
         for key, item in value.items():
             if key not in answer:
-                verdict = _fail(FailureReason.WRONG_VALUE, "value_error:dict_key", f"Unexpected dict key parameter: {key!r}.")
+                verdict = _fail(
+                    FailureReason.WRONG_VALUE, "value_error:dict_key", f"Unexpected dict key parameter: {key!r}."
+                )
                 break
             options = [_normalized(option) for option in answer[key]]
             if _normalized(item) not in options:
@@ -425,7 +427,9 @@ def _check_dict(param: str, value: Any, acceptable: list[Any]) -> Verdict:
                 break
         for key, options in answer.items():
             if key not in value and "" not in options:
-                verdict = _fail(FailureReason.WRONG_VALUE, "value_error:dict_key", f"Missing dict key parameter: {key!r}.")
+                verdict = _fail(
+                    FailureReason.WRONG_VALUE, "value_error:dict_key", f"Missing dict key parameter: {key!r}."
+                )
                 break
         if verdict.passed:
             return _PASS

@@ -216,7 +216,7 @@ def _parse_source_call(text: str, language: Language) -> Call:
     if rest not in ("", ";"):
         raise ParseError(f"expected one {language.value} call, found more text after it: {rest[:40]!r}")
     arguments: dict[str, Any] = {}
-    for part in _split_top_level(text[match.end() : close]):
+    for part in _split_top_level(text[match.end() : close], generics=language is Language.JAVA):
         named = _NAMED.match(part)
         if not named:
             continue  # positional arguments carry no parameter name; the rules cannot use them
@@ -268,13 +268,16 @@ def _skip_string(text: str, start: int) -> int:
     raise ParseError("unterminated string literal in the call")
 
 
-def _split_top_level(text: str) -> list[str]:
+def _split_top_level(text: str, *, generics: bool = False) -> list[str]:
+    """Split at commas outside brackets, strings and (Java) type arguments such as `Map<String, Object>`."""
     parts: list[str] = []
     depth = 0
+    angles = 0
     start = 0
     index = 0
     while index < len(text):
         char = text[index]
+        previous = text[index - 1] if index else ""
         if char in "\"'`":
             index = _skip_string(text, index)
             continue
@@ -282,7 +285,11 @@ def _split_top_level(text: str) -> list[str]:
             depth += 1
         elif char in _OPENERS.values():
             depth -= 1
-        elif char == "," and depth == 0:
+        elif generics and char == "<" and (previous.isalnum() or previous in "_$"):
+            angles += 1
+        elif generics and char == ">" and angles and previous != "-":
+            angles -= 1
+        elif char == "," and depth == 0 and angles == 0:
             parts.append(text[start:index].strip())
             start = index + 1
         index += 1

@@ -77,7 +77,9 @@ class CategoryReport:
 
 
 def _result(item: BfclItem, verdict: Verdict, calls: list[Call] | None) -> ItemResult:
-    return ItemResult(item.id, item.category, verdict.passed, verdict.reason, verdict.error_type, verdict.message, calls)
+    return ItemResult(
+        item.id, item.category, verdict.passed, verdict.reason, verdict.error_type, verdict.message, calls
+    )
 
 
 def score_item(item: BfclItem, output: object, *, underscore_names: bool = False) -> ItemResult:
