@@ -61,7 +61,7 @@ def score_command(
         err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(code=2) from None
     if json_output:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
+        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=repr))
         return
     _render(report, Console())
 

@@ -72,6 +72,10 @@ def test_python_call_strings(text: str, expected: list[dict[str, Any]]) -> None:
         "[f(x=1]",
         "```python\n[f(x=1)]\n```",  # the language tag survives the backtick strip and breaks the syntax
         "[f(**kwargs)]",
+        "[f(x=-None)]",
+        "[f(x='a' * 100000000)]",
+        "[f(x=2 ** 100000)]",
+        "[f(x=((2 ** 1000) ** 1000) ** 1000)]",
     ],
 )
 def test_python_strings_that_do_not_decode(text: str) -> None:

@@ -154,9 +154,12 @@ def _python_value(node: ast.expr) -> Any:
         return "..." if node.value is Ellipsis else node.value
     if isinstance(node, ast.UnaryOp):
         # The published decoder negates the operand of every unary operator (so `+5` reads as -5).
-        if not isinstance(node.operand, ast.Constant) or isinstance(node.operand.value, (str, bytes)):
+        if not isinstance(node.operand, ast.Constant):
             raise ParseError(f"cannot decode the value {ast.unparse(node)!r}")
-        return -node.operand.value
+        try:
+            return -node.operand.value
+        except TypeError:
+            raise ParseError(f"cannot decode the value {ast.unparse(node)!r}") from None
     if isinstance(node, ast.List):
         return [_python_value(element) for element in node.elts]
     if isinstance(node, ast.Tuple):
@@ -182,12 +185,22 @@ def _arithmetic(node: ast.BinOp) -> Any:
     if op is None:
         raise ParseError(f"cannot evaluate {ast.unparse(node)!r}")
     left, right = (_arithmetic_operand(side) for side in (node.left, node.right))
-    if op is operator.pow and isinstance(right, (int, float)) and abs(right) > 1000:
+    if op is operator.pow and _huge_power(left, right):
         raise ParseError(f"refusing to evaluate the huge power {ast.unparse(node)!r}")
+    if op is operator.mul and any(isinstance(side, (str, bytes)) for side in (left, right)):
+        count = right if isinstance(right, int) else left
+        if isinstance(count, int) and count > 10_000:
+            raise ParseError(f"refusing to evaluate the huge repetition {ast.unparse(node)!r}")
     try:
         return op(left, right)
     except (TypeError, ValueError, ArithmeticError) as error:
         raise ParseError(f"cannot evaluate {ast.unparse(node)!r} ({error})") from None
+
+
+def _huge_power(base: Any, exponent: Any) -> bool:
+    if not isinstance(base, (int, float)) or not isinstance(exponent, (int, float)):
+        return False
+    return abs(exponent) > 1000 or (isinstance(base, int) and abs(exponent) * abs(base).bit_length() > 4096)
 
 
 def _arithmetic_operand(node: ast.expr) -> Any:
