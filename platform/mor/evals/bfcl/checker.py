@@ -84,6 +84,7 @@ def normalize_string(text: str) -> str:
 
     So "April 1, 2024", "april 1 2024" and "April-1-2024" are equal; so are "New York" and "newyork".
     """
+    # The published rule, kept as is although it also makes "1.5" equal "15" and "a_b" equal "ab".
     return _NORMALIZE.sub("", text).lower().replace("'", '"')
 
 
