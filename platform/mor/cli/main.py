@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from mor.cli.eval import eval_app
 from mor.cli.job import job_app
 
 __all__ = ["app"]
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(job_app, name="job")
+app.add_typer(eval_app, name="eval")
 
 if __name__ == "__main__":
     app()

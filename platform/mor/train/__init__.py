@@ -2,7 +2,7 @@
 
 from mor.train.batching import LengthGroupedBatchSampler
 from mor.train.checkpoint import CheckpointCorruptError, TrainState, read_checkpoint, write_checkpoint
-from mor.train.loop import load_samples, mor_config_from_spec, pad_batch, total_steps, train_loop_per_worker
+from mor.train.loop import load_samples, mor_config_from_spec, total_steps, train_loop_per_worker
 from mor.train.objective import Objective, role_cross_entropy
 from mor.train.sinks import MetricsSink, ProgressSink
 from mor.train.trainer import TrainInputs, build_trainer
@@ -18,7 +18,6 @@ __all__ = [
     "build_trainer",
     "load_samples",
     "mor_config_from_spec",
-    "pad_batch",
     "read_checkpoint",
     "role_cross_entropy",
     "total_steps",

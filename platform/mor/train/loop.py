@@ -12,13 +12,14 @@ from typing import Any
 
 import torch
 
+from mor.data import collate
 from mor.model import MoRConfig, MoRModel, apply_mor, load_mor, save_mor
 from mor.spec import TrainJobSpec
 from mor.train.batching import LengthGroupedBatchSampler
 from mor.train.checkpoint import TrainState, read_checkpoint, write_checkpoint
 from mor.train.objective import Objective, role_cross_entropy
 
-__all__ = ["train_loop_per_worker", "mor_config_from_spec", "load_samples", "pad_batch", "total_steps"]
+__all__ = ["train_loop_per_worker", "mor_config_from_spec", "load_samples", "total_steps"]
 
 
 def mor_config_from_spec(spec: TrainJobSpec) -> MoRConfig:
@@ -39,22 +40,6 @@ def load_samples(path: str | Path) -> list[dict[str, list[int]]]:
     """Read encoded samples (JSON lines of input_ids, role_ids, labels)."""
     with Path(path).open() as handle:
         return [json.loads(line) for line in handle if line.strip()]
-
-
-def pad_batch(samples: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; padding gets role 0, label -100 and attention 0."""
-    width = max(len(s["input_ids"]) for s in samples)
-
-    def _pad(key: str, fill: int) -> torch.Tensor:
-        return torch.tensor([s[key] + [fill] * (width - len(s[key])) for s in samples], dtype=torch.long)
-
-    mask = torch.tensor([[1] * len(s["input_ids"]) + [0] * (width - len(s["input_ids"])) for s in samples])
-    return {
-        "input_ids": _pad("input_ids", pad_token_id),
-        "role_ids": _pad("role_ids", 0),
-        "labels": _pad("labels", -100),
-        "attention_mask": mask,
-    }
 
 
 def total_steps(spec: TrainJobSpec, batches_per_epoch: int) -> int:
@@ -81,7 +66,7 @@ def _batches(sampler: LengthGroupedBatchSampler, state: TrainState, samples: lis
         sampler.set_epoch(epoch, skip=skip)
         for offset, indices in enumerate(sampler):
             state.epoch, state.batch_in_epoch = epoch, skip + offset + 1
-            yield epoch, pad_batch([samples[i] for i in indices], pad_token_id)
+            yield epoch, collate([samples[i] for i in indices], pad_token_id=pad_token_id)
         epoch += 1
         skip = 0
 
@@ -142,9 +127,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         scheduler.load_state_dict(resumed["scheduler"])
     resumed_from = state.step
 
-    model = ray.train.torch.prepare_model(  # [Ray] DDP wrapper (and device placement)
-        mor_model, parallel_strategy_kwargs={"find_unused_parameters": True}
-    )
+    # Every adapter parameter takes part in every forward (absent roles add an exact zero), so DDP needs no
+    # unused-parameter search.
+    model = ray.train.torch.prepare_model(mor_model)  # [Ray] DDP wrapper (and device placement)
     model.train()
     window_tokens, window_start = 0, time.perf_counter()
     started = time.perf_counter()
@@ -171,10 +156,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         done_here = state.step - resumed_from
         eta = (time.perf_counter() - started) / max(done_here, 1) * (steps - state.step)
         metrics: dict[str, float] = {
-            "loss": float(objective.total),
-            "ce": float(objective.ce),
-            "aux": float(objective.aux),
-            "orth": float(objective.orth),
+            "loss": objective.total.item(),
+            "ce": objective.ce.item(),
+            "aux": objective.aux.item(),
+            "orth": objective.orth.item(),
             "grad_norm": float(grad_norm),
             "lr": float(scheduler.get_last_lr()[0]),
             "tokens_per_s": tokens_per_s,
