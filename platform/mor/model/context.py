@@ -109,7 +109,7 @@ def build_routing_plan(role_ids: torch.Tensor, num_roles: int, device: torch.dev
 @dataclass
 class _ThreadSlot:
     plans: list[RoutingPlan] = field(default_factory=list)
-    recording: list[bool] = field(default_factory=list)
+    recording: list[str] = field(default_factory=list)  # "keep", "discard" or "off" per pushed plan
     records: list[RoutingRecord] = field(default_factory=list)
     generation: list[Any] = field(default_factory=list)
     step_pushed: list[bool] = field(default_factory=list)
@@ -132,13 +132,20 @@ class RoutingState:
             self._local.slot = slot
         return slot
 
-    def push(self, plan: RoutingPlan, *, record: bool) -> None:
-        """Make `plan` current in this thread until the matching `pop` (prefer `activate`)."""
+    def push(self, plan: RoutingPlan, *, record: bool, discard_records: bool = False) -> None:
+        """Make `plan` current in this thread until the matching `pop` (prefer `activate`).
+
+        With `record`, the layers compute their router losses and statistics; they replace the thread's records
+        unless `discard_records` (used by checkpoint recomputation, which must repeat the same operations).
+        """
         slot = self._slot()
+        mode = "off"
         if record:
-            slot.records = []
+            mode = "discard" if discard_records else "keep"
+            if mode == "keep":
+                slot.records = []
         slot.plans.append(plan)
-        slot.recording.append(record)
+        slot.recording.append(mode)
 
     def pop(self) -> None:
         """Remove the plan set by the last `push` of this thread."""
@@ -147,9 +154,9 @@ class RoutingState:
         slot.recording.pop()
 
     @contextmanager
-    def activate(self, plan: RoutingPlan, *, record: bool) -> Iterator[RoutingPlan]:
+    def activate(self, plan: RoutingPlan, *, record: bool, discard_records: bool = False) -> Iterator[RoutingPlan]:
         """Make `plan` the current one in this thread for the duration of the block."""
-        self.push(plan, record=record)
+        self.push(plan, record=record, discard_records=discard_records)
         try:
             yield plan
         finally:
@@ -162,12 +169,14 @@ class RoutingState:
 
     def recording(self) -> bool:
         """Whether the current forward records router losses and statistics."""
-        flags = self._slot().recording
-        return bool(flags) and flags[-1]
+        modes = self._slot().recording
+        return bool(modes) and modes[-1] != "off"
 
     def add_record(self, record: RoutingRecord) -> None:
         """Store one layer/role routing record for the current forward of this thread."""
-        self._slot().records.append(record)
+        slot = self._slot()
+        if slot.recording and slot.recording[-1] == "keep":
+            slot.records.append(record)
 
     def records(self) -> list[RoutingRecord]:
         """Records of the last recorded forward of this thread."""
@@ -202,8 +211,11 @@ class RoutingState:
             self.pop()
 
     def checkpoint_contexts(self) -> tuple[ContextManager[Any], ContextManager[Any]]:
-        """`context_fn` for `torch.utils.checkpoint`: the recomputation sees the plan of the original forward."""
+        """`context_fn` for `torch.utils.checkpoint`: the recomputation sees the plan of the original forward.
+
+        It repeats the forward's operations exactly (the checkpoint checks that) but keeps the forward's records.
+        """
         plan = self.current()
         if plan is None:
             return nullcontext(), nullcontext()
-        return nullcontext(), self.activate(plan, record=False)
+        return nullcontext(), self.activate(plan, record=self.recording(), discard_records=True)
