@@ -12,6 +12,7 @@ import pytest
 
 from mor.cluster import (
     ClusterInfo,
+    ClusterStartError,
     cluster_processes,
     ensure_local_cluster,
     find_local_cluster,
@@ -118,3 +119,17 @@ def test_two_homes_run_two_clusters_and_stop_touches_only_its_own(
     assert stop_local_cluster(other) is False
     # The session's cluster is untouched.
     assert find_local_cluster(ray_settings) is not None
+
+
+@pytest.mark.slow
+def test_a_failed_start_is_explained_and_leaves_nothing_running(tmp_path_factory: pytest.TempPathFactory) -> None:
+    settings = settings_for(tmp_path_factory.mktemp("bad-home"))
+    with pytest.raises(ClusterStartError) as error:
+        ensure_local_cluster(settings, object_store_memory=1)  # Ray's minimum is 75 MiB
+    message = str(error.value)
+    assert "ray start: exited with code" in message
+    assert "minimum allowed is" in message  # Ray's own reason, from the start log
+    assert cluster_processes(settings.ray_dir) == []  # the GCS and dashboard it had started are gone
+    assert find_local_cluster(settings) is None
+    with pytest.raises(ClusterStartError, match="num_cpus: got 0, must be at least 1"):
+        ensure_local_cluster(settings, num_cpus=0)

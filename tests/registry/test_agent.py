@@ -75,6 +75,8 @@ def test_register_then_resolve_gives_back_the_same_model(
     assert resolve_model(f"models:/{unique_name}/latest", mlflow_settings).version == "1"
     copy = resolve_model(f"models:/{unique_name}/1", mlflow_settings, destination=tmp_path / "copy")
     assert copy.root == tmp_path / "copy" and copy.roles == agent.roles
+    from_run = resolve_model(f"runs:/{session.run_id}/agent", mlflow_settings)
+    assert from_run.version is None and from_run.run_id == session.run_id and from_run.roles == agent.roles
     # A local directory resolves to itself.
     assert resolve_model(str(agent.root), mlflow_settings).adapters == agent.adapters
 

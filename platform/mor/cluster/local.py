@@ -56,6 +56,8 @@ _LOCK_FILE = ".lock"
 _MAX_TEMP_DIR_LEN = 40
 _START_TIMEOUT_S = 180.0
 _READY_TIMEOUT_S = 90.0
+_BUSY_PATIENCE_S = 30.0
+_START_ATTEMPTS = 2
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,8 @@ def ensure_local_cluster(
     this process) when it is not. `num_cpus` defaults to the machine's CPU count, `object_store_memory` (bytes)
     to Ray's default; both only apply when a new head node is started.
     """
+    if num_cpus is not None and num_cpus < 1:
+        raise ClusterStartError(f"num_cpus: got {num_cpus}, must be at least 1; e.g. num_cpus=2")
     external = address or settings.ray_address
     if external:
         dashboard_url = normalize_dashboard_address(external)
@@ -137,7 +141,15 @@ def ensure_local_cluster(
         if running is not None:
             return running
         _kill_leftovers(ray_dir)
-        return _start_head(ray_dir, num_cpus=num_cpus, object_store_memory=object_store_memory)
+        attempts_left = _START_ATTEMPTS
+        while True:
+            try:
+                return _start_head(ray_dir, num_cpus=num_cpus, object_store_memory=object_store_memory)
+            except _StartExited as exc:
+                # A port picked free can be taken by someone else before Ray binds it: retry with new ports.
+                attempts_left -= 1
+                if attempts_left == 0 or "in use" not in str(exc):
+                    raise
 
 
 def find_local_cluster(settings: Settings) -> ClusterInfo | None:
@@ -183,10 +195,21 @@ def cluster_processes(ray_dir: Path) -> list[int]:
     return pids
 
 
+class _StartExited(ClusterStartError):
+    """`ray start` exited with an error (worth one retry with fresh ports)."""
+
+
 def _running_cluster(ray_dir: Path) -> ClusterInfo | None:
+    """The recorded cluster if its job server answers; a busy machine gets `_BUSY_PATIENCE_S` to answer while
+    the cluster's processes are alive, so a slow dashboard is never mistaken for a dead one."""
     info = _read_state(ray_dir)
-    if info is None or not _dashboard_ready(info.dashboard_url, info.token, timeout_s=3.0):
+    if info is None:
         return None
+    deadline = time.monotonic() + _BUSY_PATIENCE_S
+    while not _dashboard_ready(info.dashboard_url, info.token, timeout_s=5.0):
+        if time.monotonic() > deadline or not cluster_processes(ray_dir):
+            return None
+        time.sleep(1.0)
     return info
 
 
@@ -241,7 +264,7 @@ def _start_head(ray_dir: Path, *, num_cpus: int | None, object_store_memory: int
             ) from exc
     if result.returncode != 0:
         _kill_leftovers(ray_dir)
-        raise ClusterStartError(
+        raise _StartExited(
             f"ray start: exited with code {result.returncode}; last lines of {log_path}:\n{_tail(log_path)}\n"
             "fix: free the machine's resources or run `mor cluster stop` and retry"
         )
