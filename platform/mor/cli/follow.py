@@ -1,0 +1,87 @@
+"""Live rendering of a job's progress events (rich), and the final summary table."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from mor.cluster import ProgressEvent
+
+__all__ = ["render_progress", "summary_from_logs", "summary_table"]
+
+SUMMARY_MARKER = "MOR_SUMMARY"
+
+
+def _describe(event: ProgressEvent) -> str:
+    parts: list[str] = []
+    if event.loss is not None:
+        parts.append(f"loss {event.loss:.3f}")
+    if event.tokens_per_s is not None:
+        parts.append(f"{event.tokens_per_s:,.0f} tok/s")
+    for key in ("accuracy", "passed"):
+        if key in event.metrics:
+            parts.append(f"{key} {event.metrics[key]:.3f}")
+    if event.eta_s is not None and event.total and event.step < event.total:
+        minutes, seconds = divmod(int(event.eta_s), 60)
+        parts.append(f"ETA {minutes}:{seconds:02d}")
+    return "  ".join(parts)
+
+
+def render_progress(events: Iterable[ProgressEvent], console: Console) -> ProgressEvent | None:
+    """Show one progress bar per stage as events arrive; return the last event."""
+    last: ProgressEvent | None = None
+    tasks: dict[str, TaskID] = {}
+    columns = (
+        TextColumn("[bold]{task.fields[stage]:<9}"),
+        BarColumn(),
+        TextColumn("{task.completed:>6.0f}/{task.total:<6.0f}"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as progress:
+        for event in events:
+            last = event
+            task = tasks.get(event.stage)
+            total = float(event.total) if event.total else None
+            if task is None:
+                task = progress.add_task(event.stage, total=total, stage=event.stage, detail="")
+                tasks[event.stage] = task
+            progress.update(task, completed=event.step, total=total, detail=_describe(event))
+    return last
+
+
+def summary_from_logs(text: str) -> dict[str, object] | None:
+    """The job's summary (its `MOR_SUMMARY {...}` log line), if it printed one."""
+    for line in reversed(text.splitlines()):
+        index = line.find(SUMMARY_MARKER + " ")
+        if index >= 0:
+            try:
+                return json.loads(line[index + len(SUMMARY_MARKER) + 1 :])
+            except json.JSONDecodeError:
+                return None
+    return None
+
+
+def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
+    """The end-of-job table: registered version, held-out accuracy, where to look."""
+    table = Table(title=f"job {summary.get('job_name')}: done", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    table.add_row("training", f"{summary.get('steps')} steps in {summary.get('train_seconds')} s, "
+                              f"final loss {float(summary.get('final_loss') or 0):.4f}")
+    if summary.get("model_uri"):
+        alias = f"  (alias {summary['alias_uri']})" if summary.get("alias_uri") else ""
+        table.add_row("registered", f"{summary['model_uri']}{alias}")
+    for result in summary.get("evals") or []:  # type: ignore[union-attr]
+        metrics = result.get("metrics", {})
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        table.add_row(f"eval {result.get('suite')}", f"{shown}  ({result.get('items')} items, SQL run "
+                                                     f"{result.get('run_id')})")
+    table.add_row("MLflow run", str(summary.get("mlflow_run_id")))
+    ui = f"mlflow ui --backend-store-uri {tracking_uri}"
+    table.add_row("look", ui)
+    return table
