@@ -140,7 +140,7 @@ def ensure_local_cluster(
         running = _running_cluster(ray_dir)
         if running is not None:
             return running
-        _kill_leftovers(ray_dir)
+        _kill_leftovers(ray_dir, grace_s=3.0)
         attempts_left = _START_ATTEMPTS
         while True:
             try:
@@ -258,12 +258,12 @@ def _start_head(ray_dir: Path, *, num_cpus: int | None, object_store_memory: int
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            _kill_leftovers(ray_dir)
+            _kill_leftovers(ray_dir, grace_s=3.0)
             raise ClusterStartError(
                 f"ray start: the head node did not start within {_START_TIMEOUT_S:.0f} s; see {log_path}"
             ) from exc
     if result.returncode != 0:
-        _kill_leftovers(ray_dir)
+        _kill_leftovers(ray_dir, grace_s=3.0)
         raise _StartExited(
             f"ray start: exited with code {result.returncode}; last lines of {log_path}:\n{_tail(log_path)}\n"
             "fix: free the machine's resources or run `mor cluster stop` and retry"
@@ -272,7 +272,7 @@ def _start_head(ray_dir: Path, *, num_cpus: int | None, object_store_memory: int
     deadline = time.monotonic() + _READY_TIMEOUT_S
     while not _dashboard_ready(dashboard_url, token, timeout_s=3.0):
         if time.monotonic() > deadline:
-            _kill_leftovers(ray_dir)
+            _kill_leftovers(ray_dir, grace_s=3.0)
             raise ClusterStartError(
                 f"ray start: the job server at {dashboard_url} did not answer within {_READY_TIMEOUT_S:.0f} s; "
                 f"see the dashboard logs under {temp_dir}/session_latest/logs"
