@@ -269,3 +269,65 @@ def test_copied_model_gets_its_own_routing_state() -> None:
         assert torch.equal(clone(input_ids=input_ids, role_ids=role_ids).logits,
                            mor_model(input_ids=input_ids, role_ids=role_ids).logits)
     assert isinstance(clone.base_model, nn.Module)
+
+
+# --- DistributedDataParallel: two gloo processes on CPU -------------------------------------------------------------
+
+def _ddp_model() -> MoRModel:
+    mor_model = apply_mor(build_base(), MoRConfig(rank=4))
+    perturb_adapters(mor_model)
+    return mor_model
+
+
+def _ddp_batches() -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
+    """Per step, per rank: (input_ids, role_ids); each rank's batch lacks some roles."""
+    input_ids, mixed = _batch(seed=11, length=8)
+    only_reasoner, only_summarizer = torch.zeros_like(mixed), torch.full_like(mixed, 2)
+    executor_and_summarizer = 1 + (mixed > 0).long()
+    reasoner_and_executor = (mixed > 0).long()
+    return [
+        [(input_ids, only_reasoner), (input_ids.flip(1), executor_and_summarizer)],
+        [(input_ids, only_summarizer), (input_ids.flip(0), reasoner_and_executor)],
+    ]
+
+
+def _ddp_loss(model: nn.Module, mor_model: MoRModel, input_ids: torch.Tensor, role_ids: torch.Tensor) -> torch.Tensor:
+    out = model(input_ids=input_ids, role_ids=role_ids, labels=input_ids)
+    return out.loss + 0.01 * mor_model.aux_loss()  # no orth loss: it alone would touch every A and B
+
+
+def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    try:
+        mor_model = _ddp_model()
+        ddp = DistributedDataParallel(mor_model)  # find_unused_parameters=False (the default)
+        for step, batches in enumerate(_ddp_batches()):
+            ddp.zero_grad()
+            loss = _ddp_loss(ddp, ddp.module, *batches[rank])
+            loss.backward()
+            grads = {n: p.grad.clone() for n, p in mor_model.named_parameters() if p.requires_grad}
+            torch.save(grads, f"{out_dir}/step{step}-rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_processes_with_missing_roles_and_no_unused_parameter_search(tmp_path) -> None:
+    import torch.multiprocessing as mp
+
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    reference = _ddp_model()
+    for step, batches in enumerate(_ddp_batches()):
+        per_rank = []
+        for input_ids, role_ids in batches:
+            reference.zero_grad()
+            _ddp_loss(reference, reference, input_ids, role_ids).backward()
+            per_rank.append({n: p.grad.clone() for n, p in reference.named_parameters() if p.requires_grad})
+        expected = {name: (per_rank[0][name] + per_rank[1][name]) / 2 for name in per_rank[0]}
+        for rank in range(2):
+            got = torch.load(tmp_path / f"step{step}-rank{rank}.pt")
+            assert got.keys() == expected.keys()
+            assert max((got[n] - expected[n]).abs().max().item() for n in expected) < 1e-5
