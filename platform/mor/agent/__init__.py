@@ -1,0 +1,24 @@
+"""The role-gated agent: a loop over role generators (plain HF or MoR), parsing of role outputs, and the
+single-step API over OpenAI chat messages."""
+
+from mor.agent.generator import HFRoleGenerator, MoRRoleGenerator, RoleGenerator
+from mor.agent.loop import Agent, AgentAction, AgentConfig, AgentFailure, AgentRun, ExecuteTool
+from mor.agent.messages import messages_to_trajectory, tool_calls_message
+from mor.agent.parse import ParseFailure, parse_calls, parse_reasoner
+
+__all__ = [
+    "Agent",
+    "AgentAction",
+    "AgentConfig",
+    "AgentFailure",
+    "AgentRun",
+    "ExecuteTool",
+    "HFRoleGenerator",
+    "MoRRoleGenerator",
+    "ParseFailure",
+    "RoleGenerator",
+    "messages_to_trajectory",
+    "parse_calls",
+    "parse_reasoner",
+    "tool_calls_message",
+]
