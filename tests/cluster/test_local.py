@@ -103,9 +103,23 @@ def test_two_homes_run_two_clusters_and_stop_touches_only_its_own(
     tmp_path_factory: pytest.TempPathFactory, local_cluster: ClusterInfo, ray_settings: Settings
 ) -> None:
     other = settings_for(tmp_path_factory.mktemp("second-home"))
-    info = ensure_local_cluster(other, num_cpus=1)
+    # Started by a process that then exits, as `mor job submit` does: the cluster must outlive it.
+    code = (
+        "from mor.cluster import ensure_local_cluster; from mor.settings import Settings; "
+        "print(ensure_local_cluster(Settings(), num_cpus=1).started)"
+    )
+    started = subprocess.run(
+        [sys.executable, "-c", code],
+        env=_child_env(MOR_HOME=str(other.home)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert started.stdout.split()[-1] == "True"
     try:
-        assert info.started
+        info = find_local_cluster(other)
+        assert info is not None and info.num_cpus == 1
         assert info.dashboard_url != local_cluster.dashboard_url and info.address != local_cluster.address
         assert info.token != local_cluster.token
         own = set(cluster_processes(other.ray_dir))

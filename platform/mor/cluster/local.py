@@ -266,7 +266,7 @@ def _start_head(ray_dir: Path, *, num_cpus: int | None, object_store_memory: int
         _kill_leftovers(ray_dir, grace_s=3.0)
         raise _StartExited(
             f"ray start: exited with code {result.returncode}; last lines of {log_path}:\n{_tail(log_path)}\n"
-            "fix: free the machine's resources or run `mor cluster stop` and retry"
+            f"fix: correct the cause above and retry; Ray's own logs are under {temp_dir}/session_latest/logs"
         )
     dashboard_url = f"http://127.0.0.1:{dashboard_port}"
     deadline = time.monotonic() + _READY_TIMEOUT_S

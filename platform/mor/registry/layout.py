@@ -24,14 +24,20 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from mor.registry.errors import RegistryError
 
 __all__ = [
+    "ADAPTERS_DIR",
+    "BASE_DIR",
     "FORMAT_NAME",
     "FORMAT_VERSION",
     "MANIFEST_FILE",
+    "SPEC_FILE",
+    "TOKENIZER_DIR",
     "BaseModelRef",
     "LocalAgentDir",
     "SavesPretrained",
     "build_manifest",
+    "check_inputs",
     "file_index",
+    "materialize",
     "read_agent_dir",
     "write_agent_dir",
 ]
