@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -21,6 +23,10 @@ from mor.cluster import (
 from mor.settings import Settings
 
 from .conftest import settings_for
+
+
+def _digest(ray_dir: Path) -> str:
+    return hashlib.sha256(str(ray_dir).encode()).hexdigest()[:12]
 
 
 def _child_env(**extra: str) -> dict[str, str]:
@@ -145,5 +151,6 @@ def test_a_failed_start_is_explained_and_leaves_nothing_running(tmp_path_factory
     assert "minimum allowed is" in message  # Ray's own reason, from the start log
     assert cluster_processes(settings.ray_dir) == []  # the GCS and dashboard it had started are gone
     assert find_local_cluster(settings) is None
+    assert not list(Path(tempfile.gettempdir()).glob(f"mor-ray-{_digest(settings.ray_dir)}"))  # no leak
     with pytest.raises(ClusterStartError, match="num_cpus: got 0, must be at least 1"):
         ensure_local_cluster(settings, num_cpus=0)

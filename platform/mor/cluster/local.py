@@ -258,24 +258,26 @@ def _start_head(ray_dir: Path, *, num_cpus: int | None, object_store_memory: int
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
-            _kill_leftovers(ray_dir, grace_s=3.0)
+            _abandon_start(ray_dir, temp_dir)
             raise ClusterStartError(
                 f"ray start: the head node did not start within {_START_TIMEOUT_S:.0f} s; see {log_path}"
             ) from exc
     if result.returncode != 0:
-        _kill_leftovers(ray_dir, grace_s=3.0)
+        kept = _abandon_start(ray_dir, temp_dir)
         raise _StartExited(
             f"ray start: exited with code {result.returncode}; last lines of {log_path}:\n{_tail(log_path)}\n"
-            f"fix: correct the cause above and retry; Ray's own logs are under {temp_dir}/session_latest/logs"
+            "fix: correct the cause above and retry"
+            + (f"; Ray's own logs are under {temp_dir}/session_latest/logs" if kept else "")
         )
     dashboard_url = f"http://127.0.0.1:{dashboard_port}"
     deadline = time.monotonic() + _READY_TIMEOUT_S
     while not _dashboard_ready(dashboard_url, token, timeout_s=3.0):
         if time.monotonic() > deadline:
-            _kill_leftovers(ray_dir, grace_s=3.0)
+            _dump_dashboard_log(temp_dir, log_path)
+            _abandon_start(ray_dir, temp_dir)
             raise ClusterStartError(
                 f"ray start: the job server at {dashboard_url} did not answer within {_READY_TIMEOUT_S:.0f} s; "
-                f"see the dashboard logs under {temp_dir}/session_latest/logs"
+                f"the dashboard's log is appended to {log_path}"
             )
         time.sleep(0.5)
     info = ClusterInfo(
@@ -293,6 +295,24 @@ def _start_head(ray_dir: Path, *, num_cpus: int | None, object_store_memory: int
     partial.write_text(info._to_json())
     partial.replace(state_path)
     return info
+
+
+def _abandon_start(ray_dir: Path, temp_dir: Path) -> bool:
+    """Clean up after a failed start; True when Ray's temp dir (with its logs) was kept under `ray_dir`."""
+    _kill_leftovers(ray_dir, grace_s=3.0)
+    if _is_within(temp_dir, ray_dir):
+        return True
+    shutil.rmtree(temp_dir, ignore_errors=True)  # a short dir under the system temp dir: do not leak it
+    return False
+
+
+def _dump_dashboard_log(temp_dir: Path, log_path: Path) -> None:
+    dashboard_log = temp_dir / "session_latest" / "logs" / "dashboard.log"
+    try:
+        with log_path.open("a") as log:
+            log.write(f"\n--- {dashboard_log} ---\n{_tail(dashboard_log, 50)}\n")
+    except OSError:
+        pass
 
 
 def _cluster_env(ray_dir: Path, token_path: Path) -> dict[str, str]:
