@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-__all__ = ["MetricsSink", "ProgressSink"]
+__all__ = ["JsonlMetricsSink", "MetricsSink", "ProgressSink"]
 
 
 @runtime_checkable
@@ -21,3 +23,16 @@ class ProgressSink(Protocol):
 
     def report(self, stage: str, step: int, total: int, metrics: dict[str, float] | None = None) -> None:
         """Publish where the stage stands."""
+
+
+class JsonlMetricsSink:
+    """Appends `{"step": …, **metrics}` lines to a local file (offline runs, debugging, tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        """Append one line for `step`."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"step": step, **metrics}) + "\n")

@@ -1,0 +1,170 @@
+"""The job entry point run inside a Ray job: `python -m mor.pipeline.run --spec SPEC [--job-id ID]`.
+
+Stages: data → train (Ray Train) → register (MLflow) → eval (SQL + MLflow). Every stage reports progress lines for
+the CLI. A failing job leaves nothing half-written: the MLflow run ends FAILED, a registration is rolled back, and
+evaluation rows are marked failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mor.cluster import ProgressReporter
+from mor.pipeline.evaluate import EvalOutcome, evaluate_registered_agent
+from mor.pipeline.prepare import PreparedData, prepare_training
+from mor.pipeline.sinks import MlflowMetricsSink
+from mor.registry import JOB_ID_TAG, BaseModelRef, RegisteredAgent, TrackingSession, register_agent
+from mor.registry.agent import unregister_agent
+from mor.settings import Settings
+from mor.spec import TrainJobSpec, parse_spec
+from mor.train import TrainInputs, build_trainer, read_checkpoint
+
+__all__ = ["JobSummary", "run_train_job", "main", "SUMMARY_MARKER"]
+
+SUMMARY_MARKER = "MOR_SUMMARY"
+
+
+@dataclass
+class JobSummary:
+    """What a finished train job produced, printed as the job's last log line for the CLI."""
+
+    job_name: str
+    mlflow_run_id: str
+    tracking_uri: str
+    steps: int
+    train_seconds: float
+    final_loss: float
+    model_uri: str | None = None
+    alias_uri: str | None = None
+    evals: list[dict[str, object]] = field(default_factory=list)
+    samples: int = 0
+
+    def to_line(self) -> str:
+        """The log line that carries the summary."""
+        return f"{SUMMARY_MARKER} {json.dumps(asdict(self), sort_keys=True)}"
+
+
+def _base_ref(spec: TrainJobSpec) -> BaseModelRef:
+    base = spec.base_model.model_dump(mode="json")
+    if "builtin" in base:
+        return BaseModelRef("builtin", base["builtin"])
+    if "path" in base:
+        return BaseModelRef("path", str(base["path"]))
+    return BaseModelRef("hub", base["hub"], base.get("revision"))
+
+
+def _train(spec: TrainJobSpec, prepared: PreparedData, settings: Settings, session: TrackingSession,
+           progress: ProgressReporter) -> tuple[Path, float, int, float]:
+    trainer = build_trainer(
+        spec,
+        TrainInputs(prepared.base_dir, prepared.samples_path, prepared.pad_token_id),
+        storage_path=settings.storage_dir,
+        run_name=f"{spec.name}-{session.run_id[:12]}",
+        metrics_sink=MlflowMetricsSink(settings, session.run_id),
+        progress_sink=progress,
+    )
+    started = time.perf_counter()
+    result = trainer.fit()  # [Ray] runs the workers; restarts them from the latest checkpoint on failure
+    seconds = time.perf_counter() - started
+    if result.checkpoint is None:
+        raise RuntimeError("training finished without a checkpoint; see the job logs for the workers' errors")
+    local = Path(tempfile.mkdtemp(prefix="mor-final-"))
+    checkpoint_dir = Path(result.checkpoint.to_directory(str(local / "checkpoint")))
+    adapter_dir, _, state = read_checkpoint(checkpoint_dir)
+    final_loss = float((result.metrics or {}).get("loss", float("nan")))
+    return adapter_dir, final_loss, state.step, seconds
+
+
+def _split_roles(adapter_dir: Path, prepared: PreparedData, roles: list[str], target: Path) -> dict[str, Path]:
+    """Per-role adapter directories, so each role can be versioned and swapped on its own."""
+    from transformers import AutoModelForCausalLM
+
+    from mor.model import load_mor, save_mor
+
+    model = load_mor(AutoModelForCausalLM.from_pretrained(prepared.base_dir), adapter_dir)
+    return {role: save_mor(model, target / role, roles=[role]) for role in roles}
+
+
+def run_train_job(spec: TrainJobSpec, spec_text: str, settings: Settings, *, job_id: str | None = None,
+                  progress: ProgressReporter | None = None) -> JobSummary:
+    """Run every stage of a train job on the connected Ray cluster."""
+    progress = progress or ProgressReporter()
+    progress.report("data", 0, 1)
+    prepared = prepare_training(spec, settings.cache_dir)
+    progress.report("data", 1, 1, {"train_trajectories": len(prepared.dataset.train),
+                                   "test_trajectories": len(prepared.dataset.test),
+                                   "samples": prepared.samples})
+    tags = {JOB_ID_TAG: job_id or "local", "mor.kind": spec.kind}
+    registered: RegisteredAgent | None = None
+    with TrackingSession.start(settings, experiment=spec.name, run_name=job_id or spec.name, tags=tags) as session:
+        try:
+            session.log_spec(spec.model_dump(mode="json", by_alias=True), spec_text=spec_text)
+            session.log_params({"data.samples": prepared.samples, "data.fit": prepared.fit_summary,
+                                "data.dataset_dir": str(prepared.dataset.directory)})
+            adapter_dir, final_loss, steps, seconds = _train(spec, prepared, settings, session, progress)
+            summary = JobSummary(
+                job_name=spec.name, mlflow_run_id=session.run_id, tracking_uri=settings.tracking_uri, steps=steps,
+                train_seconds=round(seconds, 1), final_loss=final_loss, samples=prepared.samples,
+            )
+            if spec.register_ is not None:
+                progress.report("register", 0, 1)
+                with tempfile.TemporaryDirectory(prefix="mor-roles-") as scratch:
+                    adapters = _split_roles(adapter_dir, prepared, list(spec.mor.roles), Path(scratch))
+                    base = _base_ref(spec)
+                    registered = register_agent(
+                        session, model_name=spec.register_.model_name, base=base, adapters=adapters,
+                        tokenizer=prepared.base_dir, spec_text=spec_text,
+                        base_weights=prepared.base_dir if base.kind == "builtin" else None,
+                        alias=spec.register_.alias, description=spec.description,
+                        tags={JOB_ID_TAG: job_id or "local"},
+                    )
+                summary.model_uri, summary.alias_uri = registered.uri, registered.alias_uri
+                progress.report("register", 1, 1)
+            if spec.eval is not None:
+                if registered is None:
+                    raise ValueError("eval: needs register (the evaluated agent is the registered version)")
+                outcomes: list[EvalOutcome] = evaluate_registered_agent(
+                    spec, registered, prepared, settings, session=session, progress=progress, job_id=job_id,
+                )
+                summary.evals = [outcome.as_dict() for outcome in outcomes]
+            session.flush()
+        except BaseException:
+            if registered is not None:
+                unregister_agent(session, registered)
+            raise
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry of the Ray job."""
+    parser = argparse.ArgumentParser(prog="python -m mor.pipeline.run", description=__doc__)
+    parser.add_argument("--spec", type=Path, default=None,
+                        help="YAML job spec (default: the MOR_JOB_SPEC environment variable set by `mor job submit`)")
+    parser.add_argument("--job-id", default=None, help="Ray job submission id")
+    args = parser.parse_args(argv)
+    if args.spec is not None:
+        spec_text, source = args.spec.read_text(), str(args.spec)
+    elif os.environ.get("MOR_JOB_SPEC"):
+        spec_text, source = os.environ["MOR_JOB_SPEC"], os.environ.get("MOR_JOB_SPEC_SOURCE", "<submitted spec>")
+    else:
+        parser.error("give --spec or set MOR_JOB_SPEC")
+    spec = parse_spec(spec_text, source=source, spec_dir=Path(source).parent if Path(source).is_absolute() else None)
+    if not isinstance(spec, TrainJobSpec):
+        raise SystemExit(f"{source}: kind {spec.kind!r} jobs are not run by this entry point")
+    import ray
+
+    ray.init(address="auto", log_to_driver=True)  # [Ray] join the cluster the job runs on
+    summary = run_train_job(spec, spec_text, Settings(), job_id=args.job_id)
+    print(summary.to_line(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""A Ray Train worker killed mid-run: the worker group restarts from the latest checkpoint and finishes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mor.pipeline.prepare import prepare_training
+from mor.spec import parse_spec
+from mor.train import JsonlMetricsSink, TrainInputs, build_trainer, read_checkpoint
+
+pytestmark = pytest.mark.slow
+
+SPEC = """\
+kind: train
+name: resume
+base_model: {builtin: tiny-llama}
+data: {sources: [{synthetic: {tools: 8, trajectories: 120, seed: 4}}]}
+mor: {rank: 4, roles: {reasoner: {routed: 2, top_k: 1}, executor: {routed: 2, top_k: 1}, summarizer: {routed: 2, top_k: 1}}}
+train: {max_steps: 24, batch_size: 2, max_seq_len: 512, workers: 2, checkpoint_every: 4, log_every: 2, max_failures: 2, lr: 1.0e-3}
+"""
+
+
+def _records(path: Path) -> list[dict[str, float]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _train_workers() -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "name"]):
+        text = " ".join(process.info.get("cmdline") or []) + " " + (process.info.get("name") or "")
+        if "RayTrainWorker" in text:
+            found.append(process)
+    return found
+
+
+def test_killed_worker_resumes_from_latest_checkpoint(ray_connected: None, tmp_path: Path) -> None:
+    spec = parse_spec(SPEC)
+    prepared = prepare_training(spec, tmp_path / "cache")
+    log = tmp_path / "metrics.jsonl"
+    trainer = build_trainer(
+        spec, TrainInputs(prepared.base_dir, prepared.samples_path, prepared.pad_token_id),
+        storage_path=tmp_path / "storage", run_name="resume", metrics_sink=JsonlMetricsSink(log),
+    )
+    outcome: dict[str, object] = {}
+    thread = threading.Thread(target=lambda: outcome.setdefault("result", trainer.fit()), daemon=True)
+    thread.start()
+
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:  # wait for the first checkpoint (step 4) and a few steps past it
+        steps = [record["step"] for record in _records(log)]
+        if steps and max(steps) >= 6:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("training did not reach step 6 in time")
+    workers = _train_workers()
+    assert workers, "found the Ray Train worker processes"
+    os.kill(workers[0].pid, signal.SIGKILL)
+
+    thread.join(timeout=400)
+    assert not thread.is_alive(), "training finished after the restart"
+    result = outcome["result"]
+    assert result.error is None
+    adapter_dir, _, state = read_checkpoint(Path(result.checkpoint.path))
+    assert state.step == 24
+    assert (adapter_dir / "mor_config.json").is_file()
+    records = [(int(r["step"]), int(r["resumed_from_step"])) for r in _records(log)]
+    resumed = {start for _, start in records if start > 0}
+    assert resumed, "a second attempt started from a checkpoint, not from step 0"
+    assert min(resumed) >= 4 and min(resumed) % 4 == 0
+    assert max(step for step, _ in records) == 24
