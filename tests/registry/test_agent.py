@@ -16,6 +16,7 @@ from mor.registry import (
     register_agent,
     resolve_model,
     tracking_client,
+    unregister_agent,
 )
 from mor.settings import Settings
 
@@ -168,3 +169,34 @@ def test_an_incomplete_version_is_not_resolved(mlflow_settings: Settings, unique
 def test_bad_uris_are_explained(mlflow_settings: Settings, uri: str, match: str) -> None:
     with pytest.raises(RegistryError, match=match):
         resolve_model(uri, mlflow_settings)
+
+
+def test_unregister_undoes_a_registration_after_a_later_failure(
+    mlflow_settings: Settings, unique_name: str, agent_parts: AgentParts
+) -> None:
+    client = tracking_client(mlflow_settings)
+    with TrackingSession.start(mlflow_settings, experiment=unique_name) as session:
+        first = _register(session, agent_parts, unique_name, alias="candidate")
+        second = _register(session, agent_parts, unique_name, alias="candidate", artifact_path="agent-2")
+        assert (second.previous_alias_version, second.created_model) == ("1", False)
+        unregister_agent(session, second)  # e.g. the eval stage failed after registering
+        assert str(client.get_model_version_by_alias(unique_name, "candidate").version) == "1"
+        assert [str(v.version) for v in client.search_model_versions(f"name = '{unique_name}'")] == ["1"]
+        assert [item.path for item in client.list_artifacts(session.run_id)] == ["agent"]
+        assert (first.previous_alias_version, first.created_model) == (None, True)
+        unregister_agent(session, first)
+    assert client.search_registered_models(f"name = '{unique_name}'") == []
+    assert client.list_artifacts(session.run_id) == []
+
+
+def test_unregister_leaves_an_alias_moved_on_by_a_later_registration(
+    mlflow_settings: Settings, unique_name: str, agent_parts: AgentParts
+) -> None:
+    client = tracking_client(mlflow_settings)
+    with TrackingSession.start(mlflow_settings, experiment=unique_name) as session:
+        _register(session, agent_parts, unique_name, alias="candidate")
+        second = _register(session, agent_parts, unique_name, alias="candidate", artifact_path="agent-2")
+        _register(session, agent_parts, unique_name, alias="candidate", artifact_path="agent-3")
+        unregister_agent(session, second)
+    assert str(client.get_model_version_by_alias(unique_name, "candidate").version) == "3"
+    assert sorted(str(v.version) for v in client.search_model_versions(f"name = '{unique_name}'")) == ["1", "3"]

@@ -5,7 +5,7 @@
   spec) in the model registry, with aliases; `models:/name@alias` back to local files.
 """
 
-from mor.registry.agent import STATUS_TAG, RegisteredAgent, register_agent, resolve_model
+from mor.registry.agent import STATUS_TAG, RegisteredAgent, register_agent, resolve_model, unregister_agent
 from mor.registry.client import (
     experiment_artifact_location,
     get_or_create_experiment,
@@ -48,5 +48,6 @@ __all__ = [
     "resolve_model",
     "tracking_client",
     "tracking_ui_command",
+    "unregister_agent",
     "write_agent_dir",
 ]

@@ -43,7 +43,7 @@ from mor.registry.layout import (
 from mor.registry.tracking import TrackingSession
 from mor.settings import Settings
 
-__all__ = ["STATUS_TAG", "RegisteredAgent", "register_agent", "resolve_model"]
+__all__ = ["STATUS_TAG", "RegisteredAgent", "register_agent", "resolve_model", "unregister_agent"]
 
 STATUS_TAG = "mor.status"
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][\w.\-]*$")
@@ -61,6 +61,8 @@ class RegisteredAgent:
     alias: str | None
     run_id: str
     source: str
+    previous_alias_version: str | None = None
+    created_model: bool = False
 
     @property
     def uri(self) -> str:
@@ -150,14 +152,43 @@ def register_agent(
             step = f"setting alias {alias!r}"
             client.set_registered_model_alias(model_name, alias, version.version)
     except BaseException as exc:
-        notes = _rollback(client, model_name, version, source, alias, previous, created_model)
+        alias_note, failures = _rollback(
+            client, model_name, str(version.version), source, alias, previous, created_model
+        )
+        notes = "".join(f", {note}" for note in [alias_note, *failures] if note)
         raise RegistryError(
             f"register_agent: {step} failed ({type(exc).__name__}: {exc}); "
             f"version {version.version} of {model_name!r} was deleted{notes}; fix the cause and register again"
         ) from exc
     return RegisteredAgent(
-        name=model_name, version=str(version.version), alias=alias, run_id=run_id, source=source
+        name=model_name,
+        version=str(version.version),
+        alias=alias,
+        run_id=run_id,
+        source=source,
+        previous_alias_version=previous,
+        created_model=created_model,
     )
+
+
+def unregister_agent(session: TrackingSession, agent: RegisteredAgent) -> None:
+    """Undo a registration that succeeded (e.g. when a later stage of the job failed).
+
+    Deletes the version and its uploaded files, gives the alias back to the version it pointed at before
+    (or removes it), and deletes the registered model when this registration had created it and no version is
+    left. Raises RegistryError listing what could not be undone.
+    """
+    _, failures = _rollback(
+        session.client,
+        agent.name,
+        agent.version,
+        agent.source,
+        agent.alias,
+        agent.previous_alias_version,
+        agent.created_model,
+    )
+    if failures:
+        raise RegistryError(f"unregister_agent: version {agent.version} of {agent.name!r}: " + "; ".join(failures))
 
 
 def resolve_model(uri: str, settings: Settings, *, destination: Path | None = None) -> LocalAgentDir:
@@ -245,37 +276,42 @@ def _alias_target(client: MlflowClient, name: str, alias: str | None) -> str | N
 def _rollback(
     client: MlflowClient,
     name: str,
-    version: ModelVersion,
+    version: str,
     source: str,
     alias: str | None,
     previous: str | None,
     created_model: bool,
-) -> str:
-    """Undo a failed registration; return notes on what could not be undone (empty when all went well)."""
-    notes: list[str] = []
+) -> tuple[str | None, list[str]]:
+    """Undo a registration: delete the version and its files, give the alias back, drop a model this
+    registration created. Return where the alias stands now (None without alias) and what could not be undone.
+    """
+    failures: list[str] = []
     try:
-        client.delete_model_version(name, version.version)
+        client.delete_model_version(name, version)
     except MlflowException as exc:
-        notes.append(f"deleting the version failed ({exc}), delete it by hand")
+        failures.append(f"deleting the version failed ({exc.message}); delete it by hand")
+    alias_note = None
     if alias:
         try:
             current = _alias_target(client, name, alias)
-            if previous is not None and current != previous:
-                client.set_registered_model_alias(name, alias, previous)
-            elif previous is None and current is not None:
-                client.delete_registered_model_alias(name, alias)
+            # Only undo our own move: a later registration may have moved the alias on since.
+            if current in (None, version):
+                if previous is not None:
+                    client.set_registered_model_alias(name, alias, previous)
+                elif current is not None:
+                    client.delete_registered_model_alias(name, alias)
+            now = _alias_target(client, name, alias)
+            alias_note = f"alias {alias!r} points at version {now}" if now else f"alias {alias!r} is unset"
         except MlflowException as exc:
-            notes.append(f"restoring alias {alias!r} failed ({exc})")
-        notes_alias = f"alias {alias!r} points at version {previous}" if previous else f"alias {alias!r} is unset"
-        notes.insert(0, notes_alias)
+            failures.append(f"restoring alias {alias!r} failed ({exc.message})")
     _drop_model_if_created(client, name, created_model)
     try:
         from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
         get_artifact_repository(source).delete_artifacts()
     except Exception as exc:  # noqa: BLE001 - leftovers are reported, not fatal
-        notes.append(f"removing uploaded files at {source} failed ({exc})")
-    return (", " + ", ".join(notes)) if notes else ""
+        failures.append(f"removing uploaded files at {source} failed ({exc})")
+    return alias_note, failures
 
 
 def _drop_model_if_created(client: MlflowClient, name: str, created_model: bool) -> None:
