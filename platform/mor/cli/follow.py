@@ -78,7 +78,11 @@ def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
         table.add_row("registered", f"{summary['model_uri']}{alias}")
     for result in summary.get("evals") or []:  # type: ignore[union-attr]
         metrics = result.get("metrics", {})
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if isinstance(v, float))
+        headline = ("accuracy", "call_accuracy", "answer_accuracy")
+        shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in headline if k in metrics)
+        failures = {k.split(".", 1)[1]: int(v) for k, v in metrics.items() if k.startswith("failures.") and v}
+        if failures:
+            shown += "; failures by role: " + ", ".join(f"{role} {count}" for role, count in failures.items())
         table.add_row(f"eval {result.get('suite')}", f"{shown}  ({result.get('items')} items, SQL run "
                                                      f"{result.get('run_id')})")
     table.add_row("MLflow run", str(summary.get("mlflow_run_id")))

@@ -29,7 +29,16 @@ AddressOption = Annotated[
 ]
 
 
+def _quiet_ray_sdk() -> None:
+    """Ray's job SDK logs its websocket life cycle at INFO; the CLI shows its own progress instead."""
+    import logging
+
+    for name in ("ray.dashboard.modules.job.sdk", "ray.dashboard.modules.dashboard_sdk"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _client(address: str | None, console: Console, *, start: bool) -> tuple[JobClient, bool]:
+    _quiet_ray_sdk()
     settings = Settings()
     if start:
         with console.status("Connecting to Ray (starting the embedded local cluster if needed)…"):
