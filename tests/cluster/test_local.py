@@ -36,7 +36,7 @@ def _child_env(**extra: str) -> dict[str, str]:
 
 
 def test_the_cluster_is_local_authenticated_and_recorded(local_cluster: ClusterInfo, ray_settings: Settings) -> None:
-    assert local_cluster.local and local_cluster.num_cpus == 4
+    assert local_cluster.local and local_cluster.num_cpus is not None and local_cluster.num_cpus >= 1
     assert local_cluster.ray_dir == ray_settings.ray_dir
     assert local_cluster.token_path == ray_settings.ray_dir / "auth_token"
     assert local_cluster.session_dir is not None and (local_cluster.session_dir / "logs").is_dir()
@@ -86,7 +86,7 @@ def test_a_driver_connects_with_the_cluster_env(local_cluster: ClusterInfo) -> N
         timeout=180,
         check=True,
     )
-    assert result.stdout.strip().splitlines()[-1] == "4"
+    assert result.stdout.strip().splitlines()[-1] == str(local_cluster.num_cpus)
 
 
 def test_another_home_sees_no_cluster(tmp_path: Path, local_cluster: ClusterInfo) -> None:
