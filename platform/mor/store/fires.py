@@ -101,17 +101,20 @@ def plan_schedule(
     )
     if moved.rowcount != 1:
         return None
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     created = []
     for scheduled_for in times:
         values = {
             "schedule_id": schedule_id, "scheduled_for": scheduled_for, "status": "pending", "attempts": 0,
             "not_before": scheduled_for, "created_at": now, "updated_at": now,
         }
-        dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        statement = dialect.insert(ScheduleFire).values(**values).on_conflict_do_nothing(
-            index_elements=["schedule_id", "scheduled_for"]
+        statement = (
+            dialect.insert(ScheduleFire)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["schedule_id", "scheduled_for"])
+            .returning(ScheduleFire.id)
         )
-        if session.execute(statement).rowcount == 1:
+        if session.execute(statement).first() is not None:  # no row back: that time was planned already
             created.append(scheduled_for)
     return created
 
