@@ -139,6 +139,37 @@ class _GatheredDown(torch.autograd.Function):
         return (grad_x, None, *grad_weights)
 
 
+class _AddIntoRows(torch.autograd.Function):
+    """`out[tokens of g] += delta_g` for every role group, in place.
+
+    A custom function because autograd's in-place `index_add_` / slice `add_` on the base output are slow on CPU
+    (scatter-based, and a full copy of the output gradient per group); here the output gradient passes through
+    unchanged and each delta's gradient is a slice or gather of it.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, out: torch.Tensor, groups: Sequence[RoleGroup], *deltas: torch.Tensor) -> torch.Tensor:
+        out2d = out.view(-1, out.shape[-1])
+        for group, delta in zip(groups, deltas):
+            if group.index is None:
+                out2d[group.start : group.stop].add_(delta)
+            else:
+                out2d.index_add_(0, group.index, delta)
+        ctx.groups = groups
+        ctx.mark_dirty(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        groups: Sequence[RoleGroup] = ctx.groups
+        grad2d = grad.reshape(-1, grad.shape[-1])
+        delta_grads = [
+            grad2d[group.start : group.stop] if group.index is None else grad2d.index_select(0, group.index)
+            for group in groups
+        ]
+        return (grad, None, *delta_grads)
+
+
 class MoRLinear(nn.Module, BaseTunerLayer):
     """A frozen `nn.Linear` with a Mixture-of-Roles LoRA group per role; reads the role plan from its `RoutingState`."""
 
@@ -222,18 +253,15 @@ class MoRLinear(nn.Module, BaseTunerLayer):
                 f"role_ids: got {plan.num_tokens} role ids but layer {self.layer_name} sees {x2d.shape[0]} tokens; "
                 f"role_ids must have the shape of input_ids"
             )
-        if result.is_contiguous():
-            out2d = result.view(-1, self.out_features)
-        else:
-            result = result.contiguous()
-            out2d = result.view(-1, self.out_features)
         if self.impl == "dense":
+            out2d = result.reshape(-1, self.out_features)
             self._add_dense(x2d, out2d, plan)
-        else:
-            self._add_grouped(x2d, out2d, plan)
-        return result
+            return out2d.view(result.shape)
+        if not result.is_contiguous():
+            result = result.contiguous()
+        return self._add_grouped(x2d, result, plan)
 
-    def _add_grouped(self, x2d: torch.Tensor, out2d: torch.Tensor, plan: RoutingPlan) -> None:
+    def _add_grouped(self, x2d: torch.Tensor, result: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
         roles = self.role_weights
         groups = plan.groups
         weights = [roles[group.role] for group in groups]
@@ -245,12 +273,11 @@ class MoRLinear(nn.Module, BaseTunerLayer):
         if zero is not None:
             hidden[0] = hidden[0] + zero
         record = self._routing.recording()
-        for group, role, h in zip(groups, weights, hidden):
-            delta = self._role_delta(h, role, group.role, record).to(out2d.dtype)
-            if group.index is None:
-                out2d[group.start : group.stop].add_(delta)
-            else:
-                out2d.index_add_(0, group.index, delta)
+        deltas = [
+            self._role_delta(h, role, group.role, record).to(result.dtype)
+            for group, role, h in zip(groups, weights, hidden)
+        ]
+        return _AddIntoRows.apply(result, groups, *deltas)
 
     def _down_with_dropout(self, rows: torch.Tensor, role: RoleWeights) -> torch.Tensor:
         rows = rows.to(role.down.dtype)
@@ -306,7 +333,10 @@ class MoRLinear(nn.Module, BaseTunerLayer):
         )
 
     def _add_dense(self, x2d: torch.Tensor, out2d: torch.Tensor, plan: RoutingPlan) -> None:
-        """Reference-style math: every role's LoRAs for every token, masked by role afterwards (benchmarks only)."""
+        """Reference-style math: every LoRA of every role for every token, weighted, then masked by role.
+
+        Kept for benchmarks and as a readable statement of the math; the grouped path computes the same values.
+        """
         record = self._routing.recording()
         for role_id, role in enumerate(self.role_weights):
             rows = x2d.to(role.down.dtype)
@@ -318,6 +348,7 @@ class MoRLinear(nn.Module, BaseTunerLayer):
             factors_a = role.lora_down.reshape(role.num_loras, role.rank, -1)
             factors_b = role.up.reshape(-1, role.num_loras, role.rank)
             lora_hidden = torch.einsum("ti,lri->tlr", lora_in, factors_a)
+            per_lora = torch.einsum("tlr,olr->tlo", lora_hidden, factors_b)  # each LoRA's output for each token
             coefficients = []
             if role.shared:
                 coefficients.append(shared_gate(F.linear(rows, role.gate_weight)))
@@ -328,7 +359,7 @@ class MoRLinear(nn.Module, BaseTunerLayer):
                     selected = mask.squeeze(-1)
                     self._record(role_id, role, routing.probs[selected], routing.top_index[selected])
             coefficient = torch.cat(coefficients, dim=-1) * self.scaling
-            delta = torch.einsum("tlr,olr->to", lora_hidden * coefficient.unsqueeze(-1), factors_b)
+            delta = torch.einsum("tl,tlo->to", coefficient.to(per_lora.dtype), per_lora)
             out2d += (delta * mask).to(out2d.dtype)
 
     def orth_loss(self) -> torch.Tensor:

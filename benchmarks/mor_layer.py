@@ -1,0 +1,229 @@
+"""Step time and peak memory of MoR layers against PEFT LoRA and the dense reference-style math (CPU).
+
+    .venv/bin/python benchmarks/mor_layer.py            # the issue's setting; about 3-4 minutes on 2 cores
+
+A Llama built from `transformers.LlamaConfig` with random weights (hidden 1024, intermediate 2816, 4 layers,
+16 heads, vocab 4096 so the LM head stays small), batch 2 x seq 512, role ids in random contiguous spans. One
+forward+backward training step (cross-entropy; MoR variants add 0.01 * aux + 0.001 * orth, as training does) for:
+
+  base      the frozen base alone (activation gradients only)
+  lora16    PEFT LoRA r=16 on the 7 projections
+  lora64    PEFT LoRA r=64 (the active rank of shared + top-3 routed at r=16)
+  dense     the MoR math computed reference-style: every role's LoRAs for every token, then masked
+  mor       the role-grouped MoR layer of `mor.model`
+
+Step times are medians of interleaved repeats in one process; peak memory is measured in a fresh process per
+variant (peak RSS, and the step's peak above the RSS of the built model, via /proc's resettable high-water mark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from mor.model import MoRConfig, apply_mor
+
+VARIANTS = ("base", "lora16", "lora64", "dense", "mor")
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class Setting:
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    vocab: int
+    batch: int
+    seq: int
+    seed: int
+
+
+def _base(setting: Setting) -> LlamaForCausalLM:
+    torch.manual_seed(setting.seed)
+    config = LlamaConfig(
+        hidden_size=setting.hidden,
+        intermediate_size=setting.intermediate,
+        num_hidden_layers=setting.layers,
+        num_attention_heads=setting.heads,
+        num_key_value_heads=setting.heads,
+        vocab_size=setting.vocab,
+        max_position_embeddings=max(2048, setting.seq),
+    )
+    return LlamaForCausalLM(config).train()
+
+
+def _inputs(setting: Setting) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token ids and role ids in contiguous spans (reasoner -> executor -> reasoner -> ... -> summarizer)."""
+    generator = torch.Generator().manual_seed(setting.seed)
+    input_ids = torch.randint(0, setting.vocab, (setting.batch, setting.seq), generator=generator)
+    role_ids = torch.empty(setting.batch, setting.seq, dtype=torch.long)
+    for row in range(setting.batch):
+        spans = int(torch.randint(3, 9, (1,), generator=generator))
+        cuts = sorted(torch.randperm(setting.seq - 1, generator=generator)[: spans - 1].add(1).tolist())
+        bounds = [0, *cuts, setting.seq]
+        for span, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+            role = 2 if span == len(bounds) - 2 else span % 2
+            role_ids[row, start:stop] = role
+    return input_ids, role_ids
+
+
+def _build(variant: str, setting: Setting) -> Callable[[], None]:
+    """The variant's model and a function running one training step on it."""
+    input_ids, role_ids = _inputs(setting)
+    base = _base(setting)
+    if variant == "base":
+        base.requires_grad_(False)
+        base.enable_input_require_grads()
+
+        def step() -> None:
+            base(input_ids=input_ids, labels=input_ids).loss.backward()
+
+        return step
+    if variant.startswith("lora"):
+        from peft import LoraConfig, get_peft_model
+
+        rank = int(variant.removeprefix("lora"))
+        peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=TARGETS))
+
+        def step() -> None:
+            peft_model.zero_grad(set_to_none=True)
+            peft_model(input_ids=input_ids, labels=input_ids).loss.backward()
+
+        return step
+    mor_model = apply_mor(base, MoRConfig())
+    mor_model.set_impl("dense" if variant == "dense" else "grouped")
+
+    def step() -> None:
+        mor_model.zero_grad(set_to_none=True)
+        out = mor_model(input_ids=input_ids, labels=input_ids, role_ids=role_ids)
+        (out.loss + 0.01 * mor_model.aux_loss() + 0.001 * mor_model.orth_loss()).backward()
+
+    return step
+
+
+def _rss_mb(field: str) -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _measure_memory(variant: str, setting: Setting) -> dict[str, float]:
+    step = _build(variant, setting)
+    model_rss = _rss_mb("VmRSS")
+    try:  # reset the peak-RSS high-water mark so model construction does not count
+        with open("/proc/self/clear_refs", "w") as clear:
+            clear.write("5")
+    except OSError:
+        pass
+    for _ in range(2):
+        step()
+    peak = max(_rss_mb("VmHWM"), 0.0)
+    if peak != peak:  # no /proc: fall back to the lifetime peak
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"model_mb": model_rss, "peak_mb": peak, "step_mb": peak - model_rss}
+
+
+def _memory_in_subprocess(variant: str, argv: list[str]) -> dict[str, float]:
+    command = [sys.executable, os.path.abspath(__file__), *argv, "--memory-of", variant]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _time_interleaved(setting: Setting, variants: list[str], repeats: int, warmup: int) -> dict[str, list[float]]:
+    steps = {variant: _build(variant, setting) for variant in variants}
+    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    for repeat in range(warmup + repeats):
+        for variant in variants:
+            start = time.perf_counter()
+            steps[variant]()
+            elapsed = time.perf_counter() - start
+            if repeat >= warmup:
+                times[variant].append(elapsed)
+        print(f"  round {repeat + 1}/{warmup + repeats}" + (" (warm-up)" if repeat < warmup else ""), file=sys.stderr)
+    return times
+
+
+def _table(times: dict[str, list[float]], memory: dict[str, dict[str, float]]) -> str:
+    median = {variant: statistics.median(values) for variant, values in times.items()}
+    header = (
+        f"{'variant':<8} {'step s':>8} {'x base':>7} {'x lora64':>9} {'x dense':>8} "
+        f"{'peak MB':>8} {'step MB':>8} {'step MB x lora64':>17}"
+    )
+    lines = [header, "-" * len(header)]
+    for variant, value in median.items():
+        mem = memory.get(variant, {})
+        lora_mem = memory.get("lora64", {}).get("step_mb")
+        step_ratio = f"{mem['step_mb'] / lora_mem:.2f}" if mem and lora_mem else "-"
+        lines.append(
+            f"{variant:<8} {value:8.3f} {value / median.get('base', float('nan')):7.2f} "
+            f"{value / median.get('lora64', float('nan')):9.2f} {value / median.get('dense', float('nan')):8.2f} "
+            f"{mem.get('peak_mb', float('nan')):8.0f} {mem.get('step_mb', float('nan')):8.0f} {step_ratio:>17}"
+        )
+    if {"mor", "lora64", "dense"} <= median.keys():
+        lines.append("")
+        lines.append(
+            f"targets: mor <= 1.2x lora64 step: {median['mor'] / median['lora64']:.2f}x; "
+            f"mor >= 4x faster than dense: {median['dense'] / median['mor']:.2f}x"
+            + (
+                f"; mor step memory <= 1.15x lora64: {memory['mor']['step_mb'] / memory['lora64']['step_mb']:.2f}x"
+                if "mor" in memory and "lora64" in memory
+                else ""
+            )
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hidden", type=int, default=1024)
+    parser.add_argument("--intermediate", type=int, default=2816)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=16)
+    parser.add_argument("--vocab", type=int, default=4096)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (each runs every variant once)")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory processes")
+    parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    setting = Setting(args.hidden, args.intermediate, args.layers, args.heads, args.vocab, args.batch, args.seq, args.seed)
+    shape_argv = [
+        f"--hidden={args.hidden}", f"--intermediate={args.intermediate}", f"--layers={args.layers}",
+        f"--heads={args.heads}", f"--vocab={args.vocab}", f"--batch={args.batch}", f"--seq={args.seq}",
+        f"--seed={args.seed}",
+    ]
+    if args.memory_of:
+        print(json.dumps(_measure_memory(args.memory_of, setting)))
+        return
+    variants = [variant for variant in args.variants.split(",") if variant]
+    started = time.perf_counter()
+    print(
+        f"MoR layer benchmark: Llama hidden {args.hidden}, intermediate {args.intermediate}, {args.layers} layers, "
+        f"vocab {args.vocab}, batch {args.batch} x seq {args.seq}; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+    )
+    times = _time_interleaved(setting, variants, args.repeats, args.warmup)
+    memory = {} if args.no_memory else {variant: _memory_in_subprocess(variant, shape_argv) for variant in variants}
+    print(_table(times, memory))
+    print(f"(medians of {args.repeats} interleaved rounds; total {time.perf_counter() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
