@@ -15,7 +15,15 @@ from rich.table import Table
 
 from mor.cli.follow import render_progress, summary_from_logs, summary_table
 from mor.cli.render import print_spec_error, spec_table
-from mor.cluster import ClusterError, JobClient, ensure_local_cluster, follow_progress, job_runtime_env
+from mor.cluster import (
+    ClusterError,
+    JobClient,
+    ensure_local_cluster,
+    find_local_cluster,
+    follow_progress,
+    job_runtime_env,
+)
+from mor.registry import end_open_runs
 from mor.settings import Settings
 from mor.spec import SpecError, load_spec
 
@@ -43,8 +51,16 @@ def _client(address: str | None, console: Console, *, start: bool) -> tuple[JobC
     if start:
         with console.status("Connecting to Ray (starting the embedded local cluster if needed)…"):
             cluster = ensure_local_cluster(settings, address)
-    else:
+    elif address or settings.ray_address:
         cluster = ensure_local_cluster(settings, address)
+    else:
+        found = find_local_cluster(settings)
+        if found is None:
+            raise ClusterError(
+                f"no embedded Ray cluster is running for MOR_HOME={settings.resolved_home}; submit a job first "
+                "(mor job submit SPEC) or pass --address / RAY_ADDRESS"
+            )
+        cluster = found
     return cluster.job_client(), cluster.local
 
 
@@ -102,6 +118,7 @@ def submit(
     render_progress(follow_progress(client, job_id), console)
     info = client.info(job_id)
     if info.status != "SUCCEEDED":
+        end_open_runs(settings, job_id=job_id, status="FAILED")
         console.print(f"[bold red]Job {job_id} {info.status}[/]: {escape(info.message or '')}")
         console.print(f"See: mor job logs {job_id}")
         raise typer.Exit(1)
@@ -189,6 +206,10 @@ def stop(job_id: Annotated[str, typer.Argument(help="Job id.")], address: Addres
     try:
         client, _ = _client(address, console, start=False)
         stopped = client.stop(job_id)
+        if stopped:
+            client.wait(job_id, timeout_s=60)
     except ClusterError as error:
         raise _fail(console, error) from None
-    console.print(f"{job_id}: {'stop requested' if stopped else 'already finished'}")
+    ended = end_open_runs(Settings(), job_id=job_id, status="KILLED")
+    console.print(f"{job_id}: {'stopped' if stopped else 'already finished'}"
+                  + (f"; MLflow run(s) {', '.join(ended)} marked KILLED" if ended else ""))

@@ -234,6 +234,7 @@ def _start_head(ray_dir: Path, *, num_cpus: int | None, object_store_memory: int
         f"--temp-dir={temp_dir}",
         f"--port={gcs_port}",
         f"--dashboard-port={dashboard_port}",
+        "--node-ip-address=127.0.0.1",  # everything on loopback: no traffic to the machine's external interface
         "--dashboard-host=127.0.0.1",
         "--include-dashboard=true",
         f"--ray-client-server-port={client_port}",

@@ -1,0 +1,134 @@
+"""End to end through `mor job submit` on a real local Ray, a real MLflow SQLite store and SQL results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from sqlalchemy import create_engine, inspect, text
+from transformers import AutoModelForCausalLM
+from typer.testing import CliRunner
+
+from mor.cli.main import app
+from mor.cluster import ClusterInfo
+from mor.pipeline.agent_files import load_agent_model
+from mor.registry import resolve_model
+from mor.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+TINY = """\
+# Run with: mor job submit tiny.yaml
+kind: train
+name: tiny
+base_model: {builtin: tiny-llama}
+data: {sources: [{synthetic: {tools: 8, trajectories: 60, seed: 2}}]}
+mor: {rank: 4, roles: {reasoner: {routed: 2, top_k: 1}, executor: {routed: 2, top_k: 1}, summarizer: {routed: 2, top_k: 1}}}
+train: {max_steps: 6, batch_size: 2, max_seq_len: 512, workers: 2, checkpoint_every: 3, log_every: 2, lr: 1.0e-3}
+register: {model_name: tiny-agent, alias: candidate}
+eval: {suites: [synthetic], max_items: 3, max_steps: 2}
+"""
+
+
+def _submit(spec: Path, home: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> tuple[int, str]:
+    monkeypatch.setenv("MOR_HOME", str(home))
+    monkeypatch.setenv("COLUMNS", "250")  # one table row per line in the captured output
+    for key in ("MLFLOW_TRACKING_URI", "MOR_DATABASE_URL", "RAY_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(app, ["job", "submit", str(spec)])
+    return result.exit_code, result.output
+
+
+def test_submit_trains_registers_evaluates_and_stores(
+    local_cluster: ClusterInfo, ray_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY)
+    code, output = _submit(spec, ray_settings.home, monkeypatch)
+    assert code == 0, output
+    assert "Submitted job mor-tiny-" in output
+    assert "models:/tiny-agent/" in output and "succeeded" in output
+    assert "mlflow ui --backend-store-uri sqlite:///" in output
+
+    client = MlflowClient(ray_settings.tracking_uri)
+    version = client.get_model_version_by_alias("tiny-agent", "candidate")
+    run = client.get_run(version.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["mor.rank"] == "4"
+    assert run.data.params["train.max_steps"] == "6"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in history] == [2, 3, 4, 6]  # every log_every (2) and checkpoint_every (3) step
+    assert "eval.synthetic/accuracy" in run.data.metrics
+
+    engine = create_engine(ray_settings.db_url)
+    with engine.connect() as connection:
+        runs = connection.execute(text("SELECT id, status, suite FROM eval_runs")).all()
+        assert [(status, suite) for _, status, suite in runs] == [("succeeded", "synthetic")]
+        items = connection.execute(text("SELECT count(*) FROM item_results WHERE run_id = :r"), {"r": runs[0][0]})
+        assert items.scalar() == 3
+    engine.dispose()
+
+
+def test_registered_version_loads_back_with_identical_outputs(
+    local_cluster: ClusterInfo, ray_settings: Settings, tmp_path: Path
+) -> None:
+    """The version registered by the previous test, loaded twice through the registry, computes the same
+    logits, and its adapters differ from a fresh (untrained) MoR model's."""
+    first = resolve_model("models:/tiny-agent@candidate", ray_settings)
+    second = resolve_model("models:/tiny-agent/1", ray_settings, destination=tmp_path / "copy")
+    parts = {}
+    for key, agent_dir in (("a", first), ("b", second)):
+        parts[key] = load_agent_model(
+            base_kind=agent_dir.base.kind, base_name=agent_dir.base.name, base_weights_dir=agent_dir.base_weights_dir,
+            adapters=agent_dir.adapters, tokenizer_dir=agent_dir.tokenizer_dir,
+        )
+    model_a, tokenizer = parts["a"]
+    model_b, _ = parts["b"]
+    ids = torch.tensor([tokenizer("<|user|> weather in Paris <|reasoner|>")["input_ids"]])
+    roles = torch.zeros_like(ids)
+    roles[:, ids.shape[1] // 2 :] = 1
+    with torch.no_grad():
+        logits_a = model_a(input_ids=ids, role_ids=roles).logits
+        logits_b = model_b(input_ids=ids, role_ids=roles).logits
+        base_logits = AutoModelForCausalLM.from_pretrained(first.base_weights_dir)(input_ids=ids).logits
+    assert torch.equal(logits_a, logits_b)
+    assert not torch.allclose(logits_a, base_logits), "the trained adapters change the outputs"
+
+
+def test_bad_spec_creates_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home = tmp_path / "home"
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(TINY.replace("workers: 2", "workers: 0").replace("top_k: 1}, executor", "top_k: 3}, executor"))
+    code, output = _submit(spec, home, monkeypatch)
+    assert code == 2
+    assert "train.workers: got 0" in output
+    assert "mor.roles.reasoner.top_k: got 3, must be ≤ routed (2)" in output
+    assert not home.exists(), "no Ray, MLflow or SQL state was created"
+
+
+def test_failure_after_registration_rolls_back(
+    local_cluster: ClusterInfo, ray_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The results database is unreachable, so the eval stage fails after registering: the version is deleted,
+    the alias keeps pointing where it did, and the MLflow run ends FAILED."""
+    client = MlflowClient(ray_settings.tracking_uri)
+    before = client.get_model_version_by_alias("tiny-agent", "candidate").version
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY.replace("name: tiny", "name: tiny-broken"))
+    broken_db = "postgresql+psycopg://postgres@127.0.0.1:5432/mor_no_such_database"
+    code, output = _submit(spec, ray_settings.home, monkeypatch, MOR_DATABASE_URL=broken_db)
+    assert code == 1, output
+    assert "FAILED" in output
+    versions = client.search_model_versions("name='tiny-agent'")
+    assert sorted(v.version for v in versions) == [before]
+    assert client.get_model_version_by_alias("tiny-agent", "candidate").version == before
+    experiment = client.get_experiment_by_name("tiny-broken")
+    runs = client.search_runs([experiment.experiment_id])
+    assert [r.info.status for r in runs] == ["FAILED"]
+    engine = create_engine(ray_settings.db_url)
+    assert "eval_runs" in inspect(engine).get_table_names()
+    engine.dispose()
