@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -94,3 +95,24 @@ def test_one_linear_history() -> None:
     script = ScriptDirectory.from_config(alembic_config())
     assert len(script.get_heads()) == 1
     assert len(script.get_bases()) == 1
+
+
+def test_concurrent_upgrades_are_safe(database_url: str) -> None:
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def _upgrade() -> None:
+        try:
+            barrier.wait(timeout=30)
+            upgrade(database_url)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=_upgrade) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert current_revision(database_url) == head_revision()
+    assert _schema_diff(database_url) == []

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 from sqlalchemy.pool import NullPool
 
@@ -40,24 +41,35 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
-def upgrade(url: str | URL, revision: str = "head") -> None:
-    """Migrate the database at `url` up to `revision` (default: the newest)."""
+# Any constant shared by every mor process: the key of the PostgreSQL advisory lock held while migrating.
+_MIGRATION_LOCK_KEY = 0x6D6F72  # "mor"
+
+
+def _migrate(url: str | URL, run: Callable[[Config], None]) -> None:
+    """Run `run` in one transaction that no other mor process migrates in at the same time.
+
+    SQLite: mor's engines `BEGIN IMMEDIATE`, which takes the database's write lock. PostgreSQL: a transaction-
+    scoped advisory lock. Either way a second process waits, then finds the schema already migrated, so every
+    entry point (CLI, scheduler, evaluation jobs) may call `upgrade` at start-up.
+    """
     engine = make_engine(url, foreign_keys=False, poolclass=NullPool)
     try:
         with engine.begin() as connection:
-            command.upgrade(alembic_config(connection), revision)
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            run(alembic_config(connection))
     finally:
         engine.dispose()
+
+
+def upgrade(url: str | URL, revision: str = "head") -> None:
+    """Migrate the database at `url` up to `revision` (default: the newest); safe to call from many processes."""
+    _migrate(url, lambda config: command.upgrade(config, revision))
 
 
 def downgrade(url: str | URL, revision: str) -> None:
     """Migrate the database at `url` down to `revision` (`"base"` drops every mor table)."""
-    engine = make_engine(url, foreign_keys=False, poolclass=NullPool)
-    try:
-        with engine.begin() as connection:
-            command.downgrade(alembic_config(connection), revision)
-    finally:
-        engine.dispose()
+    _migrate(url, lambda config: command.downgrade(config, revision))
 
 
 def current_revision(url: str | URL) -> str | None:
