@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from mor.scheduler import Scheduler, ScheduledFire
+from mor.scheduler import ScheduledFire, Scheduler
 from mor.store import (
     EvalRun,
     ScheduleFire,

@@ -6,6 +6,7 @@ import re
 import threading
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -76,7 +77,7 @@ def test_constraint_names_follow_the_convention(database_url: str) -> None:
     }
 
 
-def test_runs_from_any_working_directory(tmp_path: Path, monkeypatch) -> None:
+def test_runs_from_any_working_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     upgrade(url)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
@@ -22,9 +23,11 @@ from mor.store import (
     hash_config,
     item_results,
     list_runs,
+    make_engine,
     score_history,
     session_scope,
     start_run,
+    upgrade,
 )
 
 T0 = datetime(2025, 6, 1, 2, 0, tzinfo=timezone.utc)
@@ -218,9 +221,7 @@ def test_compare_runs_of_different_suites_is_refused(engine: Engine) -> None:
             compare_runs(session=session, run_a=a, run_b=b)
 
 
-def test_score_history_query_uses_the_category_index(tmp_path) -> None:
-    from mor.store import make_engine, upgrade
-
+def test_score_history_query_uses_the_category_index(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'plan.db'}"
     upgrade(url)
     engine = make_engine(url)

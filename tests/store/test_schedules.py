@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 
 from mor.store import (
     AlreadyExistsError,
     InvalidValueError,
     NotFoundError,
+    Schedule,
     ScheduleFire,
     create_run,
     create_schedule,
@@ -27,7 +30,7 @@ UTC = timezone.utc
 NOW = datetime(2025, 6, 1, 12, 34, 56, tzinfo=UTC)
 
 
-def _nightly(session, name: str = "bfcl-nightly", **overrides):  # noqa: ANN001, ANN202
+def _nightly(session: Session, name: str = "bfcl-nightly", **overrides: Any) -> Schedule:
     arguments = dict(
         session=session, name=name, cron="0 2 * * *", suite="bfcl", categories=["simple_python", "multiple"],
         model_uri="models:/mor-agent@champion", now=NOW,
@@ -44,7 +47,8 @@ def test_create_and_read_back(engine: Engine) -> None:
         loaded = get_schedule(session=session, name="bfcl-nightly")
     assert loaded.id == created.id
     assert (loaded.cron, loaded.suite, loaded.categories) == ("0 2 * * *", "bfcl", ["simple_python", "multiple"])
-    assert (loaded.timezone, loaded.catch_up, loaded.max_retries, loaded.paused) == ("Europe/Paris", "run_all", 2, False)
+    assert (loaded.timezone, loaded.catch_up, loaded.max_retries, loaded.paused) == (
+        "Europe/Paris", "run_all", 2, False)
     assert loaded.config == {"data_dir": "/data"}
     # 02:00 Paris (UTC+2 in June) on the next day.
     assert loaded.next_fire_at == datetime(2025, 6, 2, 0, 0, tzinfo=UTC)

@@ -30,7 +30,8 @@ def validate_cron(expression: str, field: str = "cron") -> str:
     cleaned = " ".join(expression.split())
     fields = cleaned.split(" ")
     if not cleaned or (not cleaned.startswith("@") and len(fields) not in (5, 6)):
-        raise InvalidValueError(field, expression, f"has {len(fields) if cleaned else 0} fields, needs 5 or 6", _CRON_FIX)
+        count = len(fields) if cleaned else 0
+        raise InvalidValueError(field, expression, f"has {count} fields, needs 5 or 6", _CRON_FIX)
     try:
         croniter(cleaned, datetime(2000, 1, 1, tzinfo=timezone.utc))
     except (CroniterError, ValueError, KeyError) as exc:

@@ -16,7 +16,13 @@ from sqlalchemy.pool import NullPool
 
 from mor.store.engine import make_engine, normalize_url
 
-__all__ = ["DEFAULT_POSTGRES_ADMIN_URL", "postgres_admin_url", "postgres_reachable", "reset_schema", "temporary_postgres_database"]
+__all__ = [
+    "DEFAULT_POSTGRES_ADMIN_URL",
+    "postgres_admin_url",
+    "postgres_reachable",
+    "reset_schema",
+    "temporary_postgres_database",
+]
 
 DEFAULT_POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
