@@ -247,6 +247,22 @@ def test_restart_neither_loses_nor_repeats(engine: Engine, crash_before: bool) -
     assert run.ray_job_id == job["submission_id"]
 
 
+def test_restart_after_the_job_reported_back_does_not_resubmit(engine: Engine) -> None:
+    clock = FakeClock(datetime(2025, 6, 1, 2, 0, 1, tzinfo=UTC))
+    _schedule(engine, "nightly", "0 2 * * *", datetime(2025, 6, 1, 1, tzinfo=UTC))
+    with pytest.raises(_Crash):
+        Scheduler(engine, JobLedger(engine, crash=_crash), clock=clock, owner_id="sched-0").tick()
+    [job] = jobs(engine)
+    # While the scheduler is down, the job runs and reports back through its run row.
+    with session_scope(engine) as session:
+        start_run(session=session, run_id=job["run_id"], ray_job_id=job["submission_id"])
+        finish_run(session=session, run_id=job["run_id"], status="succeeded")
+    restarted = Scheduler(engine, JobLedger(engine), clock=clock, owner_id="sched-0")
+    assert restarted.tick().submitted == []
+    assert [s.outcome for s in restarted.tick().settled] == ["succeeded"]
+    assert call_count(engine) == 1 and len(_runs(engine)) == 1
+
+
 def test_a_dead_schedulers_claim_is_taken_over_after_its_lease(engine: Engine) -> None:
     clock = FakeClock(datetime(2025, 6, 1, 2, 0, 1, tzinfo=UTC))
     _schedule(engine, "nightly", "0 2 * * *", datetime(2025, 6, 1, 1, tzinfo=UTC))

@@ -27,6 +27,7 @@ from mor.store import (
     session_scope,
     set_paused,
     settle_fires,
+    start_run,
     submitted_jobs,
 )
 
@@ -213,3 +214,19 @@ def test_racing_threads_claim_a_fire_exactly_once(engine: Engine, database_url: 
     assert claimed == fire_ids  # every fire claimed, none twice
     with session_scope(engine) as session:
         assert session.scalar(select(func.count()).select_from(EvalRun)) == len(fire_ids)
+
+
+def test_a_claim_whose_job_already_reported_back_is_not_resubmitted(engine: Engine) -> None:
+    fire_id = _planned_fire(engine)
+    with session_scope(engine) as session:
+        claim = claim_fire(session=session, fire_id=fire_id, owner_id="dead", now=FIRE, lease=LEASE)
+    assert claim is not None
+    # The holder died after submitting; the job started and reported its id before anyone recorded it.
+    with session_scope(engine) as session:
+        start_run(session=session, run_id=claim.run_id, ray_job_id="job-1", now=FIRE)
+    later = FIRE + LEASE + timedelta(seconds=1)
+    with session_scope(engine) as session:
+        assert claim_fire(session=session, fire_id=fire_id, owner_id="alive", now=later, lease=LEASE) is None
+        fire = session.get(ScheduleFire, fire_id)
+        assert (fire.status, fire.attempts, fire.run_id) == ("submitted", 1, claim.run_id)
+        assert session.scalar(select(func.count()).select_from(EvalRun)) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -238,3 +239,29 @@ def test_score_history_query_uses_the_category_index(tmp_path: Path) -> None:
         engine.dispose()
     details = " ".join(str(row[-1]) for row in plan)
     assert "USING COVERING INDEX ix_item_results_suite_category_run" in details
+
+
+def test_racing_jobs_record_one_evaluated_model(engine: Engine, database_url: str) -> None:
+    barrier = threading.Barrier(3)
+    ids: list[int] = []
+    errors: list[BaseException] = []
+
+    def _resolve() -> None:
+        own_engine = make_engine(database_url)
+        try:
+            with session_scope(own_engine) as session:
+                barrier.wait(timeout=30)
+                model = get_or_create_model(session=session, uri="models:/m@champion", name="m", version="9")
+                ids.append(model.id)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            own_engine.dispose()
+
+    threads = [threading.Thread(target=_resolve) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert len(set(ids)) == 1 and len(ids) == 3

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -150,11 +150,13 @@ def claim_fire(
     lease: timedelta,
     reclaim_own: bool = False,
 ) -> Claim | None:
-    """Take the lease on a fire and prepare its attempt's run row; None if another process got it first.
+    """Take the lease on a fire and prepare its attempt's run row; None if there is nothing to submit.
 
-    A pending fire starts a new attempt (a new queued run, `retry_of` the previous one). An expired claim is
-    taken over with its run unchanged: its submission may or may not have happened, so the same run, attempt
-    and submission id are submitted again, and the submitter must treat a duplicate submission id as success.
+    A pending fire starts a new attempt (a new queued run, `retry_of` the previous one). An expired claim (its
+    holder died between claiming and recording the job id) is taken over with its run unchanged: unless the job
+    has reported back already (its run has a job id or has finished), in which case the fire is simply marked
+    submitted, the same run, attempt and submission id are submitted again, and the submitter must treat a
+    duplicate submission id as success. None is also returned when another process claimed the fire first.
     """
     fire = session.get(ScheduleFire, fire_id, populate_existing=True)
     if fire is None:
@@ -181,8 +183,14 @@ def claim_fire(
     schedule = session.get(Schedule, fire.schedule_id)
     if schedule is None:
         raise StoreError(f"schedule_fires {fire_id}: schedule {fire.schedule_id} vanished; it cascades, retry the tick")
-    run = session.get(EvalRun, fire.run_id) if fire.run_id is not None else None
-    if previous_status == "pending" or run is None or run.status in TERMINAL_RUN_STATUSES:
+    run = session.get(EvalRun, fire.run_id, populate_existing=True) if fire.run_id is not None else None
+    reclaimed = previous_status == "submitting" and run is not None
+    if reclaimed and run is not None and (run.ray_job_id is not None or run.status in TERMINAL_RUN_STATUSES):
+        # The submission got through before its holder died: the job has reported back. Nothing to resubmit.
+        fire.status, fire.lease_expires_at = "submitted", None
+        session.flush()
+        return None
+    if not reclaimed:
         fire.attempts += 1
         run = create_run(
             session=session,
@@ -198,7 +206,7 @@ def claim_fire(
             now=now,
         )
         fire.run_id = run.id
-        previous_owner = None if previous_status == "pending" else previous_owner
+    assert run is not None
     session.flush()
     return Claim(
         fire_id=fire.id,
@@ -206,11 +214,11 @@ def claim_fire(
         scheduled_for=fire.scheduled_for,
         run_id=run.id,
         attempt=run.attempt,
-        reclaimed_from=previous_owner if previous_status == "submitting" else None,
+        reclaimed_from=previous_owner if reclaimed else None,
     )
 
 
-def _holding(fire_id: int, owner_id: str):  # noqa: ANN202 - a SQL condition
+def _holding(fire_id: int, owner_id: str) -> ColumnElement[bool]:
     return and_(ScheduleFire.id == fire_id, ScheduleFire.owner_id == owner_id, ScheduleFire.status == "submitting")
 
 

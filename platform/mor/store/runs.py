@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, and_, func, insert, or_, select
+from sqlalchemy import Integer, Select, and_, func, insert, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
 
 from mor.store.base import utcnow
@@ -143,24 +144,34 @@ def _check_judge_kind(judge_kind: str | None) -> None:
         )
 
 
-def get_or_create_model(
-    *, session: Session, uri: str, name: str, version: str | None = None, base_model: str | None = None
-) -> EvaluatedModel:
-    """The evaluated-model row for (uri, name, version), created on first use."""
-    found = session.scalars(
+def _select_model(uri: str, name: str, version: str | None) -> Select[tuple[EvaluatedModel]]:
+    return (
         select(EvaluatedModel)
         .where(EvaluatedModel.uri == uri, EvaluatedModel.name == name)
         .where(EvaluatedModel.version.is_(None) if version is None else EvaluatedModel.version == version)
         .order_by(EvaluatedModel.id)
         .limit(1)
-    ).first()
+    )
+
+
+def get_or_create_model(
+    *, session: Session, uri: str, name: str, version: str | None = None, base_model: str | None = None
+) -> EvaluatedModel:
+    """The evaluated-model row for (uri, name, version), created on first use."""
+    found = session.scalars(_select_model(uri, name, version)).first()
     if found is not None:
         if base_model is not None and found.base_model is None:
             found.base_model = base_model
         return found
     model = EvaluatedModel(uri=uri, name=name, version=version, base_model=base_model, created_at=utcnow())
-    session.add(model)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent job may insert the same model first
+            session.add(model)
+    except IntegrityError:
+        found = session.scalars(_select_model(uri, name, version)).first()
+        if found is None:
+            raise
+        return found
     return model
 
 
