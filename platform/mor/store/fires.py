@@ -119,12 +119,16 @@ def plan_schedule(
     return created
 
 
+def _stale_claim(now: datetime, owner_id: str, reclaim_own: bool) -> ColumnElement[bool]:
+    """A claim whose lease expired, or (on a restarted owner's first tick) one this owner left behind."""
+    expired = ScheduleFire.lease_expires_at < now
+    return or_(expired, ScheduleFire.owner_id == owner_id) if reclaim_own else expired
+
+
 def claimable_fire_ids(*, session: Session, now: datetime, owner_id: str, reclaim_own: bool = False) -> list[int]:
     """Fires ready to submit: pending ones whose time has come, and claims whose lease expired (or, with
     `reclaim_own`, claims left by an earlier incarnation of this owner). Paused schedules are left alone."""
-    stale = ScheduleFire.lease_expires_at < now
-    if reclaim_own:
-        stale = or_(stale, ScheduleFire.owner_id == owner_id)
+    stale = _stale_claim(now, owner_id, reclaim_own)
     return list(
         session.scalars(
             select(ScheduleFire.id)
@@ -164,10 +168,11 @@ def claim_fire(
     if fire.status == "pending":
         claimable = and_(ScheduleFire.status == "pending", ScheduleFire.not_before <= now)
     elif fire.status == "submitting":
-        stale = ScheduleFire.lease_expires_at < now
-        if reclaim_own:
-            stale = or_(stale, ScheduleFire.owner_id == owner_id)
-        claimable = and_(ScheduleFire.status == "submitting", ScheduleFire.owner_id == fire.owner_id, stale)
+        claimable = and_(
+            ScheduleFire.status == "submitting",
+            ScheduleFire.owner_id == fire.owner_id,
+            _stale_claim(now, owner_id, reclaim_own),
+        )
     else:
         return None
     previous_status, previous_owner = fire.status, fire.owner_id
