@@ -1,4 +1,8 @@
-"""Session-wide fixtures: one real local Ray cluster for every test that needs Ray (starting Ray takes seconds)."""
+"""Session-wide fixtures: one real local Ray cluster for every test that needs Ray (starting Ray takes seconds), and
+the databases: `database_url` is an empty database, once SQLite (a temp file) and once PostgreSQL (marked
+`postgres`); `engine` is the same database migrated to head. PostgreSQL tests use one fresh, uniquely named
+database per test session (dropped afterwards) whose schema is reset before each test. With CI=true an unreachable
+PostgreSQL fails the tests; elsewhere they skip, saying why."""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 
 from mor.cluster import ClusterInfo, ensure_local_cluster, stop_local_cluster
 from mor.settings import Settings
+from mor.store import make_engine, upgrade
+from mor.store.testing import postgres_admin_url, postgres_reachable, reset_schema, temporary_postgres_database
 
 
 def settings_for(home: Path) -> Settings:
@@ -54,3 +61,36 @@ def ray_connected(local_cluster: ClusterInfo) -> Iterator[None]:
         yield
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a fresh PostgreSQL database for this test session."""
+    admin = postgres_admin_url()
+    problem = postgres_reachable(admin)
+    if problem is not None:
+        message = f"PostgreSQL at {admin} is unreachable ({problem}); set MOR_TEST_POSTGRES_URL or start it"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    with temporary_postgres_database(admin) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: SQLite file or the session's PostgreSQL database with a fresh schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'mor.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    reset_schema(url)
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on `database_url`, migrated to head."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
