@@ -1,10 +1,12 @@
 """The role-gated agent: a loop over role generators (plain HF or MoR), parsing of role outputs, and the
 single-step API over OpenAI chat messages."""
 
+from mor.agent.build import build_agent
 from mor.agent.generator import HFRoleGenerator, MoRRoleGenerator, RoleGenerator
 from mor.agent.loop import Agent, AgentAction, AgentConfig, AgentFailure, AgentRun, ExecuteTool
 from mor.agent.messages import messages_to_trajectory, tool_calls_message
 from mor.agent.parse import ParseFailure, parse_calls, parse_reasoner
+from mor.agent.replay import ReplayGenerator
 
 __all__ = [
     "Agent",
@@ -16,7 +18,9 @@ __all__ = [
     "HFRoleGenerator",
     "MoRRoleGenerator",
     "ParseFailure",
+    "ReplayGenerator",
     "RoleGenerator",
+    "build_agent",
     "messages_to_trajectory",
     "parse_calls",
     "parse_reasoner",

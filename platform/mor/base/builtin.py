@@ -33,6 +33,7 @@ class BuiltinConfig:
     vocab_size: int
     min_frequency: int
     seed: int
+    embedding_std: float | None = None
 
 
 def builtin_names() -> list[str]:
@@ -53,6 +54,7 @@ def builtin_config(name: str) -> BuiltinConfig:
         vocab_size=int(tokenizer.get("vocab_size", 1024)),
         min_frequency=int(tokenizer.get("min_frequency", 2)),
         seed=int(raw.get("seed", 0)),
+        embedding_std=float(raw["embedding_std"]) if raw.get("embedding_std") is not None else None,
     )
 
 
@@ -77,6 +79,11 @@ def _initial_model(config: BuiltinConfig, tokenizer: Any) -> PreTrainedModel:
     try:
         torch.manual_seed(config.seed)
         model = LlamaForCausalLM(llama)
+        if config.embedding_std is not None:
+            # Frozen random embeddings (tied to the output layer) need a spread large enough for confident logits:
+            # with the default 0.02 the largest reachable logit is about hidden_size * 0.02, too flat to learn on.
+            with torch.no_grad():
+                torch.nn.init.normal_(model.get_input_embeddings().weight, std=config.embedding_std)
     finally:
         torch.random.set_rng_state(devices)
     return model.eval()

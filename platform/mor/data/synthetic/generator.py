@@ -276,8 +276,8 @@ class _Builder:
 
     @staticmethod
     def _thought(definition: ToolDef, args: Mapping[str, Any], *, again: bool = False) -> str:
-        lead = "Now I need to" if again else "I need to"
-        return f"{lead} {_fill(definition.intent, args)}, so I will call {definition.name}."
+        # Short and value-free: the reasoner decides which tool, the executor copies the values.
+        return f"{'Next' if again else 'First'} I will call {definition.name}."
 
 
 def _candidates(builder: _Builder, used: Sequence[str], rng: random.Random,
