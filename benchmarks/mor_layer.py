@@ -4,16 +4,21 @@
 
 A Llama built from `transformers.LlamaConfig` with random weights (hidden 1024, intermediate 2816, 4 layers,
 16 heads, vocab 4096 so the LM head stays small), batch 2 x seq 512, role ids in random contiguous spans. One
-forward+backward training step (cross-entropy; MoR variants add 0.01 * aux + 0.001 * orth, as training does) for:
+forward+backward training step (cross-entropy; MoR variants add 0.01 * the load-balancing loss) for:
 
   base      the frozen base alone (activation gradients only)
   lora16    PEFT LoRA r=16 on the 7 projections
   lora64    PEFT LoRA r=64 (the active rank of shared + top-3 routed at r=16)
   dense     the MoR math computed reference-style: every role's LoRAs for every token, then masked
   mor       the role-grouped MoR layer of `mor.model`
+  mor_orth  the same plus 0.001 * the orthogonality loss (a parameter-only term; shows its own cost)
 
 Step times are medians of interleaved repeats in one process; peak memory is measured in a fresh process per
 variant (peak RSS, and the step's peak above the RSS of the built model, via /proc's resettable high-water mark).
+
+OpenMP threads wait passively unless OMP_WAIT_POLICY is set: on a small machine shared with other work, spinning
+threads turn every small operator after a matmul into a multi-millisecond stall, which punishes whichever variant
+runs more operators. Set OMP_WAIT_POLICY=ACTIVE to measure the default behaviour.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads OpenMP; see the module docstring
+
 import resource
 import statistics
 import subprocess
@@ -34,7 +42,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from mor.model import MoRConfig, apply_mor
 
-VARIANTS = ("base", "lora16", "lora64", "dense", "mor")
+VARIANTS = ("base", "lora16", "lora64", "dense", "mor", "mor_orth")
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -104,11 +112,15 @@ def _build(variant: str, setting: Setting) -> Callable[[], None]:
         return step
     mor_model = apply_mor(base, MoRConfig())
     mor_model.set_impl("dense" if variant == "dense" else "grouped")
+    with_orth = variant == "mor_orth"
 
     def step() -> None:
         mor_model.zero_grad(set_to_none=True)
         out = mor_model(input_ids=input_ids, labels=input_ids, role_ids=role_ids)
-        (out.loss + 0.01 * mor_model.aux_loss() + 0.001 * mor_model.orth_loss()).backward()
+        loss = out.loss + 0.01 * mor_model.aux_loss()
+        if with_orth:
+            loss = loss + 0.001 * mor_model.orth_loss()
+        loss.backward()
 
     return step
 
@@ -129,8 +141,7 @@ def _measure_memory(variant: str, setting: Setting) -> dict[str, float]:
             clear.write("5")
     except OSError:
         pass
-    for _ in range(2):
-        step()
+    step()
     peak = max(_rss_mb("VmHWM"), 0.0)
     if peak != peak:  # no /proc: fall back to the lifetime peak
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -173,8 +184,16 @@ def _table(times: dict[str, list[float]], memory: dict[str, dict[str, float]]) -
             f"{value / median.get('lora64', float('nan')):9.2f} {value / median.get('dense', float('nan')):8.2f} "
             f"{mem.get('peak_mb', float('nan')):8.0f} {mem.get('step_mb', float('nan')):8.0f} {step_ratio:>17}"
         )
-    if {"mor", "lora64", "dense"} <= median.keys():
+    if {"mor", "lora64", "dense", "base"} <= median.keys():
+        overhead = {variant: median[variant] - median["base"] for variant in median}
         lines.append("")
+        lines.append(
+            "adapter overhead over the frozen base (step - base): "
+            + ", ".join(f"{variant} {overhead[variant]:.3f} s" for variant in median if variant != "base")
+            + f"; dense / mor overhead: {overhead['dense'] / overhead['mor']:.2f}x"
+            if overhead["mor"] > 0
+            else ""
+        )
         lines.append(
             f"targets: mor <= 1.2x lora64 step: {median['mor'] / median['lora64']:.2f}x; "
             f"mor >= 4x faster than dense: {median['dense'] / median['mor']:.2f}x"
@@ -197,7 +216,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seq", type=int, default=512)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (each runs every variant once)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed rounds (each runs every variant once)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory processes")
@@ -217,10 +236,11 @@ def main() -> None:
     print(
         f"MoR layer benchmark: Llama hidden {args.hidden}, intermediate {args.intermediate}, {args.layers} layers, "
         f"vocab {args.vocab}, batch {args.batch} x seq {args.seq}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs"
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
     )
     times = _time_interleaved(setting, variants, args.repeats, args.warmup)
-    memory = {} if args.no_memory else {variant: _memory_in_subprocess(variant, shape_argv) for variant in variants}
+    measured = [variant for variant in variants if variant != "mor_orth"]  # orth is parameter-only: same memory
+    memory = {} if args.no_memory else {variant: _memory_in_subprocess(variant, shape_argv) for variant in measured}
     print(_table(times, memory))
     print(f"(medians of {args.repeats} interleaved rounds; total {time.perf_counter() - started:.0f} s)")
 

@@ -165,6 +165,8 @@ def test_aux_loss_orth_loss_and_router_stats_after_forward() -> None:
     assert sorted(stats["reasoner"]) == pytest.approx([0.0, 1 / 3, 1 / 3, 1 / 3])  # ties: one fixed top-3
     assert sorted(stats["summarizer"]) == pytest.approx([0.0, 0.5, 0.5])
     assert mor_model.orth_loss().item() > 0  # random A factors are not orthogonal
+    per_layer = torch.stack([layer.orth_loss() for _, layer in mor_model.mor_layers()]).sum()
+    assert torch.allclose(mor_model.orth_loss(), per_layer, rtol=1e-5)
 
 
 def _greedy_without_cache(mor_model: MoRModel, input_ids: torch.Tensor, prompt_roles: torch.Tensor,
@@ -331,3 +333,16 @@ def test_ddp_two_processes_with_missing_roles_and_no_unused_parameter_search(tmp
             got = torch.load(tmp_path / f"step{step}-rank{rank}.pt")
             assert got.keys() == expected.keys()
             assert max((got[n] - expected[n]).abs().max().item() for n in expected) < 1e-5
+
+
+def test_bfloat16_base_with_float32_adapters_trains() -> None:
+    mor_model = apply_mor(build_base().to(torch.bfloat16))
+    perturb_adapters(mor_model)
+    input_ids, role_ids = _batch()
+    out = mor_model(input_ids=input_ids, role_ids=role_ids, labels=input_ids)
+    assert out.logits.dtype == torch.bfloat16
+    (out.loss + 0.01 * mor_model.aux_loss()).backward()
+    grads = [p.grad for p in mor_model.parameters() if p.requires_grad]
+    assert all(g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+    with pytest.raises(MoRConfigError, match="got both role_ids and role"):
+        mor_model(input_ids=input_ids, role_ids=role_ids, role="executor")

@@ -323,12 +323,13 @@ class MoRLinear(nn.Module, BaseTunerLayer):
         return F.linear(weighted, role.up)
 
     def _record(self, role_id: int, role: RoleWeights, probs: torch.Tensor, top_index: torch.Tensor) -> None:
+        counts = torch.bincount(top_index.reshape(-1), minlength=role.routed)
         self._routing.add_record(
             RoutingRecord(
                 layer=self.layer_name,
                 role=role_id,
-                aux_loss=load_balancing_loss(probs, top_index, role.routed),
-                expert_counts=torch.bincount(top_index.reshape(-1), minlength=role.routed).detach(),
+                aux_loss=load_balancing_loss(probs, top_index, role.routed, counts=counts),
+                expert_counts=counts,
             )
         )
 

@@ -23,7 +23,8 @@ from torch import nn
 
 from .config import FUSED_MODULES, MoRConfig, MoRConfigError
 from .context import RoutingState, build_routing_plan
-from .layer import ADAPTER_NAME, Implementation, MoRLinear
+from .layer import ADAPTER_NAME, Implementation, MoRLinear, RoleWeights
+from .losses import orthogonality_loss_batched
 
 __all__ = ["MoRModel", "RoleSpec", "apply_mor", "resolve_target_modules"]
 
@@ -235,8 +236,23 @@ class MoRModel(BaseTuner):
         raise MoRConfigError(f"reduction: got {reduction!r}, must be 'sum' or 'mean'")
 
     def orth_loss(self) -> torch.Tensor:
-        """Orthogonality loss between the LoRAs of each role, summed over all MoR layers."""
-        losses = [layer.orth_loss() for _, layer in self.mor_layers()]
+        """Orthogonality loss between the LoRAs of each role, summed over all MoR layers.
+
+        Role groups of the same shape (across layers and modules) are stacked so each Gram is one batched matmul.
+        """
+        buckets: dict[tuple[int, ...], list[RoleWeights]] = {}
+        for _, layer in self.mor_layers():
+            for weights in layer.role_weights:
+                if weights.num_loras > 1:
+                    buckets.setdefault((*weights.down.shape, *weights.up.shape), []).append(weights)
+        losses = [
+            orthogonality_loss_batched(
+                torch.stack([weights.lora_down for weights in group]),
+                torch.stack([weights.up for weights in group]),
+                group[0].rank,
+            )
+            for group in buckets.values()
+        ]
         if not losses:
             return torch.zeros((), device=self._device())
         return torch.stack(losses).sum()
@@ -322,6 +338,8 @@ class MoRModel(BaseTuner):
         token_shape: tuple[int, ...],
         reference_name: str,
     ) -> torch.Tensor:
+        if role_ids is not None and role is not None:
+            raise MoRConfigError("role: got both role_ids and role; pass one of them")
         if role_ids is None:
             if role is None:
                 raise MoRConfigError(
