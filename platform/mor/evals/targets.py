@@ -12,6 +12,7 @@ cannot be reached or refuses the request for a reason no model output explains (
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import tempfile
@@ -83,9 +84,10 @@ class AgentTarget:
     and a reasoner that still hands over to the executor is recorded as its failure.
     """
 
-    def __init__(self, agent: Agent, *, name: str = "mor-agent") -> None:
+    def __init__(self, agent: Agent, *, name: str = "mor-agent", agent_dir: LocalAgentDir | None = None) -> None:
         self.agent = agent
         self.name = name
+        self.agent_dir = agent_dir  # the files it was loaded from, when known (its spec names its training data)
         config = agent.config
         self.gate_roles = GateRoles(config.reasoner, config.executor, config.summarizer)
 
@@ -95,8 +97,8 @@ class AgentTarget:
     ) -> AgentTarget:
         """Load an agent directory (base + role adapters + tokenizer) into a target.
 
-        Without `config`, turns are limited to the base model's context length (a longer prompt is a failure of
-        the role that needed it, not a crash).
+        A `config` without `max_context_tokens` gets the base model's context length, so a longer prompt is a
+        failure of the role that needed it, not a crash.
         """
         from mor.agent import Agent, AgentConfig, MoRRoleGenerator
         from mor.pipeline.agent_files import load_agent_model
@@ -105,15 +107,16 @@ class AgentTarget:
             base_kind=agent_dir.base.kind, base_name=agent_dir.base.name, base_weights_dir=agent_dir.base_weights_dir,
             adapters=agent_dir.adapters, tokenizer_dir=agent_dir.tokenizer_dir, revision=agent_dir.base.revision,
         )
-        if config is None:
-            context = getattr(model.base_model.config, "max_position_embeddings", None)
-            config = AgentConfig(max_context_tokens=int(context) if context else None)
+        config = config or AgentConfig()
+        context = getattr(model.base_model.config, "max_position_embeddings", None)
+        if config.max_context_tokens is None and context:
+            config = dataclasses.replace(config, max_context_tokens=int(context))
         agent = Agent(
             MoRRoleGenerator(model, pad_token_id=tokenizer.pad_token_id), tokenizer,
             roles=model.config.role_names, config=config,
         )
         label = name or (f"{agent_dir.model_name}/{agent_dir.version}" if agent_dir.model_name else agent_dir.root.name)
-        return cls(agent, name=label)
+        return cls(agent, name=label, agent_dir=agent_dir)
 
     @classmethod
     def from_model_uri(
