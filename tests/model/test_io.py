@@ -55,7 +55,7 @@ def test_swapping_one_role_keeps_the_other_roles_bitwise(tmp_path: Path) -> None
     assert not (tmp_path / "executor" / "role-reasoner.safetensors").exists()
 
     swapped = load_mor(build_base(), tmp_path / "all")
-    load_role(swapped, tmp_path / "executor", "executor")
+    load_role(torch.nn.DataParallel(swapped), tmp_path / "executor", "executor")  # wrapped models are unwrapped
     input_ids, role_ids = _inputs()
     before, after = _logits(original, input_ids, role_ids), _logits(swapped, input_ids, role_ids)
     assert torch.equal(before[1], after[1])  # a row without executor tokens

@@ -259,7 +259,7 @@ def test_trainable_roles_can_be_restricted() -> None:
     assert sum(p.requires_grad for p in mor_model.parameters()) == 2 * 3 * len(list(mor_model.mor_layers()))
 
 
-def test_copied_model_gets_its_own_routing_state() -> None:
+def test_copied_or_pickled_model_gets_its_own_routing_state() -> None:
     import copy
 
     mor_model = apply_mor(build_base())
@@ -271,6 +271,12 @@ def test_copied_model_gets_its_own_routing_state() -> None:
         assert torch.equal(clone(input_ids=input_ids, role_ids=role_ids).logits,
                            mor_model(input_ids=input_ids, role_ids=role_ids).logits)
     assert isinstance(clone.base_model, nn.Module)
+    import pickle
+
+    restored = pickle.loads(pickle.dumps(mor_model))
+    with torch.no_grad():
+        assert torch.equal(restored(input_ids=input_ids, role_ids=role_ids).logits,
+                           mor_model(input_ids=input_ids, role_ids=role_ids).logits)
 
 
 # --- DistributedDataParallel: two gloo processes on CPU -------------------------------------------------------------

@@ -58,3 +58,4 @@ def test_count_follows_requires_grad_and_roles() -> None:
     assert only_executor.trainable == total.per_role["executor"]
     assert only_executor.frozen == total.frozen + total.trainable - total.per_role["executor"]
     assert total.added_fraction == total.trainable / total.frozen
+    assert count_parameters(torch.nn.DataParallel(model)) == only_executor

@@ -14,7 +14,7 @@ from .config import DEFAULT_TARGET_MODULES, FUSED_MODULES, MoRConfig, MoRConfigE
 from .io import MoRLoadError, load_mor, load_role, read_mor_config, save_mor
 from .layer import MoRLinear, RoleWeights
 from .losses import load_balancing_loss, orthogonality_loss
-from .model import MoRModel, apply_mor, resolve_target_modules
+from .model import MoRModel, apply_mor, resolve_target_modules, unwrap_mor_model
 from .params import ParameterCount, count_parameters
 from .router import Routing, route_top_k
 
@@ -40,4 +40,5 @@ __all__ = [
     "resolve_target_modules",
     "route_top_k",
     "save_mor",
+    "unwrap_mor_model",
 ]

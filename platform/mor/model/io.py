@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .config import MoRConfig, MoRConfigError
-from .model import MoRModel, apply_mor, resolve_target_modules
+from .model import MoRModel, apply_mor, resolve_target_modules, unwrap_mor_model
 
 __all__ = ["CONFIG_FILE", "MoRLoadError", "load_mor", "load_role", "read_mor_config", "save_mor"]
 
@@ -61,7 +61,11 @@ def _base_module_shapes(base_model: nn.Module, config: MoRConfig) -> dict[str, l
 
 
 def save_mor(mor_model: MoRModel, directory: str | Path, roles: Sequence[str] | None = None) -> Path:
-    """Write the adapter (all roles, or only `roles`) to `directory`; returns the directory."""
+    """Write the adapter (all roles, or only `roles`) to `directory`; returns the directory.
+
+    Accepts the model wrapped in DistributedDataParallel too.
+    """
+    mor_model = unwrap_mor_model(mor_model)
     names = list(mor_model.role_names if roles is None else roles)
     if not names:
         raise MoRConfigError(f"roles: got [], must name at least one of {mor_model.role_names} (or None for all)")
@@ -148,6 +152,7 @@ def load_mor(base_model: nn.Module, directory: str | Path, *, adapter_dtype: tor
 
 def load_role(mor_model: MoRModel, directory: str | Path, role: str) -> None:
     """Replace one role group's weights of `mor_model` with those saved in `directory`; other roles are untouched."""
+    mor_model = unwrap_mor_model(mor_model)
     manifest = _read_manifest(directory)
     mor_model.config.role_id(role)
     if role not in manifest["roles"]:

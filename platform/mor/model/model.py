@@ -26,7 +26,7 @@ from .context import RoutingState, build_routing_plan
 from .layer import ADAPTER_NAME, Implementation, MoRLinear, RoleWeights
 from .losses import orthogonality_loss_batched
 
-__all__ = ["MoRModel", "RoleSpec", "apply_mor", "resolve_target_modules"]
+__all__ = ["MoRModel", "RoleSpec", "apply_mor", "resolve_target_modules", "unwrap_mor_model"]
 
 #: A role given by name or id, for all rows or one per batch row.
 RoleSpec = str | int | Sequence[str | int]
@@ -306,13 +306,18 @@ class MoRModel(BaseTuner):
         return state
 
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
-        """Enable activation checkpointing on the base model with the role plan restored in the recomputation."""
+        """Enable activation checkpointing on the base model with the role plan restored in the recomputation.
+
+        Uses non-reentrant checkpointing with a `context_fn` that re-activates the forward's routing plan.
+        """
         checkpoint_kwargs = {"use_reentrant": False, "context_fn": self._routing.checkpoint_contexts}
         enable = getattr(self.model, "activation_checkpointing_enable", None)
         if enable is not None:
             enable(activation_checkpointing_kwargs=checkpoint_kwargs, **kwargs)
         else:
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpoint_kwargs, **kwargs)
+
+    activation_checkpointing_enable = gradient_checkpointing_enable
 
     # --- helpers ----------------------------------------------------------------------------------------------------
 
@@ -381,6 +386,15 @@ class MoRModel(BaseTuner):
         if self._routing.generation_schedule() is not None:
             self._routing.exit_step()
         return None
+
+
+def unwrap_mor_model(model: nn.Module) -> MoRModel:
+    """The `MoRModel` itself, also when wrapped by DistributedDataParallel / DataParallel (their `.module`)."""
+    while not isinstance(model, MoRModel) and isinstance(getattr(model, "module", None), nn.Module):
+        model = model.module
+    if not isinstance(model, MoRModel):
+        raise TypeError(f"model: got {type(model).__name__}, expected a MoRModel (from apply_mor or load_mor)")
+    return model
 
 
 def apply_mor(

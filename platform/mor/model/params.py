@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from .config import MoRConfig
-from .model import MoRModel, resolve_target_modules
+from .model import MoRModel, resolve_target_modules, unwrap_mor_model
 
 __all__ = ["ParameterCount", "count_parameters"]
 
@@ -50,6 +50,8 @@ def count_parameters(
     """
     if isinstance(model, tuple):
         model, base_model = model
+    if isinstance(model, nn.Module) and not isinstance(model, MoRModel) and base_model is None:
+        model = unwrap_mor_model(model)
     if isinstance(model, MoRModel):
         per_role = {name: 0 for name in model.role_names}
         for _, layer in model.mor_layers():
