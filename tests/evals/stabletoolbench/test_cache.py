@@ -25,7 +25,9 @@ def test_put_then_get_by_route_and_arguments(tmp_path: Path) -> None:
     assert cache.get(ApiRoute("Data", "theclique", "transfermarkt_details"), {"name": "messi"}) is None
     path = tmp_path / "Data" / "theclique" / "transfermarkt_search.json"
     assert cache.path(ROUTE) == path
-    assert json.loads(path.read_text()) == {'{"name":"messi"}': {"error": "", "response": {"Players": ["Lionel Messi"]}}}
+    assert json.loads(path.read_text()) == {
+        '{"name":"messi"}': {"error": "", "response": {"Players": ["Lionel Messi"]}}
+    }
     assert cache.count() == cache.count(ROUTE) == 1
 
 
@@ -34,8 +36,11 @@ def test_examples_are_the_oldest_entries_up_to_the_limit(tmp_path: Path) -> None
     for n in range(7):
         cache.put(ROUTE, {"name": f"p{n}"}, {"error": "", "response": n})
     examples = cache.examples(ROUTE, limit=3)
-    assert examples == [({"name": "p0"}, {"error": "", "response": 0}), ({"name": "p1"}, {"error": "", "response": 1}),
-                        ({"name": "p2"}, {"error": "", "response": 2})]
+    assert examples == [
+        ({"name": "p0"}, {"error": "", "response": 0}),
+        ({"name": "p1"}, {"error": "", "response": 1}),
+        ({"name": "p2"}, {"error": "", "response": 2}),
+    ]
     assert cache.examples(ApiRoute("Data", "x", "y")) == []
 
 

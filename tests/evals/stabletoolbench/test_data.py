@@ -87,8 +87,16 @@ def _tiny_layout(root: Path, *, routes: int) -> Path:
     base = root / "stabletoolbench"
     (base / "solvable_queries" / "test_instruction").mkdir(parents=True)
     (base / "derived").mkdir()
-    api = {"category_name": "Data", "tool_name": "T", "api_name": "A", "api_description": "d", "method": "GET",
-           "required_parameters": [], "optional_parameters": [], "template_response": {"x": "str"}}
+    api = {
+        "category_name": "Data",
+        "tool_name": "T",
+        "api_name": "A",
+        "api_description": "d",
+        "method": "GET",
+        "required_parameters": [],
+        "optional_parameters": [],
+        "template_response": {"x": "str"},
+    }
     query = {"query_id": 1, "query": "q?", "relevant APIs": [["T", "A"]], "api_list": [api]}
     (base / "solvable_queries" / "test_instruction" / "G1_tool.json").write_text(json.dumps([query]))
     routing = [{"function": "a_for_t", "category": "Data", "tool_name": "t", "api_name": "a"}] * routes

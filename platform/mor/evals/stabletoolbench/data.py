@@ -161,9 +161,7 @@ def check_group(group: str) -> str:
     """Return the group name (`stabletoolbench/` prefix removed) if it is a solvable group, else raise."""
     name = group.removeprefix(f"{SUITE}/")
     if name not in GROUPS:
-        raise StbDataError(
-            f"group: got {group!r}; must be one of {', '.join(GROUPS)}; e.g. {SUITE}/G1_instruction"
-        )
+        raise StbDataError(f"group: got {group!r}; must be one of {', '.join(GROUPS)}; e.g. {SUITE}/G1_instruction")
     return name
 
 
@@ -209,9 +207,9 @@ def _read_derived(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _docs(raw_query: Mapping[str, Any], derived: Mapping[str, Any], where: str) -> tuple[
-    dict[str, ApiRoute], dict[str, ApiDoc]
-]:
+def _docs(
+    raw_query: Mapping[str, Any], derived: Mapping[str, Any], where: str
+) -> tuple[dict[str, ApiRoute], dict[str, ApiDoc]]:
     """Routes and docs by function name; the derived routing lists the query's APIs in `api_list` order."""
     api_list: Sequence[Mapping[str, Any]] = raw_query.get("api_list") or []
     routing: Sequence[Mapping[str, Any]] = derived["server_routing"]

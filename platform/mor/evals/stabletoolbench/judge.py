@@ -89,9 +89,7 @@ class JudgeInput:
         """The execution as plain data: the calls with their arguments and outputs, and the final answer."""
         return {
             "query": self.query,
-            "calls": [
-                {"function": s.name, "arguments": s.arguments, "output": s.observation} for s in self.steps
-            ],
+            "calls": [{"function": s.name, "arguments": s.arguments, "output": s.observation} for s in self.steps],
             "final_answer": self.answer or "",
         }
 
@@ -248,8 +246,11 @@ class LlmJudge:
         attempts: int = 2,
         max_detail_chars: int = 12000,
     ) -> None:
-        problems = [f"{name}: got {value}, must be ≥ 1" for name, value in
-                    (("judgements", judgements), ("attempts", attempts)) if value < 1]
+        problems = [
+            f"{name}: got {value}, must be ≥ 1"
+            for name, value in (("judgements", judgements), ("attempts", attempts))
+            if value < 1
+        ]
         if problems:
             raise ValueError("LlmJudge: " + "; ".join(problems))
         self.endpoint = endpoint

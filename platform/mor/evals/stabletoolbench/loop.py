@@ -229,9 +229,14 @@ class _Environment:
             if not isinstance(answer, str):
                 error = "Finish: return_type give_answer needs a final_answer string"
                 return Step(FINISH, dict(arguments), _observation(error), error, "invalid"), None, None
-            return Step(FINISH, dict(arguments), _observation("", "final answer received")), "answer", answer
+            step = Step(FINISH, dict(arguments), _observation("", "final answer received"), kind="finish")
+            return step, "answer", answer
         if return_type == _GIVE_UP:
-            return Step(FINISH, dict(arguments), _observation("", "gave up; restarting")), "give_up", None
+            return (
+                Step(FINISH, dict(arguments), _observation("", "gave up; restarting"), kind="finish"),
+                "give_up",
+                None,
+            )
         error = f"Finish: return_type must be {_GIVE_ANSWER} or {_GIVE_UP}, got {return_type!r}"
         return Step(FINISH, dict(arguments), _observation(error), error, "invalid"), None, None
 
@@ -462,7 +467,8 @@ class _Search:
             steps=node.steps,
             messages=node.messages,
             queries=self.tally.queries,
-            failing_role=node.failing_role or self.tally.last_failing_role,
+            # An answer's path speaks for itself; without one, the last role that failed anywhere in the search.
+            failing_role=node.failing_role if self.found else node.failing_role or self.tally.last_failing_role,
             failure=failure,
             search=search,
             latency_s=time.perf_counter() - started,

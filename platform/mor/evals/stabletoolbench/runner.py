@@ -191,9 +191,10 @@ def _api_caller(
             "api: not given and no cache_dir to start a virtual API server over; pass api='http://host:port' of a "
             "running server, or cache_dir=settings.cache_dir / 'stabletoolbench' (plus simulator= for cache misses)"
         )
-    with VirtualApiServer(cache_dir, catalog=catalog, simulator=simulator) as server, VirtualApiClient(
-        server.url
-    ) as client:
+    with (
+        VirtualApiServer(cache_dir, catalog=catalog, simulator=simulator) as server,
+        VirtualApiClient(server.url) as client,
+    ):
         yield client
 
 

@@ -149,7 +149,9 @@ class VirtualApiServer:
     def start(self) -> VirtualApiServer:
         """Serve in a background thread; returns self."""
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, name="stb-virtual-api", daemon=True)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="stb-virtual-api", daemon=True
+            )
             self._thread.start()
         return self
 
@@ -260,7 +262,9 @@ def _handler_for(server: VirtualApiServer) -> type[BaseHTTPRequestHandler]:
                     return
                 arguments = _benchmark_arguments(body.get("tool_input", {}))
                 if arguments is None:
-                    self._send(200, {"error": "Tool input parse error: tool_input is not a JSON object", "response": ""})
+                    self._send(
+                        200, {"error": "Tool input parse error: tool_input is not a JSON object", "response": ""}
+                    )
                     return
                 answer = server.answer(route, arguments)
                 self._send(200, {"error": answer.error, "response": answer.response})
@@ -284,14 +288,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--simulator-url", default=None, help="OpenAI-compatible base URL, e.g. http://h:8000/v1")
     parser.add_argument("--simulator-model", default=None, help="model name at the simulator endpoint")
-    parser.add_argument("--simulator-api-key-env", default="MOR_SIMULATOR_API_KEY",
-                        help="environment variable holding the simulator's API key")
+    parser.add_argument(
+        "--simulator-api-key-env",
+        default="MOR_SIMULATOR_API_KEY",
+        help="environment variable holding the simulator's API key",
+    )
     args = parser.parse_args(argv)
     settings = Settings()
     data_dir = args.data_dir or settings.benchmarks_dir
     if data_dir is None:
-        parser.error("--data-dir: not given and MOR_BENCHMARKS_DIR is not set; give the directory holding "
-                     "stabletoolbench/, e.g. --data-dir ../shared/benchmarks")
+        parser.error(
+            "--data-dir: not given and MOR_BENCHMARKS_DIR is not set; give the directory holding "
+            "stabletoolbench/, e.g. --data-dir ../shared/benchmarks"
+        )
     simulator: Simulator | None = None
     if args.simulator_url:
         if not args.simulator_model:
