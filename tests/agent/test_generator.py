@@ -92,3 +92,34 @@ def test_mor_adapters_reproduce_the_episode_with_role_routing(dataset: Synthetic
     assert as_reasoner != new  # the role picks the adapters: the reasoner's LoRAs did not learn to call
     with pytest.raises(ValueError, match="the MoR model was built with"):
         build_agent(mor_model, tokenizer, roles=["a", "b", "c"])
+
+
+def test_batched_generation_matches_one_by_one(dataset: SyntheticDataset, tokenizer) -> None:
+    roles = {name: {"routed": 2, "top_k": 1, "shared": True} for name in DEFAULT_ROLES}
+    torch.manual_seed(1)
+    mor_model = apply_mor(_tiny_llama(len(tokenizer)), MoRConfig(rank=4, alpha=8, roles=roles))
+    with torch.no_grad():  # non-zero adapters, so that the role of a row changes its output
+        for name, parameter in mor_model.named_parameters():
+            if parameter.requires_grad:
+                parameter.normal_(0.0, 0.2)
+    renderer = Renderer(tokenizer, DEFAULT_ROLES)
+    prompts = []
+    for trajectory, role, upto in zip(dataset.test[:3], ["reasoner", "executor", "summarizer"], [1, 2, -1]):
+        prompt = renderer.prompt(trajectory.model_copy(update={"turns": trajectory.turns[:upto]}), role)
+        prompts.append((prompt.input_ids, prompt.role_ids, role))
+    assert len({len(ids) for ids, _, _ in prompts}) == 3  # different lengths: the batch is padded
+    for generator in (MoRRoleGenerator(mor_model, pad_token_id=tokenizer.pad_token_id),
+                      HFRoleGenerator(_tiny_llama(len(tokenizer)), pad_token_id=tokenizer.pad_token_id)):
+        batched = generator.generate_batch(prompts, max_new_tokens=[12, 8, 10], stop_ids=renderer.end_ids)
+        single = [generator.generate(ids, r, role, max_new_tokens=budget, stop_ids=renderer.end_ids)
+                  for (ids, r, role), budget in zip(prompts, [12, 8, 10])]
+        assert batched == single
+        assert [len(row) for row in batched] == [12, 8, 10] or any(renderer.end_ids[0] in row for row in batched)
+
+
+def test_cut_at_stop() -> None:
+    from mor.agent.generator import cut_at_stop
+
+    assert cut_at_stop([5, 6, 7, 8, 9], [7, 8], 10) == [5, 6, 7, 8]
+    assert cut_at_stop([5, 6, 7, 8, 9], [7, 8], 3) == [5, 6, 7]
+    assert cut_at_stop([5, 6], [], 1) == [5]

@@ -4,7 +4,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from mor.agent import Agent, AgentConfig, ReplayGenerator
+from mor.agent import Agent, AgentConfig, AgentTask, ReplayGenerator
 from mor.data import DEFAULT_ROLES, Renderer, SyntheticDataset, Trajectory, Turn
 
 
@@ -129,3 +129,18 @@ def test_single_step_forces_the_summarizer_after_the_step_limit(dataset: Synthet
 def test_agent_refuses_roles_the_model_lacks(tokenizer) -> None:
     with pytest.raises(ValueError, match="not among the model's roles"):
         Agent(Scripted(tokenizer, {}), tokenizer, roles=["planner", "caller"])
+
+
+def test_run_batch_equals_runs_one_by_one(dataset: SyntheticDataset, tokenizer) -> None:
+    renderer = Renderer(tokenizer, DEFAULT_ROLES)
+    agent = Agent(ReplayGenerator(dataset.test, renderer), tokenizer)
+    box = dataset.toolbox()
+    tasks = [AgentTask(t.query or "", t.tools, id=t.id) for t in dataset.test[:40]]
+    batched = agent.run_batch(tasks, box.execute, batch_size=16)
+    assert [run.trajectory.id for run in batched] == [task.id for task in tasks]
+    for run, gold in zip(batched, dataset.test[:40]):
+        assert run.ok and run.answer == gold.answer and [c.key() for c in run.calls] == [c.key() for c in gold.calls]
+    single = agent.run(tasks[5].query, tasks[5].tools, box.execute, trajectory_id=tasks[5].id)
+    assert single.trajectory == batched[5].trajectory
+    with pytest.raises(ValueError, match="batch_size: got 0"):
+        agent.run_batch(tasks, box.execute, batch_size=0)

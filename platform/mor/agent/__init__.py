@@ -2,8 +2,8 @@
 single-step API over OpenAI chat messages."""
 
 from mor.agent.build import build_agent
-from mor.agent.generator import HFRoleGenerator, MoRRoleGenerator, RoleGenerator
-from mor.agent.loop import Agent, AgentAction, AgentConfig, AgentFailure, AgentRun, ExecuteTool
+from mor.agent.generator import BatchRoleGenerator, HFRoleGenerator, MoRRoleGenerator, Prompt, RoleGenerator
+from mor.agent.loop import Agent, AgentAction, AgentConfig, AgentFailure, AgentRun, AgentTask, ExecuteTool
 from mor.agent.messages import messages_to_trajectory, tool_calls_message
 from mor.agent.parse import ParseFailure, parse_calls, parse_reasoner
 from mor.agent.replay import ReplayGenerator
@@ -14,10 +14,13 @@ __all__ = [
     "AgentConfig",
     "AgentFailure",
     "AgentRun",
+    "AgentTask",
+    "BatchRoleGenerator",
     "ExecuteTool",
     "HFRoleGenerator",
     "MoRRoleGenerator",
     "ParseFailure",
+    "Prompt",
     "ReplayGenerator",
     "RoleGenerator",
     "build_agent",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from mor.agent.generator import Prompt
 from mor.data.render import Renderer
 from mor.data.schema import Trajectory
 
@@ -42,3 +43,10 @@ class ReplayGenerator:
         """The reference continuation of this exact prompt, or just the end marker when the prompt is unknown."""
         found = self._next.get(tuple(input_ids))
         return list(found[:max_new_tokens]) if found is not None else list(stop_ids)
+
+    def generate_batch(
+        self, prompts: Sequence[Prompt], *, max_new_tokens: Sequence[int], stop_ids: Sequence[int]
+    ) -> list[list[int]]:
+        """`generate` for each prompt."""
+        return [self.generate(ids, roles, role, max_new_tokens=budget, stop_ids=stop_ids)
+                for (ids, roles, role), budget in zip(prompts, max_new_tokens, strict=True)]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mor.agent import Agent, AgentRun
+from mor.agent import Agent, AgentRun, AgentTask
 from mor.data.schema import ToolCall, Trajectory, Turn
 from mor.data.synthetic import SyntheticToolbox
 
@@ -192,16 +192,30 @@ def evaluate_synthetic(
     *,
     toolbox: SyntheticToolbox | None = None,
     max_items: int | None = None,
+    batch_size: int = 16,
     progress: Callable[[int, int], None] | None = None,
 ) -> SyntheticEvalResult:
-    """Run `agent` on each held-out trajectory's query with the synthetic tools and score it."""
+    """Run `agent` on each held-out trajectory's query with the synthetic tools and score it.
+
+    Episodes run `batch_size` at a time in lockstep (see `Agent.run_batch`); an item's latency is its share of the
+    model time. `progress(done, total)` is called after each batch.
+    """
     items = list(trajectories[:max_items] if max_items else trajectories)
     environment = toolbox or SyntheticToolbox()
     results: list[SyntheticItemResult] = []
-    for index, gold in enumerate(items):
-        system = gold.turns[0].content if gold.turns and gold.turns[0].role == "system" else None
-        run = agent.run(gold.query or "", gold.tools, environment.execute, system=system, trajectory_id=gold.id)
-        results.append(score_run(gold, run))
+    for first in range(0, len(items), batch_size):
+        golds = items[first : first + batch_size]
+        tasks = [
+            AgentTask(
+                query=gold.query or "",
+                tools=gold.tools,
+                system=gold.turns[0].content if gold.turns and gold.turns[0].role == "system" else None,
+                id=gold.id,
+            )
+            for gold in golds
+        ]
+        runs = agent.run_batch(tasks, environment.execute, batch_size=batch_size)
+        results.extend(score_run(gold, run) for gold, run in zip(golds, runs, strict=True))
         if progress is not None:
-            progress(index + 1, len(items))
+            progress(len(results), len(items))
     return SyntheticEvalResult(items=results, summary=summarize(results))
