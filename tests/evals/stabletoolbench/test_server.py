@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -143,3 +147,41 @@ def test_a_client_of_a_dead_server_gets_error_observations(tmp_path: Path) -> No
     assert observation.error.startswith(f"virtual API server at {url} unreachable")
     with pytest.raises(httpx.HTTPError):
         VirtualApiClient(url, timeout_s=2).health()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_server_runs_as_a_service(tmp_path: Path, benchmarks_dir: Path) -> None:
+    ResponseCache(tmp_path).put(SEARCH, {"name": "messi"}, {"error": "", "response": "from the service"})
+    port = _free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "mor.evals.stabletoolbench.server",
+        "--data-dir",
+        str(benchmarks_dir),
+        "--cache-dir",
+        str(tmp_path),
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = VirtualApiClient(f"http://127.0.0.1:{port}", timeout_s=5)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = client.health()
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None and time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.2)
+        assert (health["apis"], health["simulator"], health["cached"]) == (2481, False, 1)
+        assert client.call(SEARCH, {"name": "messi"}).response == "from the service"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

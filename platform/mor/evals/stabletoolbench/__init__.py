@@ -1,8 +1,10 @@
 """StableToolBench (solvable queries): data, the virtual API server and its client, the CoT/DFSDT agent loop over
-a `ChatTarget`, judging (LLM or rule-based) and the runner's entry point `run_group`."""
+a `ChatTarget`, judging (LLM or rule-based), reading answers in the benchmark's converted format, and the runner's
+entry point `run_group`."""
 
 from mor.evals.stabletoolbench.cache import ResponseCache, canonical_arguments
 from mor.evals.stabletoolbench.client import Observation, VirtualApiClient
+from mor.evals.stabletoolbench.convert import ConvertedAnswer, judge_input_from_converted, read_converted
 from mor.evals.stabletoolbench.data import (
     FINISH,
     GROUPS,
@@ -72,6 +74,7 @@ __all__ = [
     "ApiCatalog",
     "ApiDoc",
     "ApiRoute",
+    "ConvertedAnswer",
     "End",
     "Episode",
     "Judge",
@@ -103,8 +106,10 @@ __all__ = [
     "check_group",
     "combine",
     "initial_messages",
+    "judge_input_from_converted",
     "load_catalog",
     "load_group",
+    "read_converted",
     "run_cot",
     "run_dfsdt",
     "run_episode",

@@ -19,9 +19,10 @@ Two judges, never mixed within one run (every result carries its judge's kind):
   contradict or do not back; unsure when the information cannot be checked; solved when successful calls really
   answer the query.
 - `RuleBasedJudge` (kind "rule-based"): for runs with no judge model. One judgement by fixed rules, a proxy for the
-  LLM judge and labelled as such: unsolved without a final answer, for an apology/refusal, or when no API call
-  succeeded; unsure when the answer shares no content word or number with any successful call's output
-  (ungrounded); solved otherwise.
+  LLM judge and labelled as such: unsolved without a final answer, for an answer whose first sentence apologises
+  or refuses, or when no API call succeeded; unsure when the answer shares no content word or number with any
+  successful call's output (ungrounded); solved otherwise. On the benchmark's published example answers it agrees
+  with the published LLM labels (tested), but it is not the benchmark's judge.
 """
 
 from __future__ import annotations
@@ -306,7 +307,8 @@ _REFUSAL = re.compile(
     r"failed to|no (?:relevant )?(?:information|results|data) (?:was |were )?(?:found|available))",
     re.IGNORECASE,
 )
-_WORD = re.compile(r"[a-z][a-z0-9\-']{3,}|\d+(?:\.\d+)?", re.IGNORECASE)
+_WORD = re.compile(r"[a-z][a-z0-9\-']{3,}|\d[\d.,]+\d", re.IGNORECASE)
+_FIRST_SENTENCE = re.compile(r"^.*?(?:[.!?](?:\s|$)|\n|$)", re.DOTALL)
 _STOPWORDS = frozenset(
     "about above after again also been before being below between both could does doing down during each from "
     "further have having here into itself just more most once only other over same should some such than that "
@@ -333,7 +335,8 @@ class RuleBasedJudge:
         if not task.has_answer:
             return Judgement(AnswerStatus.UNSOLVED, _no_answer_reason(task))
         answer = task.answer or ""
-        refusal = _REFUSAL.search(answer)
+        # Only an answer that opens with an apology or refusal is one; a full answer may regret a missing detail.
+        refusal = _REFUSAL.search(_FIRST_SENTENCE.match(answer.strip()).group(0))
         if refusal:
             return Judgement(AnswerStatus.UNSOLVED, f"the answer is an apology or refusal ({refusal.group(0)!r})")
         succeeded = [step for step in task.steps if step.kind == "api" and not step.error]
