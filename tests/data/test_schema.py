@@ -59,3 +59,15 @@ def test_trajectory_views() -> None:
     assert trajectory.tool("get_weather") is not None and trajectory.tool("nope") is None
     assert trajectory.metadata.model_extra == {"extra_key": 1}
     assert call.key() == ToolCall(name="get_weather", arguments={"city": "Paris"}).key()
+
+
+def test_sources_registry() -> None:
+    from mor.data.sources import SourceData, read_source, register_source, source_names
+
+    assert "synthetic" in source_names()
+    data = read_source("synthetic", {"tools": 6, "trajectories": 20, "seed": 1})
+    assert len(data.train) + len(data.test) == 20 and len(data.tools) == 6
+    register_source("tiny_test_source", lambda **options: SourceData(train=[]))
+    assert read_source("tiny_test_source").train == []
+    with pytest.raises(ValueError, match="known sources"):
+        read_source("nope")

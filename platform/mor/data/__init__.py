@@ -19,6 +19,7 @@ from mor.data.render import (
     turn_text,
 )
 from mor.data.schema import CONTEXT_ROLES, DEFAULT_ROLES, Tool, ToolCall, Trajectory, TrajectoryMeta, Turn
+from mor.data.sources import SourceData, read_source, register_source, source_names
 from mor.data.synthetic import SyntheticDataset, SyntheticToolbox, generate_synthetic
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Renderer",
     "RoleCollator",
     "RoleSample",
+    "SourceData",
     "SyntheticDataset",
     "SyntheticToolbox",
     "Tool",
@@ -43,11 +45,14 @@ __all__ = [
     "generate_synthetic",
     "header",
     "marker_tokens",
+    "read_source",
     "read_tools",
     "read_trajectories",
+    "register_source",
     "render",
     "render_prompt",
     "render_text",
+    "source_names",
     "tools_text",
     "turn_text",
     "write_tools",
