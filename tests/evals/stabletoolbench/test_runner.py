@@ -121,6 +121,10 @@ def test_a_run_against_a_running_server_by_url(
             workers=2,
         )
         assert server.stats.cache_hits == 1
+        again = run_group(
+            ExampleTarget(), "G1_instruction", benchmarks_dir, api=server, item_ids=[g1_instruction[1].id]
+        )
+        assert server.stats.cache_hits == 2 and again.items[0].passed
     assert [item.item_id for item in result.items] == [g1_instruction[1].id]
     assert result.items[0].passed
 

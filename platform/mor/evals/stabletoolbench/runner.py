@@ -171,7 +171,10 @@ def summarize(items: Sequence[StbItemResult], *, group: str, mode: str, judge_ki
 
 @contextmanager
 def _api_caller(
-    api: str | ApiCaller | None, cache_dir: Path | None, simulator: Simulator | None, catalog: ApiCatalog
+    api: str | VirtualApiServer | ApiCaller | None,
+    cache_dir: Path | None,
+    simulator: Simulator | None,
+    catalog: ApiCatalog,
 ) -> Iterator[ApiCaller]:
     """The caller of the virtual API server: the one given, a client of a URL, or a server started for the run."""
     if api is not None and (cache_dir is not None or simulator is not None):
@@ -179,8 +182,8 @@ def _api_caller(
             "api: given together with cache_dir/simulator; either point at a running virtual API server "
             "(api='http://127.0.0.1:8080') or let the run start one (cache_dir=..., simulator=...), not both"
         )
-    if isinstance(api, str):
-        with VirtualApiClient(api) as client:
+    if isinstance(api, (str, VirtualApiServer)):
+        with VirtualApiClient(api if isinstance(api, str) else api.url) as client:
             yield client
         return
     if api is not None:
@@ -203,7 +206,7 @@ def run_group(
     group: str,
     data_dir: Path,
     *,
-    api: str | ApiCaller | None = None,
+    api: str | VirtualApiServer | ApiCaller | None = None,
     cache_dir: Path | None = None,
     simulator: Simulator | None = None,
     judge: Judge | None = None,
@@ -216,10 +219,11 @@ def run_group(
 ) -> StbRunResult:
     """Run `target` on a solvable group (`G1_instruction` or `stabletoolbench/G1_instruction`) and judge it.
 
-    The tools are answered by the virtual API server at `api` (a URL or a caller), or by one started for this
-    run over `cache_dir` with `simulator` for cache misses. Without a `judge` the rule-based judge is used, and
-    every result says so (`judge_kind`). `max_items` takes the first items, `item_ids` picks items by id;
-    `workers` > 1 runs items in threads (for targets that are remote endpoints).
+    The tools are answered by the virtual API server at `api` (a URL, a running `VirtualApiServer`, or any
+    `ApiCaller`), or by one started for this run over `cache_dir` with `simulator` for cache misses. Without a
+    `judge` the rule-based judge is used, and every result says so (`judge_kind`). `max_items` takes the first
+    items, `item_ids` picks items by id; `workers` > 1 runs items in threads (for targets that are remote
+    endpoints). Errors of the target or of the judge's endpoint propagate: the caller records the failed run.
     """
     group = check_group(group)
     if mode not in MODES:
