@@ -13,7 +13,7 @@ forward+backward training step (cross-entropy; MoR variants add 0.01 * the load-
   mor       the role-grouped MoR layer of `mor.model`
   mor_orth  the same plus 0.001 * the orthogonality loss (a parameter-only term; shows its own cost)
 
-Step times are medians of interleaved repeats in one process; peak memory is measured in a fresh process per
+Step times (wall clock, and CPU time of the process) are medians of interleaved repeats in one process; peak memory is measured in a fresh process per
 variant (peak RSS, and the step's peak above the RSS of the built model, via /proc's resettable high-water mark).
 
 OpenMP threads wait passively unless OMP_WAIT_POLICY is set: on a small machine shared with other work, spinning
@@ -154,24 +154,29 @@ def _memory_in_subprocess(variant: str, argv: list[str]) -> dict[str, float]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def _time_interleaved(setting: Setting, variants: list[str], repeats: int, warmup: int) -> dict[str, list[float]]:
+def _time_interleaved(
+    setting: Setting, variants: list[str], repeats: int, warmup: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Wall-clock and process-CPU seconds per step, per variant (CPU time is less sensitive to a busy machine)."""
     steps = {variant: _build(variant, setting) for variant in variants}
-    times: dict[str, list[float]] = {variant: [] for variant in variants}
+    wall: dict[str, list[float]] = {variant: [] for variant in variants}
+    cpu: dict[str, list[float]] = {variant: [] for variant in variants}
     for repeat in range(warmup + repeats):
         for variant in variants:
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             steps[variant]()
-            elapsed = time.perf_counter() - start
             if repeat >= warmup:
-                times[variant].append(elapsed)
+                wall[variant].append(time.perf_counter() - start)
+                cpu[variant].append(time.process_time() - start_cpu)
         print(f"  round {repeat + 1}/{warmup + repeats}" + (" (warm-up)" if repeat < warmup else ""), file=sys.stderr)
-    return times
+    return wall, cpu
 
 
-def _table(times: dict[str, list[float]], memory: dict[str, dict[str, float]]) -> str:
+def _table(times: dict[str, list[float]], cpu_times: dict[str, list[float]], memory: dict[str, dict[str, float]]) -> str:
     median = {variant: statistics.median(values) for variant, values in times.items()}
+    cpu = {variant: statistics.median(values) for variant, values in cpu_times.items()}
     header = (
-        f"{'variant':<8} {'step s':>8} {'x base':>7} {'x lora64':>9} {'x dense':>8} "
+        f"{'variant':<8} {'step s':>8} {'x base':>7} {'x lora64':>9} {'x dense':>8} {'cpu s':>7} {'cpu x lora64':>13} "
         f"{'peak MB':>8} {'step MB':>8} {'step MB x lora64':>17}"
     )
     lines = [header, "-" * len(header)]
@@ -182,6 +187,7 @@ def _table(times: dict[str, list[float]], memory: dict[str, dict[str, float]]) -
         lines.append(
             f"{variant:<8} {value:8.3f} {value / median.get('base', float('nan')):7.2f} "
             f"{value / median.get('lora64', float('nan')):9.2f} {value / median.get('dense', float('nan')):8.2f} "
+            f"{cpu[variant]:7.2f} {cpu[variant] / cpu.get('lora64', float('nan')):13.2f} "
             f"{mem.get('peak_mb', float('nan')):8.0f} {mem.get('step_mb', float('nan')):8.0f} {step_ratio:>17}"
         )
     if {"mor", "lora64", "dense", "base"} <= median.keys():
@@ -238,10 +244,10 @@ def main() -> None:
         f"vocab {args.vocab}, batch {args.batch} x seq {args.seq}; torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
     )
-    times = _time_interleaved(setting, variants, args.repeats, args.warmup)
+    times, cpu_times = _time_interleaved(setting, variants, args.repeats, args.warmup)
     measured = [variant for variant in variants if variant != "mor_orth"]  # orth is parameter-only: same memory
     memory = {} if args.no_memory else {variant: _memory_in_subprocess(variant, shape_argv) for variant in measured}
-    print(_table(times, memory))
+    print(_table(times, cpu_times, memory))
     print(f"(medians of {args.repeats} interleaved rounds; total {time.perf_counter() - started:.0f} s)")
 
 
