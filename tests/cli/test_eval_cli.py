@@ -1,0 +1,299 @@
+"""`mor eval run | schedule … | results | compare | serve` through the Typer app, on real databases (and the
+session's Ray cluster for the commands that submit jobs)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner, Result
+
+from mor.cli.main import app
+from mor.cluster import ClusterInfo
+from mor.data import DEFAULT_ROLES
+from mor.evals.targets import write_untrained_agent
+from mor.scheduler.service import RayEvalSubmitter
+from mor.settings import Settings
+from mor.store import (
+    NewItemResult,
+    add_item_results,
+    create_run,
+    create_schedule,
+    finish_run,
+    get_run,
+    get_schedule,
+    item_results,
+    list_runs,
+    list_schedules,
+    make_engine,
+    session_scope,
+    start_run,
+    upgrade,
+    utcnow,
+)
+
+UTC = timezone.utc
+TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
+            "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
+
+
+def _benchmarks_dir() -> Path:
+    candidates = [Path(os.environ["MOR_BENCHMARKS_DIR"])] if os.environ.get("MOR_BENCHMARKS_DIR") else []
+    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks")
+    for candidate in candidates:
+        if (candidate / "bfcl").is_dir():
+            return candidate
+    message = "BFCL data not found: set MOR_BENCHMARKS_DIR to the directory holding bfcl/"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> Path:
+    """A fresh MOR_HOME whose results database is `database_url` (SQLite and PostgreSQL)."""
+    monkeypatch.setenv("MOR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MOR_DATABASE_URL", database_url)
+    monkeypatch.setenv("COLUMNS", "250")  # one table row per line
+    for key in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS", "MOR_BENCHMARKS_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def db(home: Path, database_url: str) -> Iterator[Engine]:
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+def _mor(*args: str) -> Result:
+    return CliRunner().invoke(app, ["eval", *args])
+
+
+def _flat(result: Result) -> str:
+    return " ".join(result.output.split())
+
+
+def test_schedule_add_list_pause_resume_remove(db: Engine) -> None:
+    added = _mor("schedule", "add", "bfcl-nightly", "--cron", "0 2 * * *", "--suite", "bfcl",
+                 "--category", "simple_python", "--category", "multiple", "--model", "models:/mor-agent@champion",
+                 "--max-items", "20", "--max-retries", "2", "--catch-up", "skip", "--timezone", "Europe/Paris")
+    assert added.exit_code == 0, added.output
+    assert "Schedule bfcl-nightly added (next fire " in _flat(added)
+    with session_scope(db) as session:
+        schedule = get_schedule(session=session, name="bfcl-nightly")
+    assert (schedule.cron, schedule.suite, schedule.categories, schedule.model_uri) == \
+        ("0 2 * * *", "bfcl", ["simple_python", "multiple"], "models:/mor-agent@champion")
+    assert (schedule.timezone, schedule.catch_up, schedule.max_retries, schedule.config) == \
+        ("Europe/Paris", "skip", 2, {"max_items": 20})
+    assert schedule.next_fire_at is not None and schedule.next_fire_at.hour in (0, 1)  # 02:00 Paris in UTC
+    assert schedule.created_by is not None and schedule.created_by.startswith("user:")
+
+    listed = _mor("schedule", "list")
+    assert listed.exit_code == 0 and "bfcl-nightly" in listed.output and "active" in listed.output
+    assert _mor("schedule", "pause", "bfcl-nightly").exit_code == 0
+    [entry] = json.loads(_mor("schedule", "list", "--json").output)
+    assert (entry["name"], entry["paused"], entry["categories"]) == ("bfcl-nightly", True, ["simple_python", "multiple"])
+    resumed = _mor("schedule", "resume", "bfcl-nightly")
+    assert resumed.exit_code == 0 and "resumed: next fire" in _flat(resumed)
+    with session_scope(db) as session:
+        assert not get_schedule(session=session, name="bfcl-nightly").paused
+
+    duplicate = _mor("schedule", "add", "bfcl-nightly", "--cron", "@daily", "--suite", "bfcl",
+                     "--model", "models:/x@y")
+    assert duplicate.exit_code == 1 and "schedule 'bfcl-nightly' already exists" in _flat(duplicate)
+    removed = _mor("schedule", "remove", "bfcl-nightly")
+    assert removed.exit_code == 0 and "removed" in removed.output
+    with session_scope(db) as session:
+        assert list_schedules(session=session) == []
+    missing = _mor("schedule", "pause", "bfcl-nightly")
+    assert missing.exit_code == 1 and "schedule 'bfcl-nightly' not found" in _flat(missing)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cron", "0 2 * *", "--suite", "bfcl", "--model", "models:/a@b"], "cron: got '0 2 * *', has 4 fields"),
+        (["--cron", "@daily", "--suite", "bfcl/simple", "--model", "models:/a@b"],
+         "the v4 name of python 'simple' is simple_python"),
+        (["--cron", "@daily", "--suite", "bfcl", "--model", "models:/a@b", "--catch-up", "always"],
+         "catch_up: got 'always', must be one of skip, run_once, run_all"),
+        (["--cron", "@daily", "--suite", "bfcl", "--model", "./no-such-agent"],
+         "--model: got './no-such-agent', neither a models:/ or runs:/ URI"),
+        (["--cron", "@daily", "--suite", "bfcl", "--model", "models:/a@b", "--max-items", "0"],
+         "max_items: got 0, must be a whole number >= 1"),
+    ],
+)
+def test_schedule_add_refuses_bad_values(db: Engine, args: list[str], message: str) -> None:
+    result = _mor("schedule", "add", "bad", *args)
+    assert result.exit_code == 2, result.output
+    assert message in _flat(result)
+    with session_scope(db) as session:
+        assert list_schedules(session=session) == []
+
+
+def _finished_run(db: Engine, when: datetime, model: str, verdicts: dict[tuple[str, str], bool],
+                  roles: dict[tuple[str, str], str] | None = None) -> int:
+    """A succeeded bfcl run finished at `when`, with one item row per verdict."""
+    roles = roles or {}
+    categories = sorted({category for category, _ in verdicts})
+    with session_scope(db) as session:
+        run = create_run(session=session, suite="bfcl", categories=categories, model_uri=model,
+                         triggered_by="schedule:bfcl-nightly", now=when)
+        start_run(session=session, run_id=run.id, now=when)
+        add_item_results(session=session, run_id=run.id, results=[
+            NewItemResult(category, item, passed, None if passed else "wrong_value",
+                          None if passed else roles.get((category, item), "executor"))
+            for (category, item), passed in verdicts.items()
+        ])
+        passed = sum(verdicts.values())
+        failures: dict[str, float] = {}
+        for key, ok in verdicts.items():
+            if not ok:
+                role = roles.get(key, "executor")
+                failures[f"failures/{role}"] = failures.get(f"failures/{role}", 0.0) + 1
+        finish_run(session=session, run_id=run.id, status="succeeded", now=when + timedelta(minutes=5),
+                   summary={"accuracy": passed / len(verdicts), "items": float(len(verdicts)), **failures})
+        return run.id
+
+
+def _history(db: Engine) -> list[int]:
+    start = datetime(2025, 6, 1, 2, tzinfo=UTC)
+    runs = []
+    for day, (python_ok, multiple_ok) in enumerate([(1, 0), (2, 1), (2, 2), (3, 2)]):
+        verdicts = {("simple_python", f"simple_python_{i}"): i < python_ok for i in range(4)}
+        verdicts |= {("multiple", f"multiple_{i}"): i < multiple_ok for i in range(2)}
+        runs.append(_finished_run(db, start + timedelta(days=day), "models:/mor-agent@champion", verdicts))
+    return runs
+
+
+def test_results_table_and_plot(db: Engine, tmp_path: Path) -> None:
+    runs = _history(db)
+    table = _mor("results", "--suite", "bfcl")
+    assert table.exit_code == 0, table.output
+    lines = [line for line in table.output.splitlines() if "schedule:bfcl-nightly" in line]
+    assert [line.split("│")[1].strip() for line in lines] == [str(run) for run in reversed(runs)]
+    assert "0.833" in lines[0] and "2025-06-04 02:05:00" in lines[0] and "executor 1" in lines[0]
+
+    plot = tmp_path / "plots" / "bfcl.png"
+    drawn = _mor("results", "--suite", "bfcl", "--plot", str(plot), "--since", "2025-06-02")
+    assert drawn.exit_code == 0, drawn.output
+    assert f"Wrote {plot} (2 series" in _flat(drawn)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    assert str(runs[0]) not in [line.split("│")[1].strip() for line in drawn.output.splitlines() if "│" in line]
+
+    one = json.loads(_mor("results", "--suite", "bfcl/multiple", "--json", "--limit", "2").output)
+    assert [entry["id"] for entry in one] == [runs[3], runs[2]]
+    assert one[0]["summary"]["accuracy"] == pytest.approx(5 / 6)
+    nothing = json.loads(_mor("results", "--model", "models:/other@champion", "--json").output)
+    assert nothing == []
+    bad = _mor("results", "--since", "last tuesday")
+    assert bad.exit_code == 2 and "--since: got 'last tuesday'" in _flat(bad)
+
+
+def test_compare_shows_deltas_and_flipped_items(db: Engine) -> None:
+    a = _finished_run(db, datetime(2025, 6, 1, 2, tzinfo=UTC), "models:/mor-agent@champion", {
+        ("simple_python", "simple_python_0"): True, ("simple_python", "simple_python_1"): False,
+        ("multiple", "multiple_0"): True,
+    }, roles={("simple_python", "simple_python_1"): "reasoner"})
+    b = _finished_run(db, datetime(2025, 6, 2, 2, tzinfo=UTC), "models:/mor-agent@champion", {
+        ("simple_python", "simple_python_0"): True, ("simple_python", "simple_python_1"): True,
+        ("multiple", "multiple_0"): False,
+    })
+    shown = _mor("compare", str(a), str(b))
+    assert shown.exit_code == 0, shown.output
+    text = _flat(shown)
+    assert "simple_python │ 0.500 (1/2) │ 1.000 (2/2) │ +0.500" in text
+    assert "multiple │ 1.000 (1/1) │ 0.000 (0/1) │ -1.000" in text
+    assert "flipped items: 1 fixed, 1 broken" in text
+    assert "simple_python_1 │ fail → pass │ wrong_value (reasoner)" in text
+    assert "multiple_0 │ pass → fail │ │ wrong_value (executor)" in text
+    data = json.loads(_mor("compare", str(a), str(b), "--json").output)
+    assert (data["fixed"], data["broken"]) == (1, 1)
+    assert {c["category"]: c["delta"] for c in data["categories"]} == {"multiple": -1.0, "simple_python": 0.5}
+    missing = _mor("compare", str(a), "999")
+    assert missing.exit_code == 1 and "run 999 not found" in _flat(missing)
+
+
+def test_run_refuses_bad_input_before_touching_anything(home: Path) -> None:
+    result = _mor("run", "bfcl/simple", "--model", "models:/mor-agent@champion")
+    assert result.exit_code == 2 and "the v4 name of python 'simple' is simple_python" in _flat(result)
+    result = _mor("run", "bfcl/simple_python", "--model", "models:/a@b", "--data-dir", str(home / "nowhere"))
+    assert result.exit_code == 2 and "is not a directory" in _flat(result)
+    assert not home.exists(), "no Ray, MLflow or SQL state was created"
+
+
+# ---------------------------------------------------------------- through Ray
+
+
+@pytest.fixture
+def ray_home(local_cluster: ClusterInfo, ray_settings: Settings, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The session cluster's MOR_HOME (so the commands find that cluster), with results and MLflow in tmp."""
+    settings = ray_settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'results.db'}",
+                                               "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    monkeypatch.setenv("MOR_HOME", str(settings.home))
+    monkeypatch.setenv("MOR_DATABASE_URL", settings.db_url)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    monkeypatch.setenv("COLUMNS", "250")
+    for key in ("RAY_ADDRESS", "MOR_BENCHMARKS_DIR"):
+        monkeypatch.delenv(key, raising=False)
+    return settings
+
+
+@pytest.mark.slow
+def test_run_evaluates_once_as_a_ray_job(ray_home: Settings, tmp_path: Path) -> None:
+    agent = tmp_path / "agent"
+    texts = ["<|user|> Find the area of a triangle with a base of 10 units. <|reasoner|> Next: executor <|end|>"] * 10
+    write_untrained_agent(agent, texts=texts, cache_dir=tmp_path / "cache", mor_config=TINY_MOR)
+    result = _mor("run", "bfcl/simple_python", "--model", str(agent), "--max-items", "2", "--max-new-tokens", "4",
+                  "--data-dir", str(_benchmarks_dir()))
+    assert result.exit_code == 0, result.output
+    text = _flat(result)
+    assert "Submitted run 1 (bfcl/simple_python of " in text and "as job mor-eval-run1-" in text
+    assert "run 1: bfcl/simple_python — succeeded" in text and "failures by role: reasoner 2" in text
+    engine = make_engine(ray_home.db_url)
+    try:
+        with session_scope(engine) as session:
+            run = get_run(session=session, run_id=1)
+            rows = item_results(session=session, run_id=1)
+        assert (run.status, run.triggered_by.startswith("user:"), run.config) == (
+            "succeeded", True, {"max_items": 2, "max_new_tokens": 4, "data_dir": str(_benchmarks_dir().resolve())})
+        assert [(row.item_id, row.passed, row.failing_role) for row in rows] == [
+            ("simple_python_0", False, "reasoner"), ("simple_python_1", False, "reasoner")]
+        assert RayEvalSubmitter(ray_home).client.info(run.ray_job_id).metadata["mor.kind"] == "eval"
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_serve_once_fires_what_is_due(ray_home: Settings, tmp_path: Path) -> None:
+    upgrade(ray_home.db_url)
+    engine = make_engine(ray_home.db_url)
+    try:
+        with session_scope(engine) as session:  # due a minute ago; its model is missing, so the run fails fast
+            create_schedule(session=session, name="due", cron="* * * * *", suite="bfcl", categories=["simple_python"],
+                            model_uri=str(tmp_path / "missing"), config={"max_items": 1},
+                            now=utcnow() - timedelta(minutes=1, seconds=5))
+        result = _mor("serve", "--once", "--data-dir", str(_benchmarks_dir()))
+        assert result.exit_code == 0, result.output
+        assert "Evaluation scheduler on sqlite:///" in _flat(result) and "stopped." in result.output
+        with session_scope(engine) as session:
+            [run] = list_runs(session=session)
+        assert run.triggered_by == "schedule:due" and run.ray_job_id is not None
+        info = RayEvalSubmitter(ray_home).client.wait(run.ray_job_id, timeout_s=180)
+        assert info.status == "FAILED"
+        with session_scope(engine) as session:
+            failed = get_run(session=session, run_id=run.id)
+        assert failed.status == "failed" and "RegistryError" in (failed.error or "")
+    finally:
+        engine.dispose()
+    bad = _mor("serve", "--poll", "0")
+    assert bad.exit_code == 2 and "--poll: got 0.0, must be > 0" in _flat(bad)
