@@ -100,8 +100,10 @@ def test_check_options(tmp_path: Path) -> None:
         check_options({"max_item": 3})
     with pytest.raises(ValueError, match="max_items: got 0, must be a whole number >= 1"):
         check_options({"max_items": 0})
-    with pytest.raises(ValueError, match="mode: got 'bfs', must be cot or dfs"):
+    with pytest.raises(ValueError, match="mode: got 'bfs', must be one of cot, dfsdt"):
         check_options({"mode": "bfs"})
+    with pytest.raises(ValueError, match="judge_model: not given with judge_url 'http://judge/v1'"):
+        check_options({"judge_url": "http://judge/v1"})
 
 
 def test_is_endpoint() -> None:
@@ -164,6 +166,19 @@ def test_an_untrained_agent_fails_bfcl_items_on_its_reasoner(agent_dir: Path, da
     assert all(row.failure_reason in ("unparseable", "no_call") for row in result.rows)
     assert all("no end marker within 4 tokens" in (row.detail or "") for row in result.rows)
     assert result.metrics["failures/reasoner"] == 2.0
+
+
+def test_stabletoolbench_groups_give_rule_based_rows(data_dir: Path, settings: Settings) -> None:
+    """No judge endpoint configured: the rule-based judge decides, and the run says so."""
+    result = run_suite(parse_suite("stabletoolbench/G1_instruction"), Answering("I would rather not call anything."),
+                       settings, {"max_items": 2, "data_dir": str(data_dir), "mode": "cot"})
+    assert [(row.category, row.passed, row.failure_reason, row.failing_role) for row in result.rows] == [
+        ("G1_instruction", False, "judged_unsolved", None)] * 2
+    assert [row.item_id for row in result.rows] == ["588", "608"]
+    assert result.judge_kind == "rule-based" and all(row.detail == "rule-based judge: score 0.00"
+                                                     for row in result.rows)
+    assert result.metrics["accuracy/G1_instruction"] == 0.0 and result.metrics["G1_instruction/sopr"] == 0.0
+    assert result.metrics["sopr"] == 0.0 and result.metrics["items"] == 2.0
 
 
 def test_the_synthetic_suite_uses_the_agents_own_held_out_set(agent_dir: Path, settings: Settings) -> None:

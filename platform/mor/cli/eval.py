@@ -76,8 +76,14 @@ ApiKeyEnvOption = Annotated[str | None, typer.Option("--api-key-env", help=RUN_O
 MaxStepsOption = Annotated[int | None, typer.Option("--max-steps", help=RUN_OPTIONS["max_steps"])]
 MaxNewTokensOption = Annotated[int | None, typer.Option("--max-new-tokens", help=RUN_OPTIONS["max_new_tokens"])]
 ModeOption = Annotated[str | None, typer.Option("--mode", help=RUN_OPTIONS["mode"])]
+ApiUrlOption = Annotated[str | None, typer.Option("--api-url", help=RUN_OPTIONS["api_url"])]
 SimulatorOption = Annotated[str | None, typer.Option("--simulator-url", help=RUN_OPTIONS["simulator_url"])]
+SimulatorModelOption = Annotated[str | None, typer.Option("--simulator-model", help=RUN_OPTIONS["simulator_model"])]
+SimulatorKeyOption = Annotated[str | None, typer.Option("--simulator-api-key-env",
+                                                        help=RUN_OPTIONS["simulator_api_key_env"])]
 JudgeOption = Annotated[str | None, typer.Option("--judge-url", help=RUN_OPTIONS["judge_url"])]
+JudgeModelOption = Annotated[str | None, typer.Option("--judge-model", help=RUN_OPTIONS["judge_model"])]
+JudgeKeyOption = Annotated[str | None, typer.Option("--judge-api-key-env", help=RUN_OPTIONS["judge_api_key_env"])]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
@@ -226,8 +232,13 @@ def run_command(
     max_steps: MaxStepsOption = None,
     max_new_tokens: MaxNewTokensOption = None,
     mode: ModeOption = None,
+    api_url: ApiUrlOption = None,
     simulator_url: SimulatorOption = None,
+    simulator_model: SimulatorModelOption = None,
+    simulator_api_key_env: SimulatorKeyOption = None,
     judge_url: JudgeOption = None,
+    judge_model: JudgeModelOption = None,
+    judge_api_key_env: JudgeKeyOption = None,
     address: AddressOption = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job until it ends.")] = True,
 ) -> None:
@@ -239,7 +250,9 @@ def run_command(
         selection = _selection(suite, categories)
         options = _options(data_dir=str(data_dir) if data_dir else None, max_items=max_items,
                            endpoint_model=endpoint_model, api_key_env=api_key_env, max_steps=max_steps,
-                           max_new_tokens=max_new_tokens, mode=mode, simulator_url=simulator_url, judge_url=judge_url)
+                           max_new_tokens=max_new_tokens, mode=mode, api_url=api_url, simulator_url=simulator_url,
+                           simulator_model=simulator_model, simulator_api_key_env=simulator_api_key_env,
+                           judge_url=judge_url, judge_model=judge_model, judge_api_key_env=judge_api_key_env)
         uri = _model_uri(model)
         settings = Settings()
         submitter = RayEvalSubmitter(settings, address=address)
@@ -291,8 +304,13 @@ def schedule_add(
     max_steps: MaxStepsOption = None,
     max_new_tokens: MaxNewTokensOption = None,
     mode: ModeOption = None,
+    api_url: ApiUrlOption = None,
     simulator_url: SimulatorOption = None,
+    simulator_model: SimulatorModelOption = None,
+    simulator_api_key_env: SimulatorKeyOption = None,
     judge_url: JudgeOption = None,
+    judge_model: JudgeModelOption = None,
+    judge_api_key_env: JudgeKeyOption = None,
 ) -> None:
     """Add a cron schedule of an evaluation."""
     console = Console()
@@ -300,7 +318,9 @@ def schedule_add(
         selection = _selection(suite, categories)
         options = _options(data_dir=str(data_dir) if data_dir else None, max_items=max_items,
                            endpoint_model=endpoint_model, api_key_env=api_key_env, max_steps=max_steps,
-                           max_new_tokens=max_new_tokens, mode=mode, simulator_url=simulator_url, judge_url=judge_url)
+                           max_new_tokens=max_new_tokens, mode=mode, api_url=api_url, simulator_url=simulator_url,
+                           simulator_model=simulator_model, simulator_api_key_env=simulator_api_key_env,
+                           judge_url=judge_url, judge_model=judge_model, judge_api_key_env=judge_api_key_env)
         uri = _model_uri(model)
         with _database(Settings()) as engine, session_scope(engine) as session:
             schedule = create_schedule(

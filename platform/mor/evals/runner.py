@@ -23,6 +23,8 @@ from typing import Any
 from mor.evals.bfcl import CATEGORIES as BFCL_CATEGORIES
 from mor.evals.bfcl import BfclDataError, check_category
 from mor.evals.bfcl_run import bfcl_metrics, run_bfcl_category
+from mor.evals.stabletoolbench import GROUPS as STABLETOOLBENCH_GROUPS
+from mor.evals.stabletoolbench import MODES as STB_MODES
 from mor.evals.target import ChatTarget
 from mor.evals.targets import AgentTarget, OpenAITarget
 from mor.settings import Settings
@@ -45,9 +47,6 @@ __all__ = [
 ]
 
 SUITES: tuple[str, ...] = ("bfcl", "stabletoolbench", "synthetic")
-STABLETOOLBENCH_GROUPS: tuple[str, ...] = (
-    "G1_instruction", "G1_category", "G1_tool", "G2_instruction", "G2_category", "G3_instruction",
-)
 # Run options (stored in a run's / schedule's config) and what each one means.
 RUN_OPTIONS: dict[str, str] = {
     "max_items": "evaluate only the first N items of each category (a smoke run; not a leaderboard number)",
@@ -56,9 +55,15 @@ RUN_OPTIONS: dict[str, str] = {
     "api_key_env": "environment variable holding the endpoint's API key where the job runs",
     "max_steps": "reasoner turns of the in-process agent per episode",
     "max_new_tokens": "token budget of one role turn of the in-process agent (every role)",
-    "mode": "StableToolBench search mode: cot (CoT/ReAct) or dfs (DFSDT)",
+    "mode": "StableToolBench search: cot (CoT/ReAct) or dfsdt (depth-first search)",
+    "api_url": "StableToolBench: URL of a running virtual API server (default: one started for the run over "
+               "the response cache in MOR_HOME/cache/stabletoolbench)",
     "simulator_url": "StableToolBench: OpenAI-compatible endpoint answering tool calls missing from the cache",
+    "simulator_model": "StableToolBench: model name of the simulator endpoint",
+    "simulator_api_key_env": "StableToolBench: environment variable holding the simulator endpoint's API key",
     "judge_url": "StableToolBench: OpenAI-compatible endpoint of the pass-rate judge (else the rule-based judge)",
+    "judge_model": "StableToolBench: model name of the judge endpoint",
+    "judge_api_key_env": "StableToolBench: environment variable holding the judge endpoint's API key",
 }
 Progress = Callable[[str, int, int], None]
 """(stage, done, total): called after each item."""
@@ -151,8 +156,12 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         value = out.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
             raise ValueError(f"{key}: got {value!r}, must be a whole number >= 1 (or left out)")
-    if out.get("mode") not in (None, "cot", "dfs"):
-        raise ValueError(f"mode: got {out['mode']!r}, must be cot or dfs")
+    if out.get("mode") not in (None, *STB_MODES):
+        raise ValueError(f"mode: got {out['mode']!r}, must be one of {', '.join(STB_MODES)}")
+    for service in ("simulator", "judge"):
+        if out.get(f"{service}_url") and not out.get(f"{service}_model"):
+            raise ValueError(f"{service}_model: not given with {service}_url {out[f'{service}_url']!r}; name the "
+                             f"model the {service} endpoint serves, e.g. {service}_model: gpt-4o-mini")
     if out.get("data_dir") is not None:
         out["data_dir"] = str(Path(str(out["data_dir"])).expanduser().resolve())
     return {key: value for key, value in out.items() if value is not None}
@@ -238,32 +247,54 @@ def _run_bfcl(selection: SuiteSelection, target: ChatTarget, settings: Settings,
     return SuiteResult(selection, rows, bfcl_metrics(runs))
 
 
+def _endpoint_key(options: Mapping[str, Any], name: str) -> str | None:
+    env = options.get(name)
+    if not env:
+        return None
+    value = os.environ.get(str(env))
+    if value is None:
+        raise ValueError(f"{name}: {env!r} is not set in the job's environment; set it where the job runs")
+    return value
+
+
 def _run_stabletoolbench(selection: SuiteSelection, target: ChatTarget, settings: Settings,
                          options: Mapping[str, Any], progress: Progress | None) -> SuiteResult:
-    try:
-        from mor.evals import stabletoolbench
-    except ImportError as error:
-        raise ValueError(
-            f"suite: stabletoolbench is not available in this installation ({error}); run bfcl or synthetic"
-        ) from None
+    from mor.evals import stabletoolbench as stb
+
     root = _data_dir(options, settings, "stabletoolbench")
-    extra = {key: options[key] for key in ("mode", "simulator_url", "judge_url") if options.get(key) is not None}
+    judge: stb.Judge | None = None
+    if options.get("judge_url"):
+        judge = stb.LlmJudge(stb.LlmEndpoint(options["judge_url"], options["judge_model"],
+                                             _endpoint_key(options, "judge_api_key_env")))
+    simulator: stb.Simulator | None = None
+    if options.get("simulator_url"):
+        simulator = stb.LlmSimulator(stb.LlmEndpoint(options["simulator_url"], options["simulator_model"],
+                                                     _endpoint_key(options, "simulator_api_key_env")))
+    api = options.get("api_url")
+    server = {"api": api} if api else {"cache_dir": settings.cache_dir / "stabletoolbench", "simulator": simulator}
     rows: list[NewItemResult] = []
+    metrics: dict[str, float] = {}
+    scores: list[float] = []
     judge_kinds: set[str] = set()
     for group in selection.categories:
-        results = stabletoolbench.run_suite(target, group, root, settings, max_items=options.get("max_items"),
-                                            **extra)
-        for result in results:
-            row = result if isinstance(result, NewItemResult) else result.to_row()
-            rows.append(row)
-            kind = getattr(result, "judge_kind", None)
-            if kind:
-                judge_kinds.add(str(kind))
-        if progress is not None:
-            progress(f"stabletoolbench/{group}", len(results), len(results))
-    if len(judge_kinds) > 1:
+        report = (lambda done, total, g=group: progress(f"stabletoolbench/{g}", done, total)) if progress else None
+        result = stb.run_group(target, group, root, judge=judge, mode=options.get("mode", "cot"),
+                               max_items=options.get("max_items"), progress=report, **server)
+        judge_kinds.add(result.summary.judge_kind)
+        metrics.update(result.summary.metrics(prefix=f"{group}/"))
+        for item in result.items:
+            scores.append(item.score)
+            rows.append(NewItemResult(
+                category=item.category, item_id=item.item_id, passed=item.passed,
+                failure_reason=item.failure_reason, failing_role=item.failing_role, output=item.output,
+                detail=f"{item.judge_kind} judge: score {item.score:.2f}",
+                latency_ms=round(item.latency_s * 1000.0, 3),
+            ))
+    if len(judge_kinds) > 1:  # one judge per run; both kinds in one run would mix scores that never mix
         raise ValueError(f"judge: items were judged by {sorted(judge_kinds)}; one run holds one judge kind only")
-    return SuiteResult(selection, rows, row_metrics(rows), judge_kinds.pop() if judge_kinds else None)
+    metrics.update(row_metrics(rows))
+    metrics["sopr"] = sum(scores) / len(scores) if scores else 0.0
+    return SuiteResult(selection, rows, metrics, judge_kinds.pop() if judge_kinds else None)
 
 
 def _run_synthetic(selection: SuiteSelection, target: ChatTarget, settings: Settings, options: Mapping[str, Any],
