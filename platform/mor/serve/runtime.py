@@ -1,0 +1,333 @@
+"""The role gate inside one request: reasoner → executor (tool calls back to the client) or summarizer (the answer).
+
+`AgentRuntime.prepare` checks a request and turns its messages into the trajectory the model was trained on;
+`decide` runs the reasoner (and the executor when the reasoner picks it; custom roles in between); `answer` runs the
+summarizer, optionally streaming its text. Every role turn is one job of the shared `BatchEngine`, so turns of
+different requests and roles are decoded in the same forward passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mor.agent import messages_to_trajectory, parse_calls, parse_reasoner
+from mor.agent.parse import ParseFailure, clean_output
+from mor.data.render import END, Renderer
+from mor.data.schema import ToolCall, Trajectory, Turn
+from mor.serve.args import ServeArgs
+from mor.serve.constrain import CallsConstraint, ReasonerConstraint, TextConstraint, TokenConstraint, Vocabulary
+from mor.serve.engine import BatchEngine, GenerationJob, GenerationResult, Sampling
+from mor.serve.errors import APIError
+from mor.serve.protocol import AssistantMessage, ChatRequest
+from mor.serve.textstream import TextAssembler
+from mor.serve.tools import ToolPlan, check_calls, plan_tools
+
+__all__ = ["AgentRuntime", "Answer", "Decision", "TurnPlan", "Usage"]
+
+
+@dataclass
+class Usage:
+    """Token counts of one request over all its role turns (`reasoning` = the reasoner's new tokens)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    reasoning_tokens: int = 0
+    by_role: dict[str, int] = field(default_factory=dict)
+
+    def add(self, role: str, result: GenerationResult, *, reasoning: bool) -> None:
+        """Count one generation of `role`."""
+        self.prompt_tokens += result.prompt_tokens
+        self.completion_tokens += len(result.token_ids)
+        if reasoning:
+            self.reasoning_tokens += len(result.token_ids)
+        self.by_role[role] = self.by_role.get(role, 0) + len(result.token_ids)
+
+    def to_openai(self) -> dict[str, Any]:
+        """The `usage` object of a response."""
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
+        }
+
+
+@dataclass
+class TurnPlan:
+    """A checked request: the trajectory so far and what this turn may do."""
+
+    request: ChatRequest
+    trajectory: Trajectory
+    tools: ToolPlan
+    sampling: Sampling
+    answer_budget: int
+    stop: list[str]
+    stream: bool
+    include_usage: bool
+
+
+@dataclass
+class Decision:
+    """The outcome of the reasoner (and executor): calls for the client, an answer to write, or a cut-off."""
+
+    kind: Literal["tool_calls", "answer", "length"]
+    thought: str | None
+    calls: list[ToolCall]
+    trajectory: Trajectory
+    usage: Usage
+    first_token_s: float | None = None
+
+
+@dataclass
+class Answer:
+    """The summarizer's text and why it ended (`stop` or `length`)."""
+
+    content: str
+    finish_reason: Literal["stop", "length"]
+
+
+def _unsupported(request: ChatRequest) -> None:
+    problems: list[tuple[str, str]] = []
+    if request.n not in (None, 1):
+        problems.append(("n", f"n: got {request.n}, only 1 choice is generated; omit n"))
+    if request.logprobs:
+        problems.append(("logprobs", "logprobs: not supported by the agent; omit it"))
+    if request.top_logprobs:
+        problems.append(("top_logprobs", "top_logprobs: not supported by the agent; omit it"))
+    if request.logit_bias:
+        problems.append(("logit_bias", "logit_bias: not supported by the agent; omit it"))
+    for name in ("frequency_penalty", "presence_penalty"):
+        value = getattr(request, name)
+        if value not in (None, 0, 0.0):
+            problems.append((name, f"{name}: got {value}, only 0 is supported; omit it"))
+    if request.response_format is not None and request.response_format.type != "text":
+        problems.append(("response_format", f"response_format.type: got {request.response_format.type!r}, the "
+                                            "summarizer writes plain text; use {'type': 'text'} or omit it"))
+    stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
+    if len(stops) > 4:
+        problems.append(("stop", f"stop: got {len(stops)} sequences, at most 4 are allowed"))
+    if problems:
+        raise APIError(400, "; ".join(text for _, text in problems), param=problems[0][0], code="unsupported_parameter")
+
+
+class AgentRuntime:
+    """A loaded agent (model, tokenizer, roles) with its decoding engine, serving role-gated turns."""
+
+    def __init__(self, *, tokenizer: Any, roles: Sequence[str], engine: BatchEngine, args: ServeArgs,
+                 model_name: str, logits_size: int, max_positions: int | None,
+                 reasoner: str = "reasoner", executor: str = "executor", summarizer: str = "summarizer") -> None:
+        self.tokenizer = tokenizer
+        self.engine = engine
+        self.args = args
+        self.model_name = model_name
+        self.renderer = Renderer(tokenizer, list(roles))
+        self.roles = list(roles)
+        if reasoner not in self.roles:
+            raise ValueError(f"roles: {self.roles} has no {reasoner!r}; the role gate starts with the reasoner")
+        self.reasoner, self.executor, self.summarizer = reasoner, executor, summarizer
+        self.vocab = Vocabulary(tokenizer, logits_size=logits_size, end_text=END)
+        self.max_context = args.max_context_tokens or max_positions
+        self._accepted_models = {model_name}
+
+    def accept_model_names(self, *names: str) -> None:
+        """Also accept these `model` values in requests (e.g. the model URI)."""
+        self._accepted_models.update(name for name in names if name)
+
+    # --- checking a request -----------------------------------------------------------------------------------------
+
+    def prepare(self, request: ChatRequest) -> TurnPlan:
+        """Check the request and build the trajectory; raises `APIError` (4xx) for anything the agent cannot do."""
+        if request.model not in self._accepted_models:
+            raise APIError(404, f"model: got {request.model!r}, this server serves {self.model_name!r}; set "
+                                f"model={self.model_name!r} (see GET /v1/models)", param="model",
+                           code="model_not_found")
+        _unsupported(request)
+        tools = plan_tools(request, has_executor=self.executor in self.roles,
+                           has_summarizer=self.summarizer in self.roles)
+        try:
+            trajectory = messages_to_trajectory(request.message_dicts(), tools.tools, reasoner=self.reasoner,
+                                                executor=self.executor, summarizer=self.summarizer)
+        except ValueError as error:
+            raise APIError(400, str(error), param="messages", code="invalid_request") from None
+        self._restore_thoughts(request, trajectory)
+        budget = request.max_completion_tokens or request.max_tokens or self.args.role_budget(self.summarizer)
+        if budget > self.args.max_completion_tokens:
+            name = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
+            raise APIError(400, f"{name}: got {budget}, this server allows at most {self.args.max_completion_tokens}",
+                           param=name, code="invalid_request")
+        temperature = request.temperature or 0.0
+        stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
+        return TurnPlan(
+            request=request,
+            trajectory=trajectory,
+            tools=tools,
+            sampling=Sampling(temperature=temperature, top_p=request.top_p or 1.0, seed=request.seed),
+            answer_budget=budget,
+            stop=stop,
+            stream=bool(request.stream),
+            include_usage=bool(request.stream_options and request.stream_options.include_usage),
+        )
+
+    def _restore_thoughts(self, request: ChatRequest, trajectory: Trajectory) -> None:
+        """Put each assistant message's `reasoning_content` back as the thought of its reasoner turn."""
+        assistants = [m for m in request.messages if isinstance(m, AssistantMessage)]
+        reasoner_turns = [turn for turn in trajectory.turns if turn.role == self.reasoner]
+        for message, turn in zip(assistants, reasoner_turns, strict=False):
+            if message.reasoning_content:
+                turn.thought = message.reasoning_content.strip() or turn.thought
+
+    # --- generation -------------------------------------------------------------------------------------------------
+
+    def _budget(self, role: str) -> int:
+        return self.args.role_budget(role)
+
+    def _job(self, trajectory: Trajectory, role: str, budget: int, constraint: TokenConstraint | None,
+             sampling: Sampling) -> GenerationJob:
+        prompt = self.renderer.prompt(trajectory, role)
+        if self.max_context is not None and len(prompt) + budget > self.max_context:
+            raise APIError(400, f"messages: the conversation takes {len(prompt)} tokens as the {role}'s prompt; "
+                                f"with its budget of {budget} new tokens that exceeds the context of "
+                                f"{self.max_context} tokens; shorten the conversation or lower max_tokens",
+                           param="messages", code="context_length_exceeded")
+        return GenerationJob(
+            input_ids=prompt.input_ids,
+            role_ids=prompt.role_ids,
+            role=self.renderer.role_index[role],
+            max_new_tokens=budget,
+            stop_ids=self.renderer.end_ids,
+            constraint=constraint,
+            sampling=sampling,
+        )
+
+    async def _run(self, job: GenerationJob) -> GenerationResult:
+        result = await self.engine.generate(job)
+        if result.finish_reason == "error":
+            raise APIError(500, f"generation failed: {result.error}", code="generation_failed")
+        return result
+
+    def _text(self, result: GenerationResult) -> str:
+        ids = result.token_ids
+        end = self.renderer.end_ids
+        if ids[-len(end):] == end:
+            ids = ids[: -len(end)]
+        return clean_output(self.tokenizer.decode(ids, skip_special_tokens=True))
+
+    def _next_roles(self, plan: TurnPlan) -> list[str]:
+        if plan.tools.executor_required:
+            return [self.executor]
+        allowed = [role for role in self.roles if role not in (self.reasoner, self.executor, self.summarizer)]
+        if plan.tools.executor_allowed:
+            allowed.insert(0, self.executor)
+        if plan.tools.summarizer_allowed:
+            allowed.append(self.summarizer)
+        return allowed
+
+    async def decide(self, plan: TurnPlan) -> Decision:
+        """Run the reasoner (and the roles it hands over to, up to the executor or the summarizer)."""
+        trajectory = plan.trajectory
+        usage = Usage()
+        first_token_s: float | None = None
+        grammar = None
+        if plan.tools.executor_allowed:
+            try:
+                functions = [(tool.name, tool.parameters) for tool in plan.tools.callable]
+                grammar = CallsConstraint.compile(self.vocab, functions, parallel=plan.tools.parallel)
+            except ValueError as error:
+                raise APIError(400, f"tools: {error}; the constrained decoder cannot enforce this schema; remove "
+                                    "the listed keywords", param="tools", code="unsupported_schema") from None
+        for _ in range(self.args.max_steps + 1):
+            reasoner_turns = sum(1 for turn in trajectory.turns if turn.role == self.reasoner)
+            executed = sum(len(turn.calls) for turn in trajectory.turns)
+            next_roles = self._next_roles(plan)
+            thought: str | None = None
+            limit_reached = reasoner_turns >= self.args.max_steps or executed >= self.args.max_calls
+            if (limit_reached and self.summarizer in self.roles) or not next_roles:
+                next_role = self.summarizer
+            else:
+                job = self._job(trajectory, self.reasoner, self._budget(self.reasoner),
+                                ReasonerConstraint(self.vocab, next_roles), plan.sampling)
+                result = await self._run(job)
+                usage.add(self.reasoner, result, reasoning=True)
+                first_token_s = first_token_s if first_token_s is not None else result.first_token_s
+                parsed = parse_reasoner(self._text(result), next_roles)
+                if isinstance(parsed, ParseFailure):
+                    raise APIError(500, f"the reasoner's output could not be parsed: {parsed.reason}",
+                                   code="generation_failed")
+                thought, next_role = parsed
+            trajectory.turns.append(Turn(role=self.reasoner, thought=thought, next_role=next_role))
+            if next_role == self.summarizer:
+                return Decision("answer", thought, [], trajectory, usage, first_token_s)
+            if next_role == self.executor:
+                assert grammar is not None
+                constraint = CallsConstraint(self.vocab, grammar)
+                job = self._job(trajectory, self.executor, self._budget(self.executor), constraint, plan.sampling)
+                result = await self._run(job)
+                usage.add(self.executor, result, reasoning=False)
+                if not constraint.accepted:
+                    return Decision("length", thought, [], trajectory, usage, first_token_s)
+                calls = parse_calls(self._text(result), plan.tools.callable)
+                problem = calls.reason if isinstance(calls, ParseFailure) else check_calls(calls, plan.tools.callable)
+                if problem is not None or isinstance(calls, ParseFailure):
+                    raise APIError(500, f"the executor's output failed its grammar check: {problem}",
+                                   code="generation_failed")
+                for call in calls:
+                    call.id = f"call_{uuid.uuid4().hex[:24]}"
+                return Decision("tool_calls", thought, calls, trajectory, usage, first_token_s)
+            job = self._job(trajectory, next_role, self._budget(next_role), TextConstraint(self.vocab), plan.sampling)
+            result = await self._run(job)
+            usage.add(next_role, result, reasoning=True)
+            trajectory.turns.append(Turn(role=next_role, content=self._text(result)))
+        return Decision("length", None, [], trajectory, usage, first_token_s)
+
+    async def stream_answer(self, plan: TurnPlan, decision: Decision) -> AsyncIterator[str | Answer]:
+        """The summarizer's answer as text deltas, then the `Answer` (its usage is added to `decision.usage`)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[int | None] = asyncio.Queue()
+
+        def on_token(token: int) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, token)
+
+        job = self._job(decision.trajectory, self.summarizer, plan.answer_budget, TextConstraint(self.vocab),
+                        plan.sampling)
+        job.on_token = on_token
+        assembler = TextAssembler(self.tokenizer, end_text=END, stop=plan.stop)
+        future = self.engine.submit(job)
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(queue.put_nowait, None))
+        try:
+            while True:
+                token = await queue.get()
+                if token is None:
+                    break
+                delta = assembler.push(token)
+                if delta:
+                    yield delta
+                if assembler.stopped:
+                    job.cancel()
+            result = await asyncio.wrap_future(future)
+        except BaseException:
+            job.cancel()
+            raise
+        if result.finish_reason == "error":
+            raise APIError(500, f"generation failed: {result.error}", code="generation_failed")
+        decision.usage.add(self.summarizer, result, reasoning=False)
+        if decision.first_token_s is None:
+            decision.first_token_s = result.first_token_s
+        rest = assembler.finish()
+        if rest:
+            yield rest
+        finish: Literal["stop", "length"] = "length" if result.finish_reason == "length" and not assembler.stopped \
+            else "stop"
+        yield Answer(content=assembler.text, finish_reason=finish)
+
+    async def answer(self, plan: TurnPlan, decision: Decision) -> Answer:
+        """The summarizer's whole answer."""
+        answer: Answer | None = None
+        async for item in self.stream_answer(plan, decision):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
