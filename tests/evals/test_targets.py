@@ -169,7 +169,8 @@ def _call(name: str, arguments: str) -> dict[str, Any]:
 def test_openai_target_against_our_served_agent(server: _Server) -> None:
     mor = {"decision": "tool_calls", "role_tokens": {"reasoner": 6, "executor": 9}}
     server.replies.append((200, _completion(
-        {"content": None, "reasoning_content": "Look it up.", "tool_calls": [_call("get_weather", '{"city": "Paris"}')]},
+        {"content": None, "reasoning_content": "Look it up.",
+         "tool_calls": [_call("get_weather", '{"city": "Paris"}')]},
         "tool_calls", mor=mor)))
     target = OpenAITarget(server.url, "key-1", "mor-agent")
     assert gate_roles_of(target) is None  # not known before the first reply
@@ -187,10 +188,10 @@ def test_openai_target_against_our_served_agent(server: _Server) -> None:
 def test_openai_target_attributes_served_agent_failures_to_roles(server: _Server) -> None:
     server.replies.append((200, _completion({"content": "Look it up.", "tool_calls": [_call("get_weather", '{"ci')]},
                                             "tool_calls", mor={"decision": "tool_calls", "role_tokens": {}})))
-    server.replies.append((200, _completion({"content": None, "reasoning_content": "Look"}, "length",
-                                            mor={"decision": "length", "role_tokens": {"reasoner": 3, "executor": 40}})))
-    error = {"error": {"message": "the reasoner's output could not be parsed: no 'Next: <role>'", "type": "server_error",
-                       "param": None, "code": "generation_failed"}}
+    length_mor = {"decision": "length", "role_tokens": {"reasoner": 3, "executor": 40}}
+    server.replies.append((200, _completion({"content": None, "reasoning_content": "Look"}, "length", mor=length_mor)))
+    error = {"error": {"message": "the reasoner's output could not be parsed: no 'Next: <role>'",
+                       "type": "server_error", "param": None, "code": "generation_failed"}}
     server.replies.extend([(500, error)] * 3)  # the client retries a 500 twice
     target = OpenAITarget(server.url, None, "mor-agent", max_retries=2)
     bad_json = target.respond(QUESTION, [WEATHER])

@@ -133,8 +133,10 @@ def test_only_a_queued_run_is_started(sqlite_engine: Engine, sqlite_settings: Se
         assert get_run(session=session, run_id=run_id).status == "succeeded"  # untouched
 
 
-def test_main_prints_the_summary_or_exits_1(sqlite_engine: Engine, sqlite_settings: Settings, agent_dir: Path,
-                                            monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_prints_the_summary_or_exits_1(
+    sqlite_engine: Engine, sqlite_settings: Settings, agent_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     engine, settings = sqlite_engine, sqlite_settings
     monkeypatch.setenv("MOR_HOME", str(settings.home))
     monkeypatch.setenv("MOR_DATABASE_URL", settings.db_url)

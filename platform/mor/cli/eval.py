@@ -35,6 +35,7 @@ from mor.store import (
     StoreError,
     compare_runs,
     create_schedule,
+    fail_lost_job,
     get_run,
     list_runs,
     list_schedules,
@@ -44,6 +45,7 @@ from mor.store import (
     session_scope,
     set_paused,
     upgrade,
+    utcnow,
 )
 
 __all__ = ["eval_app", "schedule_app"]
@@ -190,7 +192,8 @@ def _run_dict(run: EvalRun) -> dict[str, Any]:
         "scheduled_for": run.scheduled_for.isoformat() if run.scheduled_for else None, "attempt": run.attempt,
         "ray_job_id": run.ray_job_id, "judge_kind": run.judge_kind, "summary": run.summary,
         "mlflow_run_id": run.mlflow_run_id, "error": run.error,
-        "created_at": run.created_at.isoformat(), "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "created_at": run.created_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
 
 
@@ -273,6 +276,10 @@ def run_command(
         raise _fail(console, error) from None
     with _database(settings) as engine, session_scope(engine) as session:
         run = get_run(session=session, run_id=submitted.run_id)
+        if run.status in ("queued", "running"):  # the job died before it could record anything
+            error = f"job {submitted.job_id} ended {info.status} without finishing run {run.id}: {info.message or ''}"
+            fail_lost_job(session=session, run_id=run.id, error=error, now=utcnow())
+            session.refresh(run)
     if run.status != "succeeded":
         reason = (run.error or "").splitlines()[0] if run.error else f"job {info.status}: {info.message or ''}"
         console.print(f"[bold red]Run {run.id} {run.status}[/]: {escape(reason)}")
@@ -344,7 +351,8 @@ def _schedules_table(schedules: Sequence[Schedule], last_runs: dict[int, EvalRun
             f"{schedule.suite} ({len(schedule.categories)})" if schedule.categories else schedule.suite
         last = last_runs.get(schedule.id)
         table.add_row(
-            escape(schedule.name), escape(schedule.cron) + ("" if schedule.timezone == "UTC" else f" {schedule.timezone}"),
+            escape(schedule.name),
+            escape(schedule.cron) + ("" if schedule.timezone == "UTC" else f" {schedule.timezone}"),
             label, escape(schedule.model_uri), "" if schedule.paused else _when(schedule.next_fire_at),
             "[yellow]paused[/]" if schedule.paused else "active", schedule.catch_up, str(schedule.max_retries),
             f"#{last.id} {last.status}" if last is not None else "",
@@ -469,11 +477,14 @@ def _history(session: Session, suites: Sequence[str], categories: Sequence[str],
 def results_command(
     suite: Annotated[str | None, typer.Option("--suite", help="Only this suite (bfcl) or category "
                                                               "(bfcl/simple_python).")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Only this model: URI as given or registered name.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Only runs since a date/time or an age (7d, 12h).")] = None,
+    model: Annotated[str | None, typer.Option("--model", help="Only this model: URI as given or registered "
+                                                             "name.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only runs since a date/time or an age "
+                                                             "(7d, 12h).")] = None,
     status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many runs in the table.")] = 20,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the score over time per category (PNG).")] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the score over time per category "
+                                                             "(PNG).")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Evaluation runs, newest first, with their accuracy and failures by role; `--plot` draws the trend."""
