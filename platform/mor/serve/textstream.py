@@ -26,7 +26,7 @@ class TextAssembler:
         """Whether a stop string (or the end marker as text) ended the answer."""
 
     def _current(self) -> str:
-        text = self._tokenizer.decode(self._ids, skip_special_tokens=True).lstrip()
+        text = self._tokenizer.decode(self._ids, skip_special_tokens=False).lstrip()
         cut = len(text)
         for marker in (self._end_text, *self._stops):
             found = text.find(marker)
