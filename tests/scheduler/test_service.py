@@ -124,7 +124,7 @@ def test_a_schedule_fires_on_time_through_ray_into_postgresql(settings: Settings
     assert run.ray_job_id == f"mor-soon-{target:%Y%m%dT%H%M%SZ}-run{run.id}"
     assert run.created_at is not None
     lateness = (run.created_at.replace(tzinfo=UTC) - target).total_seconds()
-    assert 0 <= lateness < 2.0, f"the run was created {lateness:.2f} s after its cron time"
+    assert 0 <= lateness < 5.0, f"the run was created {lateness:.2f} s after its cron time"
 
     with session_scope(engine) as session:
         rows = item_results(session=session, run_id=run.id)
