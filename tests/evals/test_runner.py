@@ -163,7 +163,7 @@ def test_an_untrained_agent_fails_bfcl_items_on_its_reasoner(agent_dir: Path, da
     result = run_suite(parse_suite("bfcl/simple_python"), target, settings, {"max_items": 2, "data_dir": str(data_dir)})
     assert [(row.item_id, row.passed, row.failing_role) for row in result.rows] == [
         ("simple_python_0", False, "reasoner"), ("simple_python_1", False, "reasoner")]
-    assert all(row.failure_reason in ("unparseable", "no_call") for row in result.rows)
+    assert all(row.failure_reason == "unparseable" for row in result.rows)  # the reasoner's turn was unusable
     assert all("no end marker within 4 tokens" in (row.detail or "") for row in result.rows)
     assert result.metrics["failures/reasoner"] == 2.0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -230,3 +231,76 @@ def test_openai_target_raises_when_the_target_itself_is_unusable(server: _Server
         OpenAITarget(closed, None, "m", max_retries=0, timeout_s=2).respond(QUESTION, [])
     with pytest.raises(ValueError, match="base_url: got 'localhost:8000'"):
         OpenAITarget("localhost:8000")
+
+
+# ---------------------------------------------------------------- our served agent, over real HTTP
+
+
+@pytest.fixture(scope="module")
+def served_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real serving app (FastAPI + engine, no Ray) over an untrained agent, on a loopback port."""
+    import socket
+
+    import uvicorn
+
+    from mor.pipeline.agent_files import load_agent_model
+    from mor.serve import KeySet, ServeArgs, build_api, build_runtime, digest_key
+
+    root = tmp_path_factory.mktemp("served")
+    texts = ["<|user|> Find the area of a triangle with a base of 10 units. <|reasoner|> Next: executor <|end|>"] * 10
+    tiny = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
+            "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
+    agent = write_untrained_agent(root / "agent", texts=texts, cache_dir=root / "cache", mor_config=tiny)
+    model, tokenizer = load_agent_model(base_kind=agent.base.kind, base_name=agent.base.name,
+                                        base_weights_dir=agent.base_weights_dir, adapters=agent.adapters,
+                                        tokenizer_dir=agent.tokenizer_dir)
+    args = ServeArgs(model_uri=str(agent.root), api_key_digests=[digest_key("served-key-0123456789")],
+                     role_max_tokens={"reasoner": 12, "executor": 48, "summarizer": 8}, max_steps=2)
+    runtime = build_runtime(model, tokenizer, args, name="tiny-agent")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(build_api(runtime, KeySet.from_keys(["served-key-0123456789"])),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        runtime.engine.close()
+
+
+def test_openai_target_against_the_real_served_agent(served_agent: str) -> None:
+    """Our served agent's replies carry the `mor` field: the target knows it is role-gated, and a BFCL item run
+    through it gets a verdict and, when failed, a role."""
+    from mor.evals.bfcl import load_items
+    from mor.evals.bfcl_run import run_bfcl_item
+
+    target = OpenAITarget(served_agent, "served-key-0123456789")
+    reply = target.respond(QUESTION, [WEATHER], tool_choice="required")
+    assert target.model == "tiny-agent" and gate_roles_of(target) == GateRoles()
+    # Constrained decoding: an untrained model still returns a well-formed call, or runs out of the executor's
+    # token budget inside one (finish_reason=length), which the target charges to the executor.
+    if reply.calls:
+        assert [call.name for call in reply.calls] == ["get_weather"] and reply.failure is None, reply
+        assert isinstance(reply.calls[0].arguments.get("city"), str)
+    else:
+        assert reply.failing_role == "executor" and "finish_reason=length" in (reply.failure or ""), reply
+    assert reply.usage["completion_tokens"] > 0 and reply.usage["prompt_tokens"] > 0
+
+    benchmarks = Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks"
+    if not (benchmarks / "bfcl").is_dir():
+        pytest.skip("BFCL data not found beside the clone")
+    item = load_items("simple_python", benchmarks)[0]
+    run = run_bfcl_item(target, item)
+    assert run.passed or run.failing_role in ("reasoner", "executor")
+    if not run.passed:
+        expected = "reasoner" if run.reason == "no_call" else "executor"
+        assert run.failing_role == expected, (run.reason, run.message)
+    with pytest.raises(TargetError, match="HTTP 401"):
+        OpenAITarget(served_agent, "wrong-key", "tiny-agent").respond(QUESTION, [WEATHER])

@@ -10,6 +10,9 @@ Function names are offered with "." replaced by "_" (OpenAI-style APIs forbid th
 checker's `underscore_names`, as the leaderboard does for function-calling models. Java and JavaScript
 parameters are offered as strings holding source text, which is what the checker expects for those languages.
 
+A failed item whose reply held no call because a role's output was unusable fails as `unparseable` (not
+`no_call`, which means the reasoner chose to answer instead of calling).
+
 Failing role of a MoR target (None for other models and for passed items):
 - the target reported a role whose output was unusable: that role;
 - no call where one was needed, or a call where none was (irrelevance): the reasoner, which chose the wrong
@@ -242,12 +245,15 @@ def run_bfcl_item(target: ChatTarget, item: BfclItem) -> BfclItemRun:
     elapsed = reply.latency_s or (time.perf_counter() - started)
     result = score_item(item, scored_output(reply, item, roles), underscore_names=True)
     role = attribute_role(result, reply, roles)
+    reason = result.reason
+    if reason is FailureReason.NO_CALL and reply.failing_role and not reply.calls:
+        reason = FailureReason.UNPARSEABLE  # no call because a role's output was unusable, not by choice
     message = result.message
     if not result.passed and reply.failure:
         message = f"{message} [{role or 'model'}: {reply.failure}]".strip()
     return BfclItemRun(
         item_id=item.id, category=item.category, passed=result.passed,
-        reason=result.reason.value if result.reason else None, error_type=result.error_type, message=message,
+        reason=reason.value if reason else None, error_type=result.error_type, message=message,
         failing_role=role, output=_stored_output(reply, result), latency_s=elapsed,
     )
 

@@ -313,6 +313,7 @@ class OpenAITarget:
             role = roles.executor
         if choice.finish_reason == "length" and not calls and failure is None:
             failure = "the reply stopped at the token limit (finish_reason=length)"
+            raw = message.content  # the cut-off text, if the server returned any; the message itself is no output
             if roles:
                 tokens = (mor or {}).get("role_tokens") or {}
                 role = roles.executor if _spent(tokens.get(roles.executor)) else roles.reasoner
