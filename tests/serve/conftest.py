@@ -3,6 +3,9 @@ this folder), and that agent served by a real Ray Serve deployment on a free loo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -10,6 +13,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from mor.base import train_tokenizer
 from mor.data import DEFAULT_ROLES, SyntheticDataset, generate_synthetic, render_text
 from mor.model import MoRConfig, MoRModel, apply_mor
+from mor.serve import AgentRuntime, KeySet, ServeArgs, build_api, build_runtime, digest_key
+
+from .asgi import KEY, MODEL
 
 
 @pytest.fixture(scope="package")
@@ -38,3 +44,20 @@ def random_mor(tokenizer) -> MoRModel:
             if "mor_roles" in name:
                 parameter.normal_(0.0, 0.3)
     return model.eval()
+
+
+@pytest.fixture(scope="package")
+def runtime(random_mor: MoRModel, tokenizer) -> Iterator[AgentRuntime]:
+    """The untrained model behind a runtime with small budgets (its engine thread runs until the package ends)."""
+    args = ServeArgs(model_uri="unused", api_key_digests=[digest_key(KEY)], max_completion_tokens=64,
+                     role_max_tokens={"reasoner": 16, "executor": 48, "summarizer": 12}, max_steps=3,
+                     max_request_bytes=20_000)
+    runtime = build_runtime(random_mor, tokenizer, args, name=MODEL)
+    yield runtime
+    runtime.engine.close()
+
+
+@pytest.fixture(scope="package")
+def app(runtime: AgentRuntime) -> Any:
+    """The FastAPI app of `runtime`, accepting the test key."""
+    return build_api(runtime, KeySet.from_keys([KEY]))

@@ -315,7 +315,8 @@ class CallsConstraint:
                 vocab.ll_tokenizer(),
             )
             if is_error or messages:
-                raise ValueError(f"function {name!r}: {'; '.join(messages) or 'grammar error'}")
+                first_lines = [message.strip().splitlines()[0] for message in messages if message.strip()]
+                raise ValueError(f"function {name!r}: {'; '.join(first_lines) or 'grammar error'}")
         grammar = CallsGrammar(
             grammar=LLMatcher.grammar_from_lark(calls_lark(functions, parallel=parallel, end_text=end_text)),
             names=tuple(name for name, _ in functions),

@@ -223,7 +223,8 @@ class BatchEngine:
         generator = None
         if job.sampling.temperature > 0:
             generator = torch.Generator(device="cpu")
-            generator.manual_seed(job.sampling.seed if job.sampling.seed is not None else torch.seed())
+            seed = job.sampling.seed if job.sampling.seed is not None else torch.seed()
+            generator.manual_seed(seed % (2**63))
         row = _Row(job=job, future=concurrent.futures.Future(), submitted=time.perf_counter(), generator=generator)
         with self._cv:
             if self._stop:

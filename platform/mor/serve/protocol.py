@@ -220,7 +220,7 @@ class ChatRequest(_Strict):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     stop: str | list[str] | None = None
     n: int | None = Field(default=None, ge=1)
     logprobs: bool | None = None
@@ -301,6 +301,14 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         position = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise APIError(400, f"body: not valid JSON{position} ({exc.__class__.__name__}); send a JSON object "
                             "with model and messages", code="invalid_json") from None
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode()
+        raise APIError(400, f"body: contains {bad!r}, an unpaired UTF-16 surrogate escape that is not valid "
+                            "Unicode; send valid UTF-8 text", code="invalid_json") from None
+    except (ValueError, RecursionError):
+        pass  # reported below with the field that holds it
     if not isinstance(data, dict):
         raise APIError(400, f"body: got a JSON {type(data).__name__}, must be an object with model and messages",
                        code="invalid_request")

@@ -237,8 +237,9 @@ class AgentRuntime:
                 functions = [(tool.name, tool.parameters) for tool in plan.tools.callable]
                 grammar = CallsConstraint.compile(self.vocab, functions, parallel=plan.tools.parallel)
             except ValueError as error:
-                raise APIError(400, f"tools: {error}; the constrained decoder cannot enforce this schema; remove "
-                                    "the listed keywords", param="tools", code="unsupported_schema") from None
+                raise APIError(400, f"tools: {error}; the constrained decoder cannot compile this schema (a keyword "
+                                    "it does not support, or no value can satisfy it); simplify or fix it",
+                               param="tools", code="unsupported_schema") from None
         for _ in range(self.args.max_steps + 1):
             reasoner_turns = sum(1 for turn in trajectory.turns if turn.role == self.reasoner)
             executed = sum(len(turn.calls) for turn in trajectory.turns)
