@@ -4,15 +4,11 @@ session's Ray cluster for the commands that submit jobs)."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
-from typer.testing import CliRunner, Result
-
 from mor.cli.main import app
 from mor.cluster import ClusterInfo
 from mor.data import DEFAULT_ROLES
@@ -36,22 +32,15 @@ from mor.store import (
     upgrade,
     utcnow,
 )
+from mor_testing import benchmarks_dir as _benchmarks_dir
+from sqlalchemy import Engine
+from typer.testing import CliRunner, Result
 
 UTC = timezone.utc
 TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
             "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
 
 
-def _benchmarks_dir() -> Path:
-    candidates = [Path(os.environ["MOR_BENCHMARKS_DIR"])] if os.environ.get("MOR_BENCHMARKS_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks")
-    for candidate in candidates:
-        if (candidate / "bfcl").is_dir():
-            return candidate
-    message = "BFCL data not found: set MOR_BENCHMARKS_DIR to the directory holding bfcl/"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture

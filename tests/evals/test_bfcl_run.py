@@ -8,13 +8,11 @@ which role). The data is the real BFCL v4 data, read in place.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mor.agent import Agent, AgentConfig
 from mor.base import train_tokenizer
 from mor.data import DEFAULT_ROLES
@@ -22,18 +20,7 @@ from mor.evals.bfcl import BfclItem, load_items, reference_output
 from mor.evals.bfcl_run import bfcl_metrics, bfcl_tools, run_bfcl_category, run_bfcl_item
 from mor.evals.target import TargetCall, TargetReply
 from mor.evals.targets import AgentTarget
-
-
-def _benchmarks_dir() -> Path:
-    candidates = [Path(os.environ["MOR_BENCHMARKS_DIR"])] if os.environ.get("MOR_BENCHMARKS_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks")
-    for candidate in candidates:
-        if (candidate / "bfcl").is_dir():
-            return candidate
-    message = "BFCL data not found: set MOR_BENCHMARKS_DIR to the directory holding bfcl/"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+from mor_testing import benchmarks_dir as _benchmarks_dir
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from mor.data import DEFAULT_ROLES
 from mor.evals.bfcl import CATEGORIES
 from mor.evals.runner import (
@@ -28,6 +26,7 @@ from mor.evals.target import TargetReply
 from mor.evals.targets import AgentTarget, OpenAITarget, write_untrained_agent
 from mor.settings import Settings
 from mor.store import NewItemResult
+from mor_testing import benchmarks_dir as _benchmarks_dir
 
 TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
             "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
@@ -39,16 +38,6 @@ data: {sources: [{synthetic: {tools: 6, trajectories: 40, seed: 3}}]}
 """
 
 
-def _benchmarks_dir() -> Path:
-    candidates = [Path(os.environ["MOR_BENCHMARKS_DIR"])] if os.environ.get("MOR_BENCHMARKS_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks")
-    for candidate in candidates:
-        if (candidate / "bfcl").is_dir():
-            return candidate
-    message = "BFCL data not found: set MOR_BENCHMARKS_DIR to the directory holding bfcl/"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

@@ -3,34 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from sqlalchemy import Engine
-
 from mor.data import DEFAULT_ROLES
 from mor.evals.targets import write_untrained_agent
 from mor.pipeline.eval_job import EVAL_SUMMARY_MARKER, EXPERIMENT, main, run_eval_job
 from mor.settings import Settings
 from mor.store import create_run, get_run, item_results, make_engine, session_scope, upgrade
+from mor_testing import benchmarks_dir as _benchmarks_dir
+from sqlalchemy import Engine
 
 TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
             "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
 
 
-def _benchmarks_dir() -> Path:
-    candidates = [Path(os.environ["MOR_BENCHMARKS_DIR"])] if os.environ.get("MOR_BENCHMARKS_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks")
-    for candidate in candidates:
-        if (candidate / "bfcl").is_dir():
-            return candidate
-    message = "BFCL data not found: set MOR_BENCHMARKS_DIR to the directory holding bfcl/"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

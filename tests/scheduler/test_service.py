@@ -4,7 +4,6 @@ half way is detected and retried as the schedule says."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,8 +12,6 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from sqlalchemy import Engine, select
-
 from mor.cluster import ClusterInfo
 from mor.data import DEFAULT_ROLES
 from mor.evals.targets import write_untrained_agent
@@ -35,6 +32,8 @@ from mor.store import (
     utcnow,
 )
 from mor.store.testing import reset_schema
+from mor_testing import benchmarks_dir as _benchmarks_dir
+from sqlalchemy import Engine, select
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -43,16 +42,6 @@ TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
             "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
 
 
-def _benchmarks_dir() -> Path:
-    candidates = [Path(os.environ["MOR_BENCHMARKS_DIR"])] if os.environ.get("MOR_BENCHMARKS_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks")
-    for candidate in candidates:
-        if (candidate / "bfcl").is_dir():
-            return candidate
-    message = "BFCL data not found: set MOR_BENCHMARKS_DIR to the directory holding bfcl/"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

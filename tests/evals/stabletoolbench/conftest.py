@@ -2,36 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from mor_testing import benchmarks_dir as find_benchmarks_dir
 
 from mor.evals.stabletoolbench import ApiCatalog, StbQuery, load_group
 
 from ._fakes import FakeChatServer, Reply
 
 
-def _benchmarks_dir() -> Path | None:
-    candidates = [Path(os.environ["MOR_BENCHMARKS_DIR"])] if os.environ.get("MOR_BENCHMARKS_DIR") else []
-    candidates.append(Path(__file__).resolve().parents[3].parent / "shared" / "benchmarks")
-    for candidate in candidates:
-        if (candidate / "stabletoolbench" / "derived").is_dir():
-            return candidate
-    return None
 
 
 @pytest.fixture(scope="session")
 def benchmarks_dir() -> Path:
     """The directory holding stabletoolbench/ (never copied into the repository)."""
-    found = _benchmarks_dir()
-    if found is None:
-        message = "StableToolBench data not found: set MOR_BENCHMARKS_DIR to the directory holding stabletoolbench/"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI has ../shared/benchmarks beside the clone)")
-        pytest.skip(message)
-    return found
+    return find_benchmarks_dir("stabletoolbench")
 
 
 @pytest.fixture(scope="session")
