@@ -3,9 +3,14 @@ this folder), and that agent served by a real Ray Serve deployment on a free loo
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -13,9 +18,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from mor.base import train_tokenizer
 from mor.data import DEFAULT_ROLES, SyntheticDataset, generate_synthetic, render_text
 from mor.model import MoRConfig, MoRModel, apply_mor
-from mor.serve import AgentRuntime, KeySet, ServeArgs, build_api, build_runtime, digest_key
+from mor.cluster import job_runtime_env
+from mor.serve import AgentRuntime, KeySet, ServeArgs, build_api, build_app, build_runtime, digest_key
+from mor.settings import Settings
 
 from .asgi import KEY, MODEL
+from .trained import trained_agent_dir
 
 
 @pytest.fixture(scope="package")
@@ -61,3 +69,60 @@ def runtime(random_mor: MoRModel, tokenizer) -> Iterator[AgentRuntime]:
 def app(runtime: AgentRuntime) -> Any:
     """The FastAPI app of `runtime`, accepting the test key."""
     return build_api(runtime, KeySet.from_keys([KEY]))
+
+
+E2E_KEY = "e2e-key-abcdefghij"
+
+
+@dataclass(frozen=True)
+class ServedAgent:
+    """The trained agent behind a real Ray Serve deployment."""
+
+    base_url: str
+    key: str
+    model: str
+    port: int
+    directory: Path
+
+
+@pytest.fixture(scope="package")
+def agent_dir(request: pytest.FixtureRequest) -> Path:
+    """The small trained agent (cached in pytest's cache between runs)."""
+    return trained_agent_dir(Path(request.config.cache.mkdir("mor-serve")))
+
+
+@pytest.fixture(scope="package")
+def serve_port() -> int:
+    """A free loopback port for Ray Serve's HTTP proxy (never 8000, which a user may be using)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="package")
+def served(agent_dir: Path, ray_connected: None, ray_settings: Settings, serve_port: int) -> Iterator[ServedAgent]:
+    """`agent_dir` deployed with `build_app` on the session's Ray cluster (Serve on `serve_port`)."""
+    from ray import serve
+
+    serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
+    args = ServeArgs(model_uri=str(agent_dir), api_key_digests=[digest_key(E2E_KEY)], max_steps=3, max_calls=4,
+                     max_batch_size=64, role_max_tokens={"reasoner": 32, "executor": 64, "summarizer": 24},
+                     torch_threads=1)
+    options = {"ray_actor_options": {"num_cpus": 0.5, "runtime_env": job_runtime_env(ray_settings, local=True)}}
+    serve.run(build_app(args, **options), name="mor-serve-test", route_prefix="/", blocking=False)
+    base_url = f"http://127.0.0.1:{serve_port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{serve_port}/health", timeout=5).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the test deployment did not answer on port {serve_port}")
+        time.sleep(0.5)
+    try:
+        yield ServedAgent(base_url=base_url, key=E2E_KEY, model="serve-test-agent", port=serve_port,
+                          directory=agent_dir)
+    finally:
+        serve.delete("mor-serve-test")

@@ -7,6 +7,7 @@ import typer
 from mor.cli.db import db_app
 from mor.cli.eval import eval_app
 from mor.cli.job import job_app
+from mor.cli.serve import serve_command
 
 __all__ = ["app"]
 
@@ -19,6 +20,7 @@ app = typer.Typer(
 app.add_typer(job_app, name="job")
 app.add_typer(eval_app, name="eval")
 app.add_typer(db_app, name="db")
+app.command("serve")(serve_command)
 
 if __name__ == "__main__":
     app()

@@ -106,7 +106,19 @@ def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
     @app.get("/health")
     async def health() -> dict[str, Any]:
         """Liveness and load: no key needed."""
-        return {"status": "ok", "model": runtime.model_name, "pending": runtime.engine.pending()}
+        stats = runtime.engine.stats
+        return {
+            "status": "ok" if runtime.engine.alive else "engine stopped",
+            "model": runtime.model_name,
+            "pending": runtime.engine.pending(),
+            "batching": {
+                "mode": runtime.engine.mode,
+                "decode_forwards": stats.decode_forwards,
+                "mixed_role_forwards": stats.mixed_role_forwards,
+                "mean_rows_per_decode": round(stats.mean_rows_per_decode, 2),
+                "generated_tokens": stats.generated_tokens,
+            },
+        }
 
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:

@@ -1,0 +1,153 @@
+"""`mor serve MODEL_URI`: deploy the agent on Ray Serve and stay in the foreground until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from mor.cluster import ClusterError, ensure_local_cluster, job_runtime_env
+from mor.settings import Settings
+
+__all__ = ["serve_command"]
+
+_READY_TIMEOUT_S = 60.0
+
+
+def _fail(console: Console, message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[bold red]Error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+def _wait_ready(url: str, key: str, timeout_s: float) -> tuple[str | None, str | None]:
+    """`(model id, None)` once `GET /v1/models` answers, else `(None, last problem)`."""
+    deadline = time.monotonic() + timeout_s
+    problem: str | None = None
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{url}/models", headers={"Authorization": f"Bearer {key}"}, timeout=5.0)
+            if response.status_code == 200:
+                return response.json()["data"][0]["id"], None
+            problem = f"HTTP {response.status_code}: {response.text[:200]}"
+        except (httpx.HTTPError, ValueError, KeyError, IndexError) as error:
+            problem = f"{type(error).__name__}: {error}"
+        time.sleep(0.5)
+    return None, problem
+
+
+def _serve_status(app_name: str) -> str:
+    from ray import serve
+
+    try:
+        status = serve.status().applications.get(app_name)
+    except Exception as error:  # status is only for the message
+        return f"(status unavailable: {error})"
+    if status is None:
+        return "(the application is not deployed)"
+    messages = [status.message] + [d.message for d in status.deployments.values() if d.message]
+    return f"{status.status}: " + " | ".join(m for m in messages if m)
+
+
+def serve_command(
+    model_uri: Annotated[str, typer.Argument(
+        help="The agent: models:/name@alias, models:/name/N, runs:/<run_id>/<path> or a local agent directory.")],
+    host: Annotated[str, typer.Option("--host", help="Interface Ray Serve's HTTP proxy binds.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of Ray Serve's HTTP proxy.")] = 8000,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="Ray cluster address as ray.init takes it (host:port of the GCS, or ray://host:10001); "
+                          "default RAY_ADDRESS or the embedded local Ray.")] = None,
+    api_key: Annotated[list[str] | None, typer.Option(
+        "--api-key", help="Accepted API key (repeatable); default MOR_API_KEYS (comma-separated), else one is "
+                          "generated and printed.")] = None,
+    batching: Annotated[str, typer.Option(
+        "--batching", help="cross-role (rows of all roles share a forward), same-role, or off.")] = "cross-role",
+    max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1, help="Rows decoded together.")] = 32,
+    replicas: Annotated[int, typer.Option("--replicas", min=1, help="Number of replicas.")] = 1,
+    replica_cpus: Annotated[float, typer.Option("--replica-cpus", min=0.0, help="CPUs reserved per replica.")] = 1.0,
+    app_name: Annotated[str, typer.Option("--app-name", help="Ray Serve application name.")] = "mor-agent",
+    route_prefix: Annotated[str, typer.Option("--route-prefix", help="URL prefix of the application.")] = "/",
+) -> None:
+    """Serve an agent with an OpenAI-compatible /v1/chat/completions (tool calling) until Ctrl-C."""
+    from mor.serve import ServeArgs, build_app, digest_key, resolve_api_keys
+
+    console = Console()
+    settings = Settings()
+    try:
+        keys, generated = resolve_api_keys(api_key, os.environ)
+        args = ServeArgs(model_uri=model_uri, api_key_digests=[digest_key(key) for key in keys],
+                         batching=batching, max_batch_size=max_batch_size)  # type: ignore[arg-type]
+    except ValueError as error:
+        raise _fail(console, str(error), 2) from None
+    if not route_prefix.startswith("/"):
+        raise _fail(console, f"--route-prefix: got {route_prefix!r}, must start with '/'; e.g. /agent", 2)
+    local = not (address or settings.ray_address)
+    if local:
+        from mor.registry import RegistryError, resolve_model
+
+        try:
+            resolve_model(model_uri, settings)  # fail fast here rather than in a replica's log
+        except RegistryError as error:
+            raise _fail(console, str(error), 2) from None
+    try:
+        with console.status("Connecting to Ray (starting the embedded local cluster if needed)…"):
+            cluster = ensure_local_cluster(settings, address)
+    except ClusterError as error:
+        raise _fail(console, str(error)) from None
+    import ray
+    from ray import serve
+
+    os.environ.update({k: v for k, v in cluster.env().items() if k != "RAY_ADDRESS"})
+    ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+    options: dict[str, Any] = {
+        "num_replicas": replicas,
+        "ray_actor_options": {"num_cpus": replica_cpus,
+                              "runtime_env": job_runtime_env(settings, local=cluster.local)},
+    }
+    prefix = route_prefix.rstrip("/")
+    base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}{prefix}/v1"
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    deployed = False
+    try:
+        with console.status(f"Deploying {escape(model_uri)} on Ray Serve…"):
+            serve.start(http_options={"host": host, "port": port})
+            try:
+                serve.run(build_app(args, **options), name=app_name, route_prefix=route_prefix, blocking=False)
+                deployed = True
+            except Exception as error:
+                raise _fail(console, f"deployment failed: {error}\n{_serve_status(app_name)}") from None
+            model_id, problem = _wait_ready(base_url, keys[0], _READY_TIMEOUT_S)
+        if model_id is None:
+            raise _fail(console, f"the agent does not answer at {base_url}: {problem}. Ray Serve may already run in "
+                                 f"this cluster with another --host/--port (its proxy keeps its first settings); "
+                                 f"{_serve_status(app_name)}")
+        console.print(f"[bold green]Serving[/] {escape(model_uri)} as model [bold]{escape(model_id)}[/]")
+        console.print(f"Base URL: [bold]{base_url}[/]", soft_wrap=True)
+        if generated:
+            console.print(f"API key (generated, none was configured): [bold]{keys[0]}[/]", soft_wrap=True)
+        else:
+            console.print(f"API keys: {len(keys)} configured (--api-key / MOR_API_KEYS)")
+        console.print(f"Try: OpenAI(base_url={base_url!r}, api_key=...).chat.completions.create("
+                      f"model={model_id!r}, messages=[...], tools=[...])", soft_wrap=True, highlight=False)
+        console.print("Press Ctrl-C to stop.")
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if deployed:
+            console.print(f"Stopping {escape(app_name)}…")
+            try:
+                serve.delete(app_name)
+            except Exception as error:  # the cluster may be gone already
+                console.print(f"[yellow]Could not delete the application:[/] {escape(str(error))}")
+        ray.shutdown()
+    console.print("Stopped.")
