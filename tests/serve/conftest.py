@@ -106,7 +106,7 @@ def served(agent_dir: Path, ray_connected: None, ray_settings: Settings, serve_p
 
     serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
     args = ServeArgs(model_uri=str(agent_dir), api_key_digests=[digest_key(E2E_KEY)], max_steps=3, max_calls=4,
-                     max_batch_size=64, role_max_tokens={"reasoner": 32, "executor": 64, "summarizer": 24},
+                     max_batch_size=64, role_max_tokens={"reasoner": 32, "executor": 128, "summarizer": 24},
                      torch_threads=1)
     options = {"ray_actor_options": {"num_cpus": 0.5, "runtime_env": job_runtime_env(ray_settings, local=True)}}
     serve.run(build_app(args, **options), name="mor-serve-test", route_prefix="/", blocking=False)

@@ -27,6 +27,7 @@ from .conftest import ServedAgent
     (["models:/x@a", "--api-key", "short"], "api key #1: got 5 characters"),
     (["models:/x@a", "--batching", "sometimes"], "batching"),
     (["models:/x@a", "--route-prefix", "cli"], "--route-prefix: got 'cli', must start with '/'"),
+    (["models:/x@a", "--address", "http://127.0.0.1:8265"], "--address: got the dashboard URL"),
 ])
 def test_bad_input_exits_2_without_starting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       arguments: list[str], fragment: str) -> None:

@@ -30,7 +30,7 @@ __all__ = ["RECIPE", "agent_dataset", "trained_agent_dir"]
 RECIPE = {
     "tools": 12, "trajectories": 300, "data_seed": 5, "test_fraction": 0.1, "category": "single",
     "rank": 8, "alpha": 16, "routed": 2, "top_k": 1, "steps": 120, "batch_size": 8, "lr": 3e-3, "seed": 0,
-    "max_seq_len": 512,
+    "max_seq_len": 512, "torch_threads": 1,
 }
 _SOURCES = ("model", "data", "base", "registry/layout.py", "train/objective.py")
 
@@ -55,6 +55,15 @@ def _fingerprint() -> str:
 
 
 def _train(dataset: SyntheticDataset, scratch: Path, destination: Path) -> None:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(RECIPE["torch_threads"])  # small ops: one thread beats contended ones on a busy machine
+    try:
+        _train_steps(dataset, scratch, destination)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_steps(dataset: SyntheticDataset, scratch: Path, destination: Path) -> None:
     random.seed(RECIPE["seed"])
     torch.manual_seed(RECIPE["seed"])
     roles = list(DEFAULT_ROLES)

@@ -87,7 +87,11 @@ def serve_command(
         raise _fail(console, str(error), 2) from None
     if not route_prefix.startswith("/"):
         raise _fail(console, f"--route-prefix: got {route_prefix!r}, must start with '/'; e.g. /agent", 2)
-    local = not (address or settings.ray_address)
+    external = address or settings.ray_address
+    if external and external.startswith(("http://", "https://")):
+        raise _fail(console, f"--address: got the dashboard URL {external!r}; mor serve joins the cluster as a Ray "
+                             "driver, so give the cluster address ray.init takes (host:6379, or ray://host:10001)", 2)
+    local = not external
     if local:
         from mor.registry import RegistryError, resolve_model
 

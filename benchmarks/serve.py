@@ -1,0 +1,275 @@
+"""Serving speed of the MoR agent (CPU): decode tokens/s against the bare base model, time to first token, and
+conversation throughput with 1, 8 and 32 concurrent clients with and without cross-role batching.
+
+    .venv/bin/python benchmarks/serve.py                       # about 10 minutes on 2 busy cores
+    .venv/bin/python benchmarks/serve.py --agent DIR_OR_URI    # throughput of a trained agent instead
+
+1. Decode: greedy, one row and eight rows, a 300-token prompt, 64 new tokens, through the serving engine
+   (`mor.serve.BatchEngine`, KV cache, no constraint), for the bare base and for the same base with MoR adapters
+   (the paper's setting: rank 16, 7 projections, shared + 4/4/3 routed LoRAs, top-3/3/2). Two bases, random
+   weights: the quickstart's tiny-llama (hidden 128, 4 layers: per-operator overhead dominates) and a small Llama
+   (hidden 1024, 8 layers, ~100M parameters: matmuls dominate). Median of interleaved repeats.
+2. Time to first token: the same engine, prompt of 300 tokens, one request at a time (prefill + first token).
+3. Throughput: the role-gated runtime in process (the code behind the HTTP route, no network), N clients each
+   running multi-turn tool-use conversations on synthetic tasks (request with tools → run the returned calls →
+   send results → answer). Batching modes: cross-role (rows of all roles share a forward), same-role (one role per
+   forward, roles take turns), off (one sequence at a time). Reported: conversations/s, generated tokens/s,
+   mean request latency, mean time to the first token of a request, rows per decoding forward, share of forwards
+   that mixed roles.
+
+Results go to stdout as tables (and to --json if given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # spinning OpenMP threads stall small operators on busy cores
+
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from mor.base import build_builtin, builtin_config
+from mor.data import DEFAULT_ROLES, SyntheticDataset, generate_synthetic, render_text
+from mor.model import MoRConfig, MoRModel, apply_mor
+from mor.serve import BatchEngine, GenerationJob, ServeArgs, build_runtime, digest_key
+from mor.serve.protocol import parse_chat_request
+from mor.serve.runtime import AgentRuntime
+
+PAPER = MoRConfig(rank=16, roles={"reasoner": {"routed": 4, "top_k": 3, "shared": True},
+                                  "executor": {"routed": 4, "top_k": 3, "shared": True},
+                                  "summarizer": {"routed": 3, "top_k": 2, "shared": True}})
+
+
+def _randomize_adapters(model: MoRModel, seed: int) -> MoRModel:
+    """Non-zero adapters (a trained model's up projections are not zero; zero ones would skip nothing anyway)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "mor_roles" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    return model.eval()
+
+
+def _bases(seed: int) -> dict[str, LlamaConfig]:
+    tiny = builtin_config("tiny-llama").model
+    tiny = {k: v for k, v in tiny.items() if k not in ("architectures", "model_type")}
+    return {
+        "tiny-llama": LlamaConfig(**tiny, vocab_size=1024),
+        "llama-100m": LlamaConfig(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
+                                  num_attention_heads=16, num_key_value_heads=16, vocab_size=4096,
+                                  max_position_embeddings=2048, tie_word_embeddings=True),
+    }
+
+
+def _engine_decode(model: Any, role_aware: bool, rows: int, prompt: int, new: int, seed: int) -> tuple[float, float]:
+    """(decode tokens/s, seconds to the first token of one row) through the engine."""
+    generator = torch.Generator().manual_seed(seed)
+    jobs = []
+    for row in range(rows):
+        ids = torch.randint(10, 1000, (prompt,), generator=generator).tolist()
+        jobs.append(GenerationJob(ids, [row % 3] * prompt, row % 3, new, []))
+    with BatchEngine(model, role_aware=role_aware, pad_token_id=0, max_batch_size=max(rows, 1)) as engine:
+        started = time.perf_counter()
+        futures = [engine.submit(job) for job in jobs]
+        results = [future.result() for future in futures]
+        total = time.perf_counter() - started
+    first = max(result.first_token_s for result in results)
+    return rows * (new - 1) / max(total - first, 1e-9), min(result.first_token_s for result in results)
+
+
+@dataclass
+class DecodeRow:
+    base: str
+    rows: int
+    base_tps: float
+    mor_tps: float
+    base_ttft_ms: float
+    mor_ttft_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.mor_tps / self.base_tps
+
+
+def bench_decode(repeats: int, seed: int) -> list[DecodeRow]:
+    """Section 1 and 2."""
+    out = []
+    for name, config in _bases(seed).items():
+        torch.manual_seed(seed)
+        plain = LlamaForCausalLM(config).eval()
+        mor = _randomize_adapters(apply_mor(copy.deepcopy(plain), PAPER), seed)
+        for rows in (1, 8):
+            base_runs, mor_runs = [], []
+            for _ in range(repeats):  # interleaved, so drifting machine load hits both alike
+                base_runs.append(_engine_decode(plain, False, rows, 300, 64, seed))
+                mor_runs.append(_engine_decode(mor, True, rows, 300, 64, seed))
+            out.append(DecodeRow(
+                base=name, rows=rows,
+                base_tps=statistics.median(r[0] for r in base_runs), mor_tps=statistics.median(r[0] for r in mor_runs),
+                base_ttft_ms=1000 * statistics.median(r[1] for r in base_runs),
+                mor_ttft_ms=1000 * statistics.median(r[1] for r in mor_runs),
+            ))
+    return out
+
+
+def _tiny_agent(dataset: SyntheticDataset, seed: int, cache: Path) -> tuple[MoRModel, Any]:
+    base, tokenizer = build_builtin("tiny-llama", texts=[render_text(t) for t in dataset.train],
+                                    roles=DEFAULT_ROLES, cache_dir=cache)
+    torch.manual_seed(seed)
+    return _randomize_adapters(apply_mor(base, PAPER), seed), tokenizer
+
+
+async def _conversation(runtime: AgentRuntime, task: Any, dataset: SyntheticDataset,
+                        latencies: list[float], ttfts: list[float]) -> int:
+    """One multi-turn conversation; returns the number of requests it took."""
+    tools = [tool.to_openai() for tool in task.tools]
+    messages: list[dict[str, Any]] = [{"role": "user", "content": task.query}]
+    box = dataset.toolbox()
+    for turn in range(4):
+        body = {"model": runtime.model_name, "messages": messages, "tools": tools}
+        started = time.perf_counter()
+        plan = runtime.prepare(parse_chat_request(json.dumps(body).encode()))
+        decision = await runtime.decide(plan)
+        if decision.kind == "tool_calls":
+            latencies.append(time.perf_counter() - started)
+            if decision.first_token_s is not None:
+                ttfts.append(decision.first_token_s)
+            messages.append({"role": "assistant", "content": decision.thought, "tool_calls": [
+                {"id": call.id, "type": "function",
+                 "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
+                for call in decision.calls]})
+            for call in decision.calls:
+                messages.append({"role": "tool", "tool_call_id": call.id,
+                                 "content": json.dumps(box.execute(call.name, call.arguments))})
+            continue
+        if decision.kind == "answer":
+            await runtime.answer(plan, decision)
+        latencies.append(time.perf_counter() - started)
+        if decision.first_token_s is not None:
+            ttfts.append(decision.first_token_s)
+        return turn + 1
+    return 4
+
+
+@dataclass
+class ThroughputRow:
+    mode: str
+    clients: int
+    conversations: int
+    requests: int
+    seconds: float
+    tokens: int
+    latency_s: float
+    ttft_s: float
+    rows_per_forward: float
+    mixed_share: float
+
+
+def bench_throughput(model: MoRModel, tokenizer: Any, dataset: SyntheticDataset, clients_list: list[int],
+                     modes: list[str], per_client: int) -> list[ThroughputRow]:
+    """Section 3."""
+    tasks = [t for t in dataset.test if t.metadata.category in ("single", "multi")]
+    out = []
+    for clients in clients_list:
+        for mode in modes:
+            args = ServeArgs(model_uri="bench", api_key_digests=[digest_key("bench-key-123")], batching=mode,
+                             max_batch_size=64, role_max_tokens={"reasoner": 32, "executor": 64, "summarizer": 32},
+                             max_steps=3)
+            runtime = build_runtime(model, tokenizer, args, name="bench")
+            latencies: list[float] = []
+            ttfts: list[float] = []
+
+            async def client(index: int) -> int:
+                total = 0
+                for k in range(per_client):
+                    task = tasks[(index * per_client + k) % len(tasks)]
+                    total += await _conversation(runtime, task, dataset, latencies, ttfts)
+                return total
+
+            async def everyone() -> list[int]:
+                return await asyncio.gather(*(client(i) for i in range(clients)))
+
+            started = time.perf_counter()
+            requests = sum(asyncio.run(everyone()))
+            seconds = time.perf_counter() - started
+            stats = runtime.engine.stats
+            runtime.engine.close()
+            out.append(ThroughputRow(
+                mode=mode, clients=clients, conversations=clients * per_client, requests=requests, seconds=seconds,
+                tokens=stats.generated_tokens, latency_s=statistics.mean(latencies), ttft_s=statistics.mean(ttfts),
+                rows_per_forward=stats.mean_rows_per_decode,
+                mixed_share=stats.mixed_role_forwards / stats.decode_forwards if stats.decode_forwards else 0.0,
+            ))
+            print(f"  {mode:>10} x {clients:>2} clients: {out[-1].conversations / seconds:.2f} conv/s", flush=True)
+    return out
+
+
+def _print_decode(rows: list[DecodeRow]) -> None:
+    print("\nDecode tokens/s through the serving engine (greedy, 300-token prompt, 64 new tokens, median)")
+    print(f"{'base':<12}{'rows':>5}{'bare base':>12}{'MoR agent':>12}{'MoR/base':>10}"
+          f"{'TTFT base':>12}{'TTFT MoR':>11}")
+    for row in rows:
+        print(f"{row.base:<12}{row.rows:>5}{row.base_tps:>12.1f}{row.mor_tps:>12.1f}{row.ratio:>10.2f}"
+              f"{row.base_ttft_ms:>10.1f}ms{row.mor_ttft_ms:>9.1f}ms")
+
+
+def _print_throughput(rows: list[ThroughputRow]) -> None:
+    print("\nConversation throughput of the role-gated runtime (tool-use conversations, in process)")
+    print(f"{'clients':>7}{'batching':>12}{'conv/s':>8}{'req/s':>8}{'tok/s':>8}{'latency':>9}{'TTFT':>8}"
+          f"{'rows/fwd':>9}{'mixed':>7}")
+    for row in rows:
+        print(f"{row.clients:>7}{row.mode:>12}{row.conversations / row.seconds:>8.2f}"
+              f"{row.requests / row.seconds:>8.2f}{row.tokens / row.seconds:>8.0f}{row.latency_s:>8.2f}s"
+              f"{row.ttft_s * 1000:>6.0f}ms{row.rows_per_forward:>9.1f}{row.mixed_share:>7.0%}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agent", default=None, help="agent directory or models:/ URI for the throughput part")
+    parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument("--modes", default="cross-role,same-role,off")
+    parser.add_argument("--per-client", type=int, default=2, help="conversations per client")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-decode", action="store_true")
+    parser.add_argument("--json", type=Path, default=None)
+    options = parser.parse_args()
+    torch.set_num_threads(options.threads)
+    results: dict[str, Any] = {}
+    if not options.skip_decode:
+        decode = bench_decode(options.repeats, options.seed)
+        _print_decode(decode)
+        results["decode"] = [{**row.__dict__, "ratio": row.ratio} for row in decode]
+    dataset = generate_synthetic(tools=12, trajectories=300, seed=5, test_fraction=0.2)
+    if options.agent:
+        from mor.serve import load_agent
+        from mor.settings import Settings
+
+        loaded = load_agent(options.agent, Settings())
+        model, tokenizer = loaded.model, loaded.tokenizer
+    else:
+        model, tokenizer = _tiny_agent(dataset, options.seed, Path(tempfile.mkdtemp(prefix="mor-bench-")))
+    print("\nThroughput runs:", flush=True)
+    throughput = bench_throughput(model, tokenizer, dataset, [int(c) for c in options.clients.split(",")],
+                                  options.modes.split(","), options.per_client)
+    _print_throughput(throughput)
+    results["throughput"] = [row.__dict__ for row in throughput]
+    if options.json:
+        options.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
