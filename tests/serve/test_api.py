@@ -186,3 +186,11 @@ def test_stop_strings_and_sampling(app: Any) -> None:
                                                 stop=["e"]).json())
     assert "e" not in (completion.choices[0].message.content or "")
     assert completion.choices[0].message.content == again.choices[0].message.content
+
+
+def test_openapi_document_describes_the_request(app: Any) -> None:
+    document = request(app, "GET", "/openapi.json", key=None).json()
+    body = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body["required"]) == {"model", "messages"} and body["additionalProperties"] is False
+    assert "AssistantMessage" in document["components"]["schemas"] and "ToolDef" in document["components"]["schemas"]
+    assert request(app, "GET", "/docs", key=None).status_code == 404  # no page that loads scripts from a CDN

@@ -29,7 +29,7 @@ __all__ = ["RECIPE", "agent_dataset", "trained_agent_dir"]
 
 RECIPE = {
     "tools": 12, "trajectories": 300, "data_seed": 5, "test_fraction": 0.1, "category": "single",
-    "rank": 8, "alpha": 16, "routed": 2, "top_k": 1, "steps": 120, "batch_size": 8, "lr": 3e-3, "seed": 0,
+    "rank": 8, "alpha": 16, "routed": 2, "top_k": 1, "steps": 200, "batch_size": 8, "lr": 3e-3, "seed": 0,
     "max_seq_len": 512, "torch_threads": 1,
 }
 _SOURCES = ("model", "data", "base", "registry/layout.py", "train/objective.py")

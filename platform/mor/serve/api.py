@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mor.serve.auth import KeySet
 from mor.serve.errors import APIError, error_body
-from mor.serve.protocol import parse_chat_request
+from mor.serve.protocol import ChatRequest, parse_chat_request
 from mor.serve.responses import (
     ResponseIds,
     chunk,
@@ -74,10 +74,18 @@ async def _stream(runtime: AgentRuntime, plan: TurnPlan, decision: Decision, ids
     yield done_event()
 
 
+def _request_schema() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request body's JSON schema for the OpenAPI document, and the component schemas it refers to."""
+    schema = ChatRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    return schema, schema.pop("$defs", {})
+
+
 def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
     """The FastAPI app serving `runtime`, accepting the API keys of `keys`."""
     app = FastAPI(title="mor agent", description="OpenAI-compatible chat completions with tool calling, served "
-                                                 "by a Mixture-of-Roles agent.", version="1")
+                                                 "by a Mixture-of-Roles agent.", version="1", docs_url=None,
+                  redoc_url=None)
+    body_schema, components = _request_schema()
     started = int(time.time())
     args = runtime.args
 
@@ -135,7 +143,8 @@ def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
                            param="model", code="model_not_found")
         return model_list(runtime.model_name, started)["data"][0]
 
-    @app.post("/v1/chat/completions", response_model=None)
+    @app.post("/v1/chat/completions", response_model=None, openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}})
     async def chat_completions(request: Request) -> Response:
         """One role-gated turn: tool calls to run, or the final answer (streamed with `stream: true`)."""
         keys.check(request.headers.get("authorization"))
@@ -174,4 +183,12 @@ def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
                                   extra=_extra(decision))
         return JSONResponse(body_out)
 
+    openapi = app.openapi
+
+    def openapi_with_request_schemas() -> dict[str, Any]:
+        document = openapi()
+        document.setdefault("components", {}).setdefault("schemas", {}).update(components)
+        return document
+
+    app.openapi = openapi_with_request_schemas  # type: ignore[method-assign]
     return app
