@@ -105,7 +105,7 @@ BaseModelRef = Annotated[
 
 
 class SyntheticParams(StrictModel):
-    tools: int = Field(default=24, ge=4, le=200, description="How many synthetic tools to generate.")
+    tools: int = Field(default=24, ge=4, le=29, description="How many synthetic tools to use (the catalog has 29).")
     trajectories: int = Field(default=2000, ge=10, le=1_000_000, description="Trajectories to generate in all.")
     seed: int = Field(default=0, description="Seed; the same seed gives the same data set.")
     test_fraction: float = Field(
