@@ -113,6 +113,9 @@ def trained_agent_dir(cache_root: Path) -> Path:
     try:
         _train(agent_dataset(), scratch, staging)
         staging.rename(destination)
+        for stale in cache_root.glob("agent-*"):  # agents of older recipes or sources
+            if stale != destination:
+                shutil.rmtree(stale, ignore_errors=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(staging, ignore_errors=True)

@@ -104,10 +104,11 @@ def serve_command(
             cluster = ensure_local_cluster(settings, address)
     except ClusterError as error:
         raise _fail(console, str(error)) from None
+    # Ray reads its token settings once, when it is first imported: set them before that.
+    os.environ.update({k: v for k, v in cluster.env().items() if k != "RAY_ADDRESS"})
     import ray
     from ray import serve
 
-    os.environ.update({k: v for k, v in cluster.env().items() if k != "RAY_ADDRESS"})
     ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
     options: dict[str, Any] = {
         "num_replicas": replicas,
