@@ -62,15 +62,20 @@ def _randomize_adapters(model: MoRModel, seed: int) -> MoRModel:
     return model.eval()
 
 
-def _bases(seed: int) -> dict[str, LlamaConfig]:
+def _bases(large: bool) -> dict[str, LlamaConfig]:
     tiny = builtin_config("tiny-llama").model
     tiny = {k: v for k, v in tiny.items() if k not in ("architectures", "model_type")}
-    return {
+    bases = {
         "tiny-llama": LlamaConfig(**tiny, vocab_size=1024),
         "llama-100m": LlamaConfig(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
                                   num_attention_heads=16, num_key_value_heads=16, vocab_size=4096,
                                   max_position_embeddings=2048, tie_word_embeddings=True),
     }
+    if large:  # the shape of Llama-3.2-1B (vocabulary cut to 4096): 5 GB in float32, minutes per run on a CPU
+        bases["llama-1b-shape"] = LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                                              num_attention_heads=32, num_key_value_heads=8, vocab_size=4096,
+                                              max_position_embeddings=2048, tie_word_embeddings=True)
+    return bases
 
 
 def _engine_decode(model: Any, role_aware: bool, rows: int, prompt: int, new: int, seed: int) -> tuple[float, float]:
@@ -103,10 +108,25 @@ class DecodeRow:
         return self.mor_tps / self.base_tps
 
 
-def bench_decode(repeats: int, seed: int) -> list[DecodeRow]:
+def _sequential(config: LlamaConfig, rows: int, seed: int, new: int) -> tuple[list[Any], list[Any]]:
+    """The base, then MoR applied to it in place (no second copy of a large model in memory)."""
+    torch.manual_seed(seed)
+    plain = LlamaForCausalLM(config).eval()
+    base_runs = [_engine_decode(plain, False, rows, 300, new, seed)]
+    mor = _randomize_adapters(apply_mor(plain, PAPER), seed)
+    return base_runs, [_engine_decode(mor, True, rows, 300, new, seed)]
+
+
+def bench_decode(repeats: int, seed: int, large: bool) -> list[DecodeRow]:
     """Section 1 and 2."""
     out = []
-    for name, config in _bases(seed).items():
+    for name, config in _bases(large).items():
+        if name == "llama-1b-shape":
+            for rows in (1,):
+                base_runs, mor_runs = _sequential(config, rows, seed, 32)
+                out.append(DecodeRow(base=name, rows=rows, base_tps=base_runs[0][0], mor_tps=mor_runs[0][0],
+                                     base_ttft_ms=1000 * base_runs[0][1], mor_ttft_ms=1000 * mor_runs[0][1]))
+            continue
         torch.manual_seed(seed)
         plain = LlamaForCausalLM(config).eval()
         mor = _randomize_adapters(apply_mor(copy.deepcopy(plain), PAPER), seed)
@@ -180,7 +200,7 @@ class ThroughputRow:
 def bench_throughput(model: MoRModel, tokenizer: Any, dataset: SyntheticDataset, clients_list: list[int],
                      modes: list[str], per_client: int) -> list[ThroughputRow]:
     """Section 3."""
-    tasks = [t for t in dataset.test if t.metadata.category in ("single", "multi")]
+    tasks = [t for t in dataset.test if t.metadata.category in ("single", "multi")]  # one or two calls each
     out = []
     for clients in clients_list:
         for mode in modes:
@@ -235,9 +255,18 @@ def _print_throughput(rows: list[ThroughputRow]) -> None:
               f"{row.ttft_s * 1000:>6.0f}ms{row.rows_per_forward:>9.1f}{row.mixed_share:>7.0%}")
 
 
+def _cached_test_agent() -> str | None:
+    """The newest agent the serve tests trained and cached, if any."""
+    root = Path(__file__).resolve().parents[1] / ".pytest_cache" / "d" / "mor-serve"
+    found = sorted(root.glob("agent-*/mor_agent.json"), key=lambda path: path.stat().st_mtime)
+    return str(found[-1].parent) if found else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agent", default=None, help="agent directory or models:/ URI for the throughput part")
+    parser.add_argument("--agent", default=None,
+                        help="agent directory or models:/ URI for the throughput part; default the small trained "
+                             "agent the serve tests cache under .pytest_cache, else a tiny-llama with random adapters")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--modes", default="cross-role,same-role,off")
     parser.add_argument("--per-client", type=int, default=2, help="conversations per client")
@@ -245,22 +274,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-decode", action="store_true")
+    parser.add_argument("--large", action="store_true", help="also decode with a Llama-3.2-1B-shaped base (slow)")
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     results: dict[str, Any] = {}
     if not options.skip_decode:
-        decode = bench_decode(options.repeats, options.seed)
+        decode = bench_decode(options.repeats, options.seed, options.large)
         _print_decode(decode)
         results["decode"] = [{**row.__dict__, "ratio": row.ratio} for row in decode]
-    dataset = generate_synthetic(tools=12, trajectories=300, seed=5, test_fraction=0.2)
-    if options.agent:
+    # the data of the serve tests' trained agent (tests/serve/trained.py), whose held-out tasks the clients run
+    dataset = generate_synthetic(tools=12, trajectories=300, seed=5, test_fraction=0.1)
+    agent = options.agent or _cached_test_agent()
+    if agent:
         from mor.serve import load_agent
         from mor.settings import Settings
 
-        loaded = load_agent(options.agent, Settings())
+        print(f"\nThroughput agent: {agent}")
+        loaded = load_agent(agent, Settings())
         model, tokenizer = loaded.model, loaded.tokenizer
     else:
+        print("\nThroughput agent: tiny-llama with random adapters (run tests/serve once for a trained one)")
         model, tokenizer = _tiny_agent(dataset, options.seed, Path(tempfile.mkdtemp(prefix="mor-bench-")))
     print("\nThroughput runs:", flush=True)
     throughput = bench_throughput(model, tokenizer, dataset, [int(c) for c in options.clients.split(",")],
