@@ -76,6 +76,7 @@ class Vocabulary:
         self.end_is_special = len(self.end_ids) == 1 and self.end_ids[0] in special
         self._lock = threading.Lock()
         self._texts: list[str] | None = None
+        self._by_text: dict[str, list[int]] | None = None
         self._ll_tokenizer: Any = None
         usable = torch.zeros(self.size, dtype=torch.bool)
         usable[: min(len(tokenizer), self.size)] = True
@@ -104,6 +105,17 @@ class Vocabulary:
                 count = min(len(self.tokenizer), self.size)
                 self._texts = [self.tokenizer.decode([token_id]) for token_id in range(count)]
             return self._texts
+
+    def ids_of_text(self, text: str) -> list[int]:
+        """The ordinary (non-special) tokens whose text is exactly `text`."""
+        by_text = self._by_text
+        if by_text is None:
+            by_text = {}
+            for token_id, token_text in enumerate(self.token_texts()):
+                if token_text and token_id not in self.special_ids:
+                    by_text.setdefault(token_text, []).append(token_id)
+            self._by_text = by_text  # built once; a concurrent second build would give the same dict
+        return by_text.get(text, [])
 
     def ll_tokenizer(self) -> Any:
         """llguidance's tokenizer for this vocabulary (the end marker as its end-of-sequence token)."""
@@ -185,18 +197,17 @@ class ReasonerConstraint:
         return self._targets[0]
 
     def _choice_mask(self) -> torch.Tensor:
-        texts = self._vocab.token_texts()
-        mask = torch.zeros(self._vocab.size, dtype=torch.bool)
-        allowed = [
-            token_id
-            for token_id, text in enumerate(texts)
-            if text and token_id not in self._vocab.special_ids
-            and any(target.startswith(self._suffix + text) for target in self._targets)
-        ]
+        """Tokens that keep the text after `Next:` a prefix of an allowed target (looked up, not scanned)."""
+        allowed: list[int] = []
+        for target in self._targets:
+            if not target.startswith(self._suffix):
+                continue
+            rest = target[len(self._suffix):]
+            for end in range(1, len(rest) + 1):
+                allowed.extend(self._vocab.ids_of_text(rest[:end]))
         if not allowed:  # cannot happen for a byte-level vocabulary; force the canonical completion instead
             allowed = self._vocab.encode(self._completion())[:1]
-        mask[allowed] = True
-        return mask
+        return self._vocab.mask_of(allowed)
 
     def advance(self, token: int) -> None:
         if self._forced and token == self._forced[0]:

@@ -90,5 +90,5 @@ def build_runtime(model: MoRModel, tokenizer: Any, args: ServeArgs, *, name: str
     )
     runtime.accept_model_names(name)
     runtime.vocab.ll_tokenizer()  # built once here rather than inside the first request
-    runtime.vocab.token_texts()
+    runtime.vocab.ids_of_text("")  # decodes every token once (the reasoner's handover masks look tokens up)
     return runtime
