@@ -194,3 +194,24 @@ def test_openapi_document_describes_the_request(app: Any) -> None:
     assert set(body["required"]) == {"model", "messages"} and body["additionalProperties"] is False
     assert "AssistantMessage" in document["components"]["schemas"] and "ToolDef" in document["components"]["schemas"]
     assert request(app, "GET", "/docs", key=None).status_code == 404  # no page that loads scripts from a CDN
+
+
+def test_after_max_steps_the_summarizer_answers_without_the_reasoner(app: Any) -> None:
+    messages: list[dict[str, Any]] = [*USER]
+    for n in range(3):  # the runtime of these tests allows 3 reasoner turns per conversation
+        messages.append({"role": "assistant", "content": "Checking.", "tool_calls": [
+            {"id": f"c{n}", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]})
+        messages.append({"role": "tool", "tool_call_id": f"c{n}", "content": "3"})
+    response = _chat(app, messages=messages, tools=[WEATHER, ADD], tool_choice="required")
+    completion = ChatCompletion.model_validate(response.json())
+    assert completion.choices[0].finish_reason in ("stop", "length") and not completion.choices[0].message.tool_calls
+    assert completion.choices[0].message.model_extra["reasoning_content"] is None
+    assert completion.usage.completion_tokens_details.reasoning_tokens == 0
+
+
+def test_every_stream_reports_usage_on_its_last_choice_chunk(app: Any) -> None:
+    response = _chat(app, tools=[ADD], stream=True)
+    events = [json.loads(line.removeprefix("data: ")) for line in response.text.split("\n\n")
+              if line and line != "data: [DONE]"]
+    last = ChatCompletionChunk.model_validate(events[-1])
+    assert last.choices[0].finish_reason is not None and last.usage is not None and last.usage.total_tokens > 0

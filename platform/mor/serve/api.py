@@ -51,10 +51,10 @@ async def _stream(runtime: AgentRuntime, plan: TurnPlan, decision: Decision, ids
             content = thought if runtime.args.thought_in_content else None
             yield sse(chunk(ids, {"role": "assistant", "content": content, "reasoning_content": thought}))
             yield sse(chunk(ids, {"tool_calls": tool_calls(decision.calls, with_index=True)}))
-            yield sse(chunk(ids, {}, finish_reason="tool_calls"))
+            yield sse(chunk(ids, {}, finish_reason="tool_calls", usage=decision.usage.to_openai()))
         elif decision.kind == "length":
             yield sse(chunk(ids, {"role": "assistant", "content": None, "reasoning_content": thought}))
-            yield sse(chunk(ids, {}, finish_reason="length"))
+            yield sse(chunk(ids, {}, finish_reason="length", usage=decision.usage.to_openai()))
         else:
             yield sse(chunk(ids, {"role": "assistant", "content": "", "reasoning_content": thought}))
             finish = "stop"
@@ -63,8 +63,8 @@ async def _stream(runtime: AgentRuntime, plan: TurnPlan, decision: Decision, ids
                     finish = item.finish_reason
                 else:
                     yield sse(chunk(ids, {"content": item}))
-            yield sse(chunk(ids, {}, finish_reason=finish))
-        if plan.include_usage:
+            yield sse(chunk(ids, {}, finish_reason=finish, usage=decision.usage.to_openai()))
+        if plan.include_usage:  # OpenAI's extra chunk without choices
             yield sse(chunk(ids, {}, usage=decision.usage.to_openai(), with_choice=False))
     except APIError as error:
         yield error_event(error.body())
