@@ -211,14 +211,15 @@ def bench_throughput(model: MoRModel, tokenizer: Any, dataset: SyntheticDataset,
             latencies: list[float] = []
             ttfts: list[float] = []
 
-            async def client(index: int) -> int:
-                total = 0
-                for k in range(per_client):
-                    task = tasks[(index * per_client + k) % len(tasks)]
-                    total += await _conversation(runtime, task, dataset, latencies, ttfts)
-                return total
+            async def everyone(runtime: AgentRuntime = runtime, clients: int = clients,
+                               latencies: list[float] = latencies, ttfts: list[float] = ttfts) -> list[int]:
+                async def client(index: int) -> int:
+                    total = 0
+                    for k in range(per_client):
+                        task = tasks[(index * per_client + k) % len(tasks)]
+                        total += await _conversation(runtime, task, dataset, latencies, ttfts)
+                    return total
 
-            async def everyone() -> list[int]:
                 return await asyncio.gather(*(client(i) for i in range(clients)))
 
             started = time.perf_counter()

@@ -156,7 +156,7 @@ def test_64_concurrent_multi_turn_conversations(served: ServedAgent, tasks) -> N
     assert not errors, errors[:3]
     assert all(outcome.finish in ("stop", "length") for outcome in finished)  # every conversation came to an end
     assert len(complete) >= 48, [o for o in finished if o not in complete][:4]  # some stop at a token budget
-    right = sum(1 for outcome, task in zip(outcomes, chosen) if outcome.calls and
+    right = sum(1 for outcome, task in zip(outcomes, chosen, strict=True) if outcome.calls and
                 outcome.calls[0][0] == task.calls[0].name)
     assert right >= 40, right  # the trained executor mostly calls the right one of the 3 offered functions
     assert mixed > 0  # reasoner, executor and summarizer rows of different users shared forwards

@@ -49,7 +49,7 @@ def test_batched_decoding_matches_generate_alone(random_mor: MoRModel, mode: str
         results = [future.result(timeout=120) for future in futures]
     assert [result.token_ids for result in results] == expected
     assert all(result.finish_reason == "length" and result.prompt_tokens == len(job[0])
-               for result, job in zip(results, jobs))
+               for result, job in zip(results, jobs, strict=True))
     stats = engine.stats
     assert stats.generated_tokens == 70 and stats.jobs_done == 7
     if mode == "cross-role":
@@ -65,10 +65,10 @@ def test_rows_join_and_leave_a_running_batch(random_mor: MoRModel) -> None:
     """Jobs with different budgets end at different steps; later jobs join while others run."""
     jobs = _jobs(5, seed=3)
     budgets = [3, 12, 1, 7, 9]
-    expected = [tokens[:budget] for tokens, budget in zip(_reference(random_mor, jobs, 12), budgets)]
+    expected = [tokens[:budget] for tokens, budget in zip(_reference(random_mor, jobs, 12), budgets, strict=True)]
     with BatchEngine(random_mor, role_aware=True, pad_token_id=0, max_batch_size=3) as engine:
         futures = [engine.submit(GenerationJob(ids, roles, role, budget, []))
-                   for (ids, roles, role), budget in zip(jobs, budgets)]
+                   for (ids, roles, role), budget in zip(jobs, budgets, strict=True)]
         results = [future.result(timeout=120) for future in futures]
     assert [result.token_ids for result in results] == expected
     assert engine.stats.prefill_forwards >= 2
