@@ -354,13 +354,10 @@ def _temp_dir_for(ray_dir: Path) -> Path:
 
 
 def _gcs_address(temp_dir: Path, port: int) -> str:
-    """The GCS address Ray wrote for this session (it binds the node IP, not necessarily 127.0.0.1)."""
-    current = temp_dir / "ray_current_cluster"
-    try:
-        text = current.read_text().strip()
-    except FileNotFoundError:
-        text = ""
-    return text or f"127.0.0.1:{port}"
+    """The GCS address drivers connect to: loopback, since the head node is started with node IP 127.0.0.1 (a
+    driver that reached it through another interface would look for a raylet on that IP and find none)."""
+    del temp_dir  # Ray's ray_current_cluster file names the machine's interface address, not the node IP
+    return f"127.0.0.1:{port}"
 
 
 def _free_ports(count: int) -> list[int]:
