@@ -33,3 +33,18 @@ def test_training_is_deterministic(texts: list[str]) -> None:
 def test_too_small_vocab_is_refused(texts: list[str]) -> None:
     with pytest.raises(ValueError, match="vocab_size: got 100"):
         train_tokenizer(texts, roles=DEFAULT_ROLES, vocab_size=100)
+
+
+def test_a_word_tokenizes_the_same_in_a_query_and_in_json(texts: list[str]) -> None:
+    tokenizer = train_tokenizer(texts, roles=DEFAULT_ROLES, vocab_size=500)
+    word = tokenizer.tokenize("Qzxville")
+    query = tokenizer.tokenize("Book a room in Qzxville tonight")
+    call = tokenizer.tokenize('{"city": "Qzxville"}')
+
+    def preceded_by(pieces: list[str]) -> str:
+        starts = [i for i in range(len(pieces)) if pieces[i:i + len(word)] == word]
+        assert starts, pieces
+        return pieces[starts[0] - 1]
+
+    assert preceded_by(query) == "Ġ"  # the space stands alone
+    assert preceded_by(call) == '"'

@@ -1,5 +1,6 @@
-"""Built-in base models: a Llama-architecture config kept in the package, random init with a fixed seed, and a
-tokenizer trained on the job's own training texts. Built once per (config, roles, texts) and cached on disk."""
+"""Built-in base models: a Llama-architecture config kept in the package, random init with a fixed seed (plus the
+constructed copy circuits of `mor.base.circuits` where the config asks for them), and a tokenizer trained on the
+job's own training texts. Built once per (config, roles, texts) and cached on disk."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
+from mor.base.circuits import CopyCircuits, install_copy_circuits
 from mor.base.tokenizer import train_tokenizer
 
 __all__ = ["BuiltinConfig", "builtin_names", "builtin_config", "build_builtin", "builtin_fingerprint"]
@@ -34,6 +36,7 @@ class BuiltinConfig:
     min_frequency: int
     seed: int
     embedding_std: float | None = None
+    circuits: CopyCircuits | None = None
 
 
 def builtin_names() -> list[str]:
@@ -55,13 +58,14 @@ def builtin_config(name: str) -> BuiltinConfig:
         min_frequency=int(tokenizer.get("min_frequency", 2)),
         seed=int(raw.get("seed", 0)),
         embedding_std=float(raw["embedding_std"]) if raw.get("embedding_std") is not None else None,
+        circuits=CopyCircuits(**raw["circuits"]) if raw.get("circuits") is not None else None,
     )
 
 
 def builtin_fingerprint(config: BuiltinConfig, roles: Sequence[str], texts: Sequence[str]) -> str:
     """Identity of a built base: its config, roles and training texts (the cache key)."""
     digest = hashlib.sha256()
-    digest.update(json.dumps([config.__dict__, list(roles)], sort_keys=True).encode())
+    digest.update(json.dumps([config.__dict__, list(roles)], sort_keys=True, default=lambda o: o.__dict__).encode())
     for text in texts:
         digest.update(hashlib.sha256(text.encode()).digest())
     return digest.hexdigest()[:16]
@@ -84,6 +88,8 @@ def _initial_model(config: BuiltinConfig, tokenizer: Any) -> PreTrainedModel:
             # with the default 0.02 the largest reachable logit is about hidden_size * 0.02, too flat to learn on.
             with torch.no_grad():
                 torch.nn.init.normal_(model.get_input_embeddings().weight, std=config.embedding_std)
+        if config.circuits is not None:
+            install_copy_circuits(model, config.circuits, bos_token_id=tokenizer.bos_token_id, seed=config.seed)
     finally:
         torch.random.set_rng_state(devices)
     return model.eval()

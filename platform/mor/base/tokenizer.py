@@ -21,7 +21,9 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer on `texts`.
 
-    Digits are split one per token (numbers never seen in training still copy digit by digit); every role marker
+    Spaces are tokens of their own, so a word tokenizes the same after a space (in a query) as after a quote (in a
+    call's JSON) and can be copied token by token; digits are split one per token (numbers never seen in training
+    still copy digit by digit); every role marker
     (`<|reasoner|>`, `<|end|>`, ...) is one special token; `<|end|>` is also the end-of-sequence token.
     """
     specials = marker_tokens(roles)
@@ -32,7 +34,11 @@ def train_tokenizer(
         )
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+        [
+            pre_tokenizers.Split(" ", "isolated"),
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False),
+        ]
     )
     backend.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

@@ -52,7 +52,8 @@ class StrictModel(BaseModel):
 class BuiltinBase(StrictModel):
     builtin: Literal["tiny-llama"] = Field(
         description="A small Llama-architecture model built from a config kept in the repo (random init, fixed "
-        "seed), with a tokenizer trained on the job's own data. Runs anywhere without a download."
+        "seed, plus constructed copy circuits so the frozen base can copy values from its context), with a "
+        "tokenizer trained on the job's own data. Runs anywhere without a download."
     )
 
 
