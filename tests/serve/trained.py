@@ -48,7 +48,8 @@ def _fingerprint() -> str:
     root = Path(mor.__file__).parent
     for source in _SOURCES:
         path = root / source
-        for file in sorted(path.rglob("*.py") if path.is_dir() else [path]):
+        files = [f for f in path.rglob("*") if f.suffix in (".py", ".json")] if path.is_dir() else [path]
+        for file in sorted(files):  # the built-in base's JSON config counts as source too
             digest.update(file.relative_to(root).as_posix().encode())
             digest.update(file.read_bytes())
     return digest.hexdigest()[:16]

@@ -187,7 +187,7 @@ class ReasonerConstraint:
             return vocab.mask_of(self._forced[:1])
         if self._state == "free":
             return vocab.text_mask if vocab.end_is_special else None
-        return self._choice_mask()
+        return self._choice_mask(remaining)
 
     def _completion(self) -> str:
         """The rest of the first target the suffix so far can still become."""
@@ -196,15 +196,18 @@ class ReasonerConstraint:
                 return target[len(self._suffix):]
         return self._targets[0]
 
-    def _choice_mask(self) -> torch.Tensor:
-        """Tokens that keep the text after `Next:` a prefix of an allowed target (looked up, not scanned)."""
+    def _choice_mask(self, remaining: int) -> torch.Tensor:
+        """Tokens that keep the text after `Next:` a prefix of an allowed target (looked up, not scanned) and leave
+        enough of the budget to finish that target and write the end marker."""
         allowed: list[int] = []
+        end_cost = len(self._vocab.end_ids)
         for target in self._targets:
             if not target.startswith(self._suffix):
                 continue
             rest = target[len(self._suffix):]
             for end in range(1, len(rest) + 1):
-                allowed.extend(self._vocab.ids_of_text(rest[:end]))
+                if 1 + len(self._vocab.encode(rest[end:])) + end_cost <= remaining:
+                    allowed.extend(self._vocab.ids_of_text(rest[:end]))
         if not allowed:  # cannot happen for a byte-level vocabulary; force the canonical completion instead
             allowed = self._vocab.encode(self._completion())[:1]
         return self._vocab.mask_of(allowed)
@@ -265,10 +268,18 @@ class _GrammarCache:
                 self._items.popitem(last=False)
 
 
+def _arguments_schema(parameters: dict[str, Any]) -> dict[str, Any]:
+    """`parameters` narrowed to objects: arguments are always a JSON object, even where a schema also admits null."""
+    kind = parameters.get("type")
+    if kind == "object":
+        return parameters
+    return {**parameters, "type": "object"}
+
+
 def _call_schema(name: str, parameters: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "object",
-        "properties": {"name": {"const": name}, "arguments": parameters},
+        "properties": {"name": {"const": name}, "arguments": _arguments_schema(parameters)},
         "required": ["name", "arguments"],
         "additionalProperties": False,
         "x-guidance": _CALL_FORMAT,
