@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 import torch
@@ -94,7 +93,7 @@ def test_impossible_layouts_are_refused(overrides: dict[str, object], circuits: 
         install_copy_circuits(_llama(**overrides), circuits, bos_token_id=0, seed=0)
 
 
-def test_circuits_change_the_cache_key(tmp_path: Path, texts: list[str]) -> None:
+def test_circuits_change_the_cache_key(texts: list[str]) -> None:
     from dataclasses import replace
 
     from mor.base.builtin import builtin_fingerprint
