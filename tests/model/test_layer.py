@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import torch
 from torch import nn
@@ -157,3 +159,99 @@ def test_dropout_applies_to_lora_input_only_in_training() -> None:
         first = layer(x)
         torch.manual_seed(1)
         assert not torch.equal(first, layer(x))
+
+
+_MIXED_CONFIG = MoRConfig(
+    rank=3,
+    roles={
+        "a": RoleConfig(routed=0, top_k=0, shared=True),
+        "b": RoleConfig(routed=3, top_k=1, shared=False),
+        "c": RoleConfig(routed=2, top_k=2, shared=True),
+        "d": RoleConfig(routed=4, top_k=3, shared=True),
+    },
+)
+
+
+@pytest.mark.parametrize("layout", sorted(_layouts()))
+@pytest.mark.parametrize("config", [MoRConfig(rank=4), _MIXED_CONFIG], ids=["paper", "mixed"])
+def test_inference_path_matches_dense_math(layout: str, config: MoRConfig) -> None:
+    layer = _layer(config).eval()
+    role_ids = _layouts()[layout] % len(config.roles)
+    x = torch.randn(*role_ids.shape, IN, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        reference = dense_forward(layer, x, role_ids)
+        with layer._routing.activate(build_routing_plan(role_ids, len(config.roles)), record=False):
+            fast = layer(x)
+    assert (fast - reference).abs().max().item() < 1e-4
+
+
+def test_inference_path_with_bfloat16_adapters_stays_close_to_float32() -> None:
+    layer = _layer().eval()
+    role_ids = _layouts()["random"]
+    x = torch.randn(*role_ids.shape, IN, generator=torch.Generator().manual_seed(6))
+    plan = build_routing_plan(role_ids, 3)
+    with torch.no_grad(), layer._routing.activate(plan, record=False):
+        full = layer(x)
+        layer.mor_roles.to(torch.bfloat16)
+        low = layer(x)
+    assert low.dtype == torch.float32
+    assert (low - full).abs().max().item() < 0.05 * full.abs().max().item()
+
+
+def test_layers_sharing_an_input_fuse_in_inference_and_match_the_grouped_math() -> None:
+    from mor.model import apply_mor
+    from mor.model.fusion import SharedInputGroup, link_shared_inputs
+
+    from .conftest import build_base
+
+    mor_model = apply_mor(build_base())
+    with torch.no_grad():
+        for parameter in mor_model.parameters():
+            if parameter.requires_grad:
+                parameter.normal_(0.0, 0.3)
+    groups = {id(layer.shared_input_group) for _, layer in mor_model.mor_layers() if layer.shared_input_group}
+    linked = {name.rsplit(".", 1)[-1] for name, layer in mor_model.mor_layers() if layer.shared_input_group}
+    assert linked == {"q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"}
+    assert len(groups) == 2 * mor_model.base_model.config.num_hidden_layers
+    input_ids = torch.randint(0, 100, (2, 9), generator=torch.Generator().manual_seed(1))
+    role_ids = torch.randint(0, 3, (2, 9), generator=torch.Generator().manual_seed(2))
+    with torch.enable_grad():
+        reference = mor_model(input_ids=input_ids, role_ids=role_ids).logits.detach()
+    with torch.no_grad():
+        fused = mor_model(input_ids=input_ids, role_ids=role_ids).logits
+        for _, layer in mor_model.mor_layers():
+            layer.shared_input_group = None
+        unfused = mor_model(input_ids=input_ids, role_ids=role_ids).logits
+    assert (fused - reference).abs().max().item() < 1e-4
+    assert (unfused - reference).abs().max().item() < 1e-4
+    for _, layer in mor_model.mor_layers():
+        layer.shared_input_group = None
+    link_shared_inputs(mor_model.mor_layers())
+    copied = pickle.loads(pickle.dumps(mor_model))
+    for _, layer in copied.mor_layers():
+        group = layer.shared_input_group
+        assert group is None or (isinstance(group, SharedInputGroup) and any(m is layer for m in group.layers))
+    with torch.no_grad():
+        assert torch.equal(copied(input_ids=input_ids, role_ids=role_ids).logits, fused)
+
+
+def test_a_changed_input_or_weight_is_never_served_a_stale_fused_result() -> None:
+    from mor.model import apply_mor
+
+    from .conftest import build_base
+
+    mor_model = apply_mor(build_base())
+    q, k = (layer for name, layer in mor_model.mor_layers() if name.endswith(("layers.0.self_attn.q_proj",
+                                                                            "layers.0.self_attn.k_proj")))
+    group = q.shared_input_group
+    assert group is not None and k.shared_input_group is group
+    x = torch.randn(1, 4, q.in_features)
+    plan = build_routing_plan(torch.zeros(1, 4, dtype=torch.long), 3)
+    with torch.no_grad(), mor_model._routing.activate(plan, record=False):
+        q(x)
+        x.add_(1.0)  # in place: k must not reuse what q left for the old values
+        k.mor_roles["reasoner"].up.normal_(0.0, 0.3)
+        k.mor_roles["reasoner"].down.normal_(0.0, 0.3)
+        fused = k(x)
+        expected = dense_forward(k, x, plan.role_ids.view(1, 4))
+    assert (fused - expected).abs().max().item() < 1e-4

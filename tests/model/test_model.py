@@ -157,6 +157,8 @@ def test_aux_loss_orth_loss_and_router_stats_after_forward() -> None:
             for weights in layer.role_weights:
                 weights.router_weight.zero_()  # uniform routing: every record's loss is exactly 1
         mor_model(input_ids=input_ids, role_ids=role_ids)
+        assert mor_model.aux_loss().item() == 0.0  # without gradients, nothing is recorded unless asked
+        mor_model(input_ids=input_ids, role_ids=role_ids, record_routing=True)
     records = len(list(mor_model.mor_layers())) * 2  # roles 0 and 2 present
     assert abs(mor_model.aux_loss().item() - records) < 1e-4
     assert abs(mor_model.aux_loss("mean").item() - 1.0) < 1e-6

@@ -28,6 +28,7 @@ from torch import nn
 
 from .config import MoRConfig, MoRConfigError, RoleConfig
 from .context import RoleGroup, RoutingPlan, RoutingRecord, RoutingState
+from .fusion import SharedInputGroup, weighted_ranks
 from .losses import load_balancing_loss, orthogonality_loss
 from .router import route_top_k, shared_gate
 
@@ -208,6 +209,7 @@ class MoRLinear(nn.Module, BaseTunerLayer):
         self.dropout_p = config.dropout
         self.layer_name = name
         self.impl: Implementation = "grouped"
+        self.shared_input_group: SharedInputGroup | None = None  # set by `link_shared_inputs`
         self._routing = routing
         self._active_adapter = ADAPTER_NAME
         self.merged_adapters = []
@@ -259,7 +261,38 @@ class MoRLinear(nn.Module, BaseTunerLayer):
             return out2d.view(result.shape)
         if not result.is_contiguous():
             result = result.contiguous()
+        if not torch.is_grad_enabled() and not self._routing.recording() and not (self.training and self.dropout_p):
+            return self._add_inference(x, x2d, result, plan)
         return self._add_grouped(x2d, result, plan)
+
+    def _add_inference(self, x: torch.Tensor, x2d: torch.Tensor, result: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
+        """The grouped math without autograd or router records, in as few operators as it takes.
+
+        Decoding runs one token per row, so per-operator overhead, not arithmetic, sets the speed: the top-k
+        weights come from a softmax over the top-k logits (equal to renormalising the top-k probabilities), the
+        scaling rides on the final `addmm_`, and a contiguous group is added into the base output in place. Layers
+        linked in a `SharedInputGroup` (q/k/v, gate/up) share the down projection and the routing operators.
+        """
+        out2d = result.view(-1, self.out_features)
+        roles = self.role_weights
+        shared = self.shared_input_group.weighted(self, x, x2d, plan) if self.shared_input_group is not None else None
+        for position, group in enumerate(plan.groups):
+            role = roles[group.role]
+            if shared is not None:
+                weighted = shared[position]
+            else:
+                rows = group.select(x2d)
+                if rows.dtype != role.down.dtype:
+                    rows = rows.to(role.down.dtype)
+                weighted = weighted_ranks(F.linear(rows, role.down), role)
+            if weighted.dtype != out2d.dtype:
+                weighted = weighted.to(out2d.dtype)
+            up = role.up if role.up.dtype == out2d.dtype else role.up.to(out2d.dtype)
+            if group.index is None:
+                out2d[group.start : group.stop].addmm_(weighted, up.t(), alpha=self.scaling)
+            else:
+                out2d.index_add_(0, group.index, F.linear(weighted, up), alpha=self.scaling)
+        return result
 
     def _add_grouped(self, x2d: torch.Tensor, result: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
         roles = self.role_weights

@@ -23,6 +23,7 @@ from torch import nn
 
 from .config import FUSED_MODULES, MoRConfig, MoRConfigError
 from .context import RoutingState, build_routing_plan
+from .fusion import link_shared_inputs
 from .layer import ADAPTER_NAME, Implementation, MoRLinear, RoleWeights
 from .losses import orthogonality_loss_batched
 
@@ -128,6 +129,7 @@ class MoRModel(BaseTuner):
         self._routing = RoutingState()
         self._adapter_dtype = adapter_dtype
         super().__init__(model, _MoRPeftConfig(target_modules=targets), adapter_name=ADAPTER_NAME)
+        link_shared_inputs(self.mor_layers())
         self._hooks = [
             model.register_forward_pre_hook(self._before_base_forward, with_kwargs=True),
             model.register_forward_hook(self._after_base_forward, with_kwargs=True, always_call=True),
@@ -184,16 +186,22 @@ class MoRModel(BaseTuner):
         labels: torch.Tensor | None = None,
         role_ids: torch.Tensor | None = None,
         role: RoleSpec | None = None,
+        record_routing: bool | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Run the base model with every token routed to its role's LoRA group; returns the base model's output."""
+        """Run the base model with every token routed to its role's LoRA group; returns the base model's output.
+
+        `record_routing`: keep the router's load-balancing terms and expert counts for `aux_loss()` and
+        `router_stats()`; by default only when gradients are enabled (training), so inference skips that work.
+        """
         reference = input_ids if input_ids is not None else kwargs.get("inputs_embeds")
         if reference is None:
             raise MoRConfigError("input_ids: got None (and no inputs_embeds); pass input_ids and role_ids")
         token_shape = tuple(reference.shape[:2])
         ids = self._role_ids_for(role_ids, role, token_shape, "input_ids" if input_ids is not None else "inputs_embeds")
         plan = build_routing_plan(ids, len(self.role_names), device=reference.device)
-        with self._routing.activate(plan, record=True):
+        record = torch.is_grad_enabled() if record_routing is None else record_routing
+        with self._routing.activate(plan, record=record):
             return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
 
     @torch.no_grad()
