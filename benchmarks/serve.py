@@ -7,7 +7,7 @@ conversation throughput with 1, 8 and 32 concurrent clients with and without cro
 1. Decode: greedy, one row and eight rows, a 300-token prompt, 64 new tokens, through the serving engine
    (`mor.serve.BatchEngine`, KV cache, no constraint), for the bare base and for the same base with MoR adapters
    (the paper's setting: rank 16, 7 projections, shared + 4/4/3 routed LoRAs, top-3/3/2). Two bases, random
-   weights: the quickstart's tiny-llama (hidden 128, 4 layers: per-operator overhead dominates) and a small Llama
+   weights: the quickstart's tiny-llama (hidden 160, 4 layers: per-operator overhead dominates) and a small Llama
    (hidden 1024, 8 layers, ~100M parameters: matmuls dominate). Median of interleaved repeats.
 2. Time to first token: the same engine, prompt of 300 tokens, one request at a time (prefill + first token).
 3. Throughput: the role-gated runtime in process (the code behind the HTTP route, no network), N clients each
