@@ -17,7 +17,9 @@ class Settings(BaseSettings):
     Every default lives under `home`, so two users with different `MOR_HOME`s never see each other's state.
     """
 
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+    # Case-sensitive, so that only the upper-case aliases below are read from the environment: matched
+    # case-insensitively, the field name `home` would pick up $HOME and put every default straight into it.
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True, case_sensitive=True)
 
     home: Path = Field(
         default_factory=lambda: Path.home() / ".mor",
