@@ -78,6 +78,8 @@ def test_every_spec_under_jobs_is_valid() -> None:
         ("{builtin: tiny-llama}", "{builtin: gpt-5}", r"base_model\.builtin: got 'gpt-5'"),
         ("{builtin: tiny-llama}", "{weights: x}", r"base_model: got \{'weights': 'x'\}; give exactly one of"),
         ("suites: [synthetic]", "suites: [nope]", r"eval\.suites: got \['nope'\]; known suites"),
+        ("suites: [synthetic]", "suites: [synthetic], batch_size: 0",
+         r"eval\.batch_size: got 0: input should be greater than or equal to 1"),
         ("kind: train", "kind: trian", r"kind: got 'trian'; must be one of train, data"),
     ],
 )

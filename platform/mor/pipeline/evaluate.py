@@ -107,13 +107,14 @@ def evaluate_registered_agent(
                     session=db, suite=suite, categories=["all"], model_uri=registered.uri,
                     triggered_by=f"job:{job_id or spec.name}", ray_job_id=job_id, model=evaluated,
                     config={"suite": suite, "max_items": spec.eval.max_items, "max_steps": spec.eval.max_steps,
+                            "batch_size": spec.eval.batch_size,
                             "test_trajectories": len(prepared.dataset.test)},
                 )
                 start_run(session=db, run_id=run.id)
                 run_id = run.id
             try:
                 result = evaluate_synthetic(
-                    agent, prepared.dataset.test, max_items=spec.eval.max_items,
+                    agent, prepared.dataset.test, max_items=spec.eval.max_items, batch_size=spec.eval.batch_size,
                     progress=lambda done, total: progress.report("eval", done, total),
                 )
                 metrics = _summary_metrics(result)

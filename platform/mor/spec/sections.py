@@ -219,6 +219,9 @@ class EvalSpec(StrictModel):
     )
     max_items: int | None = Field(default=None, gt=0, description="Evaluate at most this many items per suite.")
     max_steps: int = Field(default=8, ge=1, le=64, description="Reasoner turns per item before giving up.")
+    batch_size: int = Field(
+        default=16, ge=1, le=256, description="Held-out episodes run together, one batched forward per step."
+    )
 
     @field_validator("suites")
     @classmethod
