@@ -8,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from mor.model import MoRConfig, MoRConfigError, MoRLinear, RoleConfig
+from mor.model import MoRConfig, MoRConfigError, MoRLinear, RoleConfig, apply_mor
 from mor.model.context import RoutingState, build_routing_plan
+from mor.model.fusion import SharedInputGroup, link_shared_inputs
 
+from .conftest import build_base
 from .dense_reference import dense_forward
 
 IN, OUT = 24, 20
@@ -96,18 +98,21 @@ def test_token_output_depends_only_on_its_own_role_group() -> None:
     assert bool((changed[role_ids[0] == 1] > 0).all())
 
 
+_FIVE_ROLES = MoRConfig(
+    rank=2,
+    roles={
+        "a": RoleConfig(routed=0, top_k=0, shared=True),
+        "b": RoleConfig(routed=3, top_k=1, shared=False),
+        "c": RoleConfig(routed=2, top_k=2, shared=True),
+        "d": RoleConfig(routed=1, top_k=1, shared=False),
+        "e": RoleConfig(routed=5, top_k=4, shared=True),
+    },
+)
+"""Roles with only a shared LoRA, only routed ones, top_k == routed, and a single routed expert."""
+
+
 def test_five_roles_without_shared_or_routed_experts_match_dense() -> None:
-    config = MoRConfig(
-        rank=2,
-        roles={
-            "a": RoleConfig(routed=0, top_k=0, shared=True),
-            "b": RoleConfig(routed=3, top_k=1, shared=False),
-            "c": RoleConfig(routed=2, top_k=2, shared=True),
-            "d": RoleConfig(routed=1, top_k=1, shared=False),
-            "e": RoleConfig(routed=5, top_k=4, shared=True),
-        },
-    )
-    layer = _layer(config)
+    layer = _layer(_FIVE_ROLES)
     role_ids = torch.randint(0, 5, (3, 7), generator=torch.Generator().manual_seed(9))
     x = torch.randn(3, 7, IN, generator=torch.Generator().manual_seed(2))
     fast_out, fast_grads = _run(layer, x, role_ids, dense=False)
@@ -161,19 +166,8 @@ def test_dropout_applies_to_lora_input_only_in_training() -> None:
         assert not torch.equal(first, layer(x))
 
 
-_MIXED_CONFIG = MoRConfig(
-    rank=3,
-    roles={
-        "a": RoleConfig(routed=0, top_k=0, shared=True),
-        "b": RoleConfig(routed=3, top_k=1, shared=False),
-        "c": RoleConfig(routed=2, top_k=2, shared=True),
-        "d": RoleConfig(routed=4, top_k=3, shared=True),
-    },
-)
-
-
 @pytest.mark.parametrize("layout", sorted(_layouts()))
-@pytest.mark.parametrize("config", [MoRConfig(rank=4), _MIXED_CONFIG], ids=["paper", "mixed"])
+@pytest.mark.parametrize("config", [MoRConfig(rank=4), _FIVE_ROLES], ids=["paper", "five_roles"])
 def test_inference_path_matches_dense_math(layout: str, config: MoRConfig) -> None:
     layer = _layer(config).eval()
     role_ids = _layouts()[layout] % len(config.roles)
@@ -199,11 +193,6 @@ def test_inference_path_with_bfloat16_adapters_stays_close_to_float32() -> None:
 
 
 def test_layers_sharing_an_input_fuse_in_inference_and_match_the_grouped_math() -> None:
-    from mor.model import apply_mor
-    from mor.model.fusion import SharedInputGroup, link_shared_inputs
-
-    from .conftest import build_base
-
     mor_model = apply_mor(build_base())
     with torch.no_grad():
         for parameter in mor_model.parameters():
@@ -236,10 +225,6 @@ def test_layers_sharing_an_input_fuse_in_inference_and_match_the_grouped_math() 
 
 
 def test_a_changed_input_or_weight_is_never_served_a_stale_fused_result() -> None:
-    from mor.model import apply_mor
-
-    from .conftest import build_base
-
     mor_model = apply_mor(build_base())
     q, k = (layer for name, layer in mor_model.mor_layers() if name.endswith(("layers.0.self_attn.q_proj",
                                                                             "layers.0.self_attn.k_proj")))

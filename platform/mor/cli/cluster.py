@@ -9,8 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mor.cluster import ClusterError, find_local_cluster, stop_local_cluster
-from mor.cluster.local import cluster_processes
+from mor.cluster import ClusterError, cluster_processes, find_local_cluster, stop_local_cluster
 from mor.settings import Settings
 
 __all__ = ["cluster_app"]
@@ -19,9 +18,6 @@ cluster_app = typer.Typer(
     help="The embedded local Ray cluster that `mor job submit` starts and keeps running under MOR_HOME.",
     no_args_is_help=True,
 )
-
-_ACTIVE = {"PENDING", "RUNNING"}
-
 
 @cluster_app.command("status")
 def status() -> None:
@@ -37,7 +33,7 @@ def status() -> None:
     except ClusterError as error:
         console.print(f"[bold red]Error:[/] {escape(str(error))}")
         raise typer.Exit(1) from None
-    active = [job for job in jobs if job.status in _ACTIVE]
+    active = [job for job in jobs if not job.is_terminal]
     table = Table(show_header=False, title=f"embedded Ray of {escape(str(settings.resolved_home))}")
     table.add_row("dashboard", escape(cluster.dashboard_url))
     table.add_row("address", escape(cluster.address))
@@ -57,7 +53,7 @@ def stop(
     cluster = find_local_cluster(settings)
     if cluster is not None and not force:
         try:
-            active = [job.job_id for job in cluster.job_client().list() if job.status in _ACTIVE]
+            active = [job.job_id for job in cluster.job_client().list() if not job.is_terminal]
         except ClusterError:
             active = []  # the job server does not answer: nothing to protect, stopping is what is left
         if active:

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from .context import RoutingPlan
+from .context import RoleGroup, RoutingPlan
 
 if TYPE_CHECKING:
     from .layer import MoRLinear, RoleWeights
 
-__all__ = ["SHARED_INPUT_FAMILIES", "SharedInputGroup", "link_shared_inputs", "weighted_ranks"]
+__all__ = ["SHARED_INPUT_FAMILIES", "SharedInputGroup", "down_project", "link_shared_inputs", "weighted_ranks"]
 
 #: Sibling projections that Hugging Face decoder layers apply to the same tensor.
 SHARED_INPUT_FAMILIES: tuple[tuple[str, ...], ...] = (
@@ -35,6 +35,14 @@ SHARED_INPUT_FAMILIES: tuple[tuple[str, ...], ...] = (
     ("gate_proj", "up_proj"),
     ("w1", "w3"),
 )
+
+
+def down_project(x2d: torch.Tensor, group: RoleGroup, weight: torch.Tensor) -> torch.Tensor:
+    """`group`'s rows of `x2d` times `weight^T`, in the weight's dtype."""
+    rows = group.select(x2d)
+    if rows.dtype != weight.dtype:
+        rows = rows.to(weight.dtype)
+    return F.linear(rows, weight)
 
 
 def weighted_ranks(hidden: torch.Tensor, role: RoleWeights) -> torch.Tensor:
@@ -138,11 +146,7 @@ class SharedInputGroup:
         for group in plan.groups:
             role_name = list(first.mor_roles)[group.role]
             role = first.mor_roles[role_name]
-            stacked = self._stacked_down(role_name)
-            rows = group.select(x2d)
-            if rows.dtype != stacked.dtype:
-                rows = rows.to(stacked.dtype)
-            hidden = F.linear(rows, stacked).view(rows.shape[0], count, -1)
+            hidden = down_project(x2d, group, self._stacked_down(role_name)).view(group.count, count, -1)
             weighted = weighted_ranks(hidden, role)
             for index in range(count):
                 results[index].append(weighted[:, index])

@@ -28,7 +28,7 @@ from torch import nn
 
 from .config import MoRConfig, MoRConfigError, RoleConfig
 from .context import RoleGroup, RoutingPlan, RoutingRecord, RoutingState
-from .fusion import SharedInputGroup, weighted_ranks
+from .fusion import SharedInputGroup, down_project, weighted_ranks
 from .losses import load_balancing_loss, orthogonality_loss
 from .router import route_top_k, shared_gate
 
@@ -281,10 +281,7 @@ class MoRLinear(nn.Module, BaseTunerLayer):
             if shared is not None:
                 weighted = shared[position]
             else:
-                rows = group.select(x2d)
-                if rows.dtype != role.down.dtype:
-                    rows = rows.to(role.down.dtype)
-                weighted = weighted_ranks(F.linear(rows, role.down), role)
+                weighted = weighted_ranks(down_project(x2d, group, role.down), role)
             if weighted.dtype != out2d.dtype:
                 weighted = weighted.to(out2d.dtype)
             up = role.up if role.up.dtype == out2d.dtype else role.up.to(out2d.dtype)
