@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 
 import pytest
@@ -9,6 +10,8 @@ import torch
 from torch import nn
 
 from mor.model import MoRConfig, MoRConfigError, MoRLinear, MoRModel, apply_mor
+from mor.model.cache import cache_argument_name
+from mor.model.model import _GenerationSchedule
 
 from .conftest import VOCAB, build_base, perturb_adapters
 
@@ -195,6 +198,47 @@ def test_generate_with_kv_cache_matches_full_recompute(architecture: str) -> Non
                                   role=[1, 2], use_cache=False, **common)
     assert torch.equal(cached, expected)
     assert torch.equal(uncached, expected)
+
+
+def test_generate_routes_every_cached_step_with_the_rows_role(architecture: str) -> None:
+    """After the prefill, each cached step routes its one new token with the row's role, not the prompt's first.
+
+    The step's position comes from the KV cache, which transformers 5.24 passes as `cache` (was `past_key_values`).
+    """
+    mor_model = apply_mor(build_base(architecture))
+    input_ids, prompt_roles = _batch(seed=2, length=6)
+    prompt_roles[:, 0] = 0  # the reasoner starts both prompts; the rows then generate as executor and summarizer
+    routed: list[list[list[int]]] = []
+    first_layer = next(layer for _, layer in mor_model.mor_layers())
+    hook = first_layer.register_forward_pre_hook(
+        lambda *_: routed.append(mor_model._routing.current().role_ids.view(2, -1).tolist())
+    )
+    try:
+        mor_model.generate(input_ids, attention_mask=torch.ones_like(input_ids), role_ids=prompt_roles,
+                           role=["executor", "summarizer"], max_new_tokens=3, do_sample=False, pad_token_id=0,
+                           eos_token_id=None)
+    finally:
+        hook.remove()
+    assert routed == [prompt_roles.tolist(), [[1], [2]], [[1], [2]]]
+
+
+def test_a_decoding_step_without_its_cache_is_refused() -> None:
+    """A step that restarts at position 0 with fewer tokens than already seen means the cache went missing."""
+    schedule = _GenerationSchedule(prompt_roles=torch.zeros((1, 4), dtype=torch.long), row_roles=torch.tensor([1]))
+    assert schedule.step_role_ids(1, 4, 0).tolist() == [[0, 0, 0, 0]]
+    assert schedule.step_role_ids(1, 1, 4).tolist() == [[1]]
+    assert schedule.step_role_ids(1, 6, 0).tolist() == [[0, 0, 0, 0, 1, 1]]  # no cache: the whole sequence again
+    with pytest.raises(MoRConfigError, match="KV cache was not found"):
+        schedule.step_role_ids(1, 1, 0)
+
+
+def test_cache_argument_name_follows_the_installed_transformers(architecture: str) -> None:
+    base = build_base(architecture)
+    declared = inspect.signature(type(base).forward).parameters
+    expected = "cache" if "cache" in declared else "past_key_values"
+    assert expected in declared
+    assert cache_argument_name(base) == expected
+    assert cache_argument_name(apply_mor(base)) == expected  # through the MoRModel's **kwargs forward
 
 
 def test_generate_default_prompt_roles_and_a_role_per_row() -> None:

@@ -4,7 +4,7 @@ Role ids reach the layers through the model's `RoutingState` (see `mor.model.con
 the per-call routing plan once (tokens grouped by role) and makes it current for this thread during the call;
 `MoRModel.generate` installs a role schedule from which a forward pre-hook on the base model derives the plan of
 every decoding step (prompt positions take the prompt's role ids, generated positions the row's role), which works
-with the KV cache because the step's offset is read from the cache length.
+with the KV cache because the step's offset is read from the cache length (`mor.model.cache`).
 
 Distributed training: every adapter parameter takes part in every training forward (roles absent from a batch
 contribute an exact zero), so `DistributedDataParallel` works with the default `find_unused_parameters=False`.
@@ -21,6 +21,7 @@ from peft.config import PeftConfig
 from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
+from .cache import CACHE_ARGUMENTS, cached_length, find_cache
 from .config import FUSED_MODULES, MoRConfig, MoRConfigError
 from .context import RoutingState, build_routing_plan
 from .fusion import link_shared_inputs
@@ -91,15 +92,28 @@ class _GenerationSchedule:
 
     prompt_roles: torch.Tensor
     row_roles: torch.Tensor
+    seen: int = 0  # the longest sequence a step of this generate call has covered so far
 
     def step_role_ids(self, batch: int, length: int, offset: int) -> torch.Tensor:
-        """Role ids `(batch, length)` for the positions `offset .. offset+length-1` of every row."""
+        """Role ids `(batch, length)` for the positions `offset .. offset+length-1` of every row.
+
+        A step that starts at 0 but is shorter than what earlier steps covered can only mean the KV cache was not
+        found (a step with a cache starts where the cache ends; one without passes the whole sequence): that would
+        route the new tokens with the prompt's first roles, so it is refused instead of decoding wrongly.
+        """
         rows, prompt_len = self.prompt_roles.shape
         if batch % rows:
             raise MoRConfigError(
                 f"generate: the model ran on {batch} rows, not a multiple of the {rows} prompts; "
                 f"pass one role per prompt row"
             )
+        if offset == 0 and 0 < length <= self.seen:
+            raise MoRConfigError(
+                f"generate: a decoding step passed {length} token(s) at position 0 after {self.seen} were already "
+                f"processed; the base model's KV cache was not found under any of {', '.join(CACHE_ARGUMENTS)} "
+                f"(is this transformers version supported?)"
+            )
+        self.seen = max(self.seen, offset + length)
         positions = torch.arange(offset, offset + length)
         from_prompt = self.prompt_roles[:, positions.clamp(max=prompt_len - 1)]
         ids = torch.where(positions < prompt_len, from_prompt, self.row_roles.unsqueeze(1))
@@ -379,8 +393,7 @@ class MoRModel(BaseTuner):
             tokens = args[0]
         if tokens is None:
             raise MoRConfigError("generate: the base model was called without input_ids or inputs_embeds")
-        past = kwargs.get("past_key_values")
-        offset = int(past.get_seq_length()) if past is not None and hasattr(past, "get_seq_length") else 0
+        offset = cached_length(find_cache(kwargs))
         batch, length = int(tokens.shape[0]), int(tokens.shape[1])
         num_roles = len(self.role_names)
         self._routing.enter_step(

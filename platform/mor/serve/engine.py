@@ -27,6 +27,7 @@ from typing import Any, Literal
 import torch
 from transformers import DynamicCache
 
+from mor.model.cache import cache_argument_name
 from mor.serve.constrain import TokenConstraint
 from mor.serve.kv import PaddedCache
 
@@ -174,6 +175,7 @@ class BatchEngine:
         self.torch_threads = torch_threads
         self.stats = EngineStats()
         self._device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self._cache_argument = cache_argument_name(model)
         self._cv = threading.Condition()
         self._incoming: deque[_Row] = deque()
         self._waiting: deque[_Row] = deque()
@@ -352,7 +354,7 @@ class BatchEngine:
             "input_ids": input_ids.to(self._device),
             "attention_mask": mask.to(self._device),
             "position_ids": positions.to(self._device),
-            "past_key_values": cache,
+            self._cache_argument: cache,
             "use_cache": True,
             "logits_to_keep": 1,
         }
