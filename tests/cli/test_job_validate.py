@@ -16,6 +16,14 @@ def test_validate_accepts_the_quickstart() -> None:
     assert "mor-agent@candidate" in result.output
 
 
+def test_every_example_spec_is_valid() -> None:
+    specs = sorted((REPO / "jobs").glob("*.yaml"))
+    assert len(specs) >= 2
+    for spec in specs:
+        result = CliRunner().invoke(app, ["job", "validate", str(spec)])
+        assert result.exit_code == 0, f"{spec.name}: {result.output}"
+
+
 def test_validate_refuses_with_every_problem(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text(

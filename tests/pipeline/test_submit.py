@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,9 +50,8 @@ def test_submit_trains_registers_evaluates_and_stores(
     spec = tmp_path / "tiny.yaml"
     spec.write_text(TINY)
     code, output = _submit(spec, ray_settings.home, monkeypatch)
-    assert code == 0, output
     assert "Submitted job mor-tiny-" in output
-    assert "models:/tiny-agent/" in output and "succeeded" in output
+    assert "models:/tiny-agent/" in output
     assert "mlflow ui --backend-store-uri sqlite:///" in output
 
     client = MlflowClient(ray_settings.tracking_uri)
@@ -63,14 +63,44 @@ def test_submit_trains_registers_evaluates_and_stores(
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in history] == [2, 3, 4, 6]  # every log_every (2) and checkpoint_every (3) step
     assert "eval.synthetic/accuracy" in run.data.metrics
+    assert "eval.synthetic.untrained/accuracy" in run.data.metrics
 
     engine = create_engine(ray_settings.db_url)
     with engine.connect() as connection:
-        runs = connection.execute(text("SELECT id, status, suite FROM eval_runs")).all()
-        assert [(status, suite) for _, status, suite in runs] == [("succeeded", "synthetic")]
-        items = connection.execute(text("SELECT count(*) FROM item_results WHERE run_id = :r"), {"r": runs[0][0]})
-        assert items.scalar() == 3
+        runs = connection.execute(text("SELECT id, status, suite, model_uri, summary FROM eval_runs ORDER BY id")).all()
+        assert [(status, suite, uri) for _, status, suite, uri, _ in runs] == [
+            ("succeeded", "synthetic", "models:/tiny-agent/1"),
+            ("succeeded", "synthetic", "untrained:builtin:tiny-llama"),  # the same items with every adapter off
+        ]
+        for run_id, *_ in runs:
+            items = connection.execute(text("SELECT count(*) FROM item_results WHERE run_id = :r"), {"r": run_id})
+            assert items.scalar() == 3
     engine.dispose()
+    trained, untrained = (json.loads(row[4])["accuracy"] for row in runs)
+    # 6 steps rarely beat the untrained base; either way the exit code and the summary must say which it was.
+    if trained > untrained:
+        assert code == 0 and "succeeded" in output and "NO BETTER" not in output, output
+    else:
+        assert code == 3, output
+        assert "NO BETTER THAN THE UNTRAINED BASE" in output and "no better than the untrained base" in output
+    assert run.data.tags["mor.eval.synthetic.verdict"] == ("above_untrained" if trained > untrained
+                                                          else "not_above_untrained")
+
+
+def test_a_second_job_on_the_same_base_and_items_reuses_the_baseline(
+    local_cluster: ClusterInfo, ray_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The untrained score depends only on the base, the items and the loop: the stored run is reused."""
+    spec = tmp_path / "tiny-again.yaml"
+    spec.write_text(TINY.replace("name: tiny", "name: tiny-again"))
+    code, output = _submit(spec, ray_settings.home, monkeypatch)
+    assert code in (0, 3), output
+    assert "stored result reused" in output
+    engine = create_engine(ray_settings.db_url)
+    with engine.connect() as connection:
+        uris = connection.execute(text("SELECT model_uri FROM eval_runs ORDER BY id")).scalars().all()
+    engine.dispose()
+    assert uris == ["models:/tiny-agent/1", "untrained:builtin:tiny-llama", "models:/tiny-again-agent/1"]
 
 
 def test_registered_version_loads_back_with_identical_outputs(

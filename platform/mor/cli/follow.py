@@ -11,7 +11,7 @@ from rich.table import Table
 
 from mor.cluster import ProgressEvent
 
-__all__ = ["render_progress", "summary_from_logs", "summary_table"]
+__all__ = ["render_progress", "summary_from_logs", "summary_table", "untrained_level_evals"]
 
 SUMMARY_MARKER = "MOR_SUMMARY"
 
@@ -85,7 +85,25 @@ def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
             shown += "; failures by role: " + ", ".join(f"{role} {count}" for role, count in failures.items())
         table.add_row(f"eval {result.get('suite')}", f"{shown}  ({result.get('items')} items, SQL run "
                                                      f"{result.get('run_id')})")
+        baseline = result.get("baseline")
+        if baseline:
+            reused = ", stored result reused" if baseline.get("reused") else ""
+            table.add_row("  untrained base", f"accuracy {float(baseline['accuracy']):.3f}  (same items, adapters "
+                                              f"off; SQL run {baseline.get('run_id')}{reused})")
+        if result.get("verdict") == "not_above_untrained":
+            table.add_row("  [bold red]verdict[/]", "[bold red]NO BETTER THAN THE UNTRAINED BASE[/]")
     table.add_row("MLflow run", str(summary.get("mlflow_run_id")))
     ui = f"mlflow ui --backend-store-uri {tracking_uri}"
     table.add_row("look", ui)
     return table
+
+
+def untrained_level_evals(summary: dict[str, object]) -> list[str]:
+    """One line per evaluated suite whose agent scored at or below the untrained base (empty: none did)."""
+    lines = []
+    for result in summary.get("evals") or []:  # type: ignore[union-attr]
+        if result.get("verdict") == "not_above_untrained":
+            accuracy = float(result.get("metrics", {}).get("accuracy", 0.0))
+            baseline = float(result["baseline"]["accuracy"])
+            lines.append(f"{result.get('suite')}: accuracy {accuracy:.3f}, untrained base {baseline:.3f}")
+    return lines

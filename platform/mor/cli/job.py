@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mor.cli.follow import render_progress, summary_from_logs, summary_table
+from mor.cli.follow import render_progress, summary_from_logs, summary_table, untrained_level_evals
 from mor.cli.render import print_spec_error, spec_table
 from mor.cluster import (
     ClusterError,
@@ -30,6 +30,9 @@ from mor.spec import SpecError, load_spec
 __all__ = ["job_app"]
 
 job_app = typer.Typer(help="Validate, submit and follow jobs.", no_args_is_help=True)
+
+#: Exit code of `mor job submit` when the job ran but its agent scored at or below the untrained base.
+UNTRAINED_LEVEL_EXIT_CODE = 3
 
 AddressOption = Annotated[
     str | None,
@@ -125,6 +128,13 @@ def submit(
     summary = summary_from_logs(client.logs(job_id))
     if summary is not None:
         console.print(summary_table(summary, str(summary.get("tracking_uri") or settings.tracking_uri)))
+        failed_evals = untrained_level_evals(summary)
+        if failed_evals:
+            console.print(f"[bold red]Job {job_id} ran to the end, but its agent is no better than the untrained "
+                          f"base[/] ({escape('; '.join(failed_evals))}). Training did not help on the held-out "
+                          "items: check the data, the learning rate and the installed versions "
+                          "(scripts/check-latest-deps).")
+            raise typer.Exit(UNTRAINED_LEVEL_EXIT_CODE)
     console.print(f"[green]Job {job_id} succeeded[/]")
 
 
@@ -151,6 +161,9 @@ def status(job_id: Annotated[str, typer.Argument(help="Job id.")], address: Addr
         for key in ("loss", "tokens_per_s"):
             if key in last.metrics:
                 table.add_row(key, f"{last.metrics[key]:.4g}")
+    summary = summary_from_logs(logs)
+    for line in untrained_level_evals(summary) if summary is not None else []:
+        table.add_row("[bold red]verdict[/]", f"[bold red]no better than the untrained base[/]: {escape(line)}")
     console.print(table)
 
 

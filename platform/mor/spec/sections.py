@@ -222,6 +222,11 @@ class EvalSpec(StrictModel):
     batch_size: int = Field(
         default=16, ge=1, le=256, description="Held-out episodes run together, one batched forward per step."
     )
+    baseline: Literal["untrained", "none"] = Field(
+        default="untrained",
+        description="Also score the base with every adapter off on the same items (reused when stored with the same "
+        "configuration); a trained agent at or below it is flagged and `mor job submit` exits 3. none: skip it.",
+    )
 
     @field_validator("suites")
     @classmethod

@@ -355,6 +355,20 @@ def list_runs(
     return list(session.scalars(query))
 
 
+def reusable_run(*, session: Session, suite: str, model_uri: str, config_hash: str) -> EvalRun | None:
+    """The newest succeeded run of `model_uri` on `suite` with exactly this configuration hash, if any.
+
+    For results that depend only on their configuration (a deterministic baseline): reuse instead of re-running.
+    """
+    return session.scalars(
+        select(EvalRun)
+        .where(EvalRun.suite == suite, EvalRun.model_uri == model_uri, EvalRun.config_hash == config_hash)
+        .where(EvalRun.status == "succeeded")
+        .order_by(EvalRun.finished_at.desc(), EvalRun.id.desc())
+        .limit(1)
+    ).first()
+
+
 def run_for_fire(*, session: Session, schedule_id: int, scheduled_for: datetime) -> EvalRun | None:
     """The latest attempt's run of one schedule fire (how a scheduled job finds the row it reports to)."""
     return session.scalars(
