@@ -111,7 +111,7 @@ def _build(variant: str, setting: Setting) -> Callable[[], None]:
 
         return step
     mor_model = apply_mor(base, MoRConfig())
-    mor_model.set_impl("dense" if variant == "dense" else "grouped")
+    mor_model.set_impl("dense" if variant == "dense" else "fused")
     with_orth = variant == "mor_orth"
 
     def step() -> None:

@@ -57,7 +57,7 @@ def test_grouped_model_matches_dense_math_and_trains(architecture: str) -> None:
     mor_model = apply_mor(build_base(architecture))
     perturb_adapters(mor_model)
     results = {}
-    for impl in ("grouped", "dense"):
+    for impl in ("fused", "dense"):
         mor_model.set_impl(impl)
         mor_model.zero_grad()
         out = mor_model(input_ids=input_ids, role_ids=role_ids, labels=input_ids)
@@ -65,7 +65,7 @@ def test_grouped_model_matches_dense_math_and_trains(architecture: str) -> None:
         loss.backward()
         grads = {n: p.grad.clone() for n, p in mor_model.named_parameters() if p.requires_grad}
         results[impl] = (out.logits.detach(), mor_model.aux_loss().detach(), grads)
-    (logits, aux, grads), (dense_logits, dense_aux, dense_grads) = results["grouped"], results["dense"]
+    (logits, aux, grads), (dense_logits, dense_aux, dense_grads) = results["fused"], results["dense"]
     assert (logits - dense_logits).abs().max().item() < 1e-4
     assert abs(aux.item() - dense_aux.item()) < 1e-4
     assert max((grads[n] - dense_grads[n]).abs().max().item() for n in grads) < 1e-4

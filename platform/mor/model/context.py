@@ -47,6 +47,7 @@ class RoutingPlan:
     num_roles: int
     groups: tuple[RoleGroup, ...]
     role_ids: torch.Tensor  # flat (num_tokens,), on the hidden states' device
+    cache: dict[object, Any] = field(default_factory=dict, compare=False, repr=False)  # per-plan values layers share
 
     def present_roles(self) -> set[int]:
         """Ids of the roles that have at least one token."""
@@ -55,12 +56,12 @@ class RoutingPlan:
 
 @dataclass
 class RoutingRecord:
-    """What one MoR layer's router did for one role in the last recorded forward."""
+    """What one MoR layer's routers did in the last recorded forward, every role at once."""
 
     layer: str
-    role: int
-    aux_loss: torch.Tensor
-    expert_counts: torch.Tensor  # (routed,), detached
+    aux_loss: torch.Tensor  # (roles,): each role's load-balancing loss over its own tokens (0 when inactive)
+    expert_counts: torch.Tensor  # (roles, max routed): top-k assignments per expert, detached
+    active: torch.Tensor  # (roles,) bool: the role had tokens and routed experts
 
 
 def build_routing_plan(role_ids: torch.Tensor, num_roles: int, device: torch.device | None = None) -> RoutingPlan:

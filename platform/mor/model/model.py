@@ -246,16 +246,18 @@ class MoRModel(BaseTuner):
             return self.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
     def aux_loss(self, reduction: str = "sum") -> torch.Tensor:
-        """Load-balancing loss of the last forward of this thread, summed (or `"mean"`) over layers and roles."""
+        """Load-balancing loss of the last forward of this thread, summed over layers and the roles that had tokens
+        (or their `"mean"`)."""
+        if reduction not in ("sum", "mean"):
+            raise MoRConfigError(f"reduction: got {reduction!r}, must be 'sum' or 'mean'")
         records = self._routing.records()
         if not records:
             return torch.zeros((), device=self._device())
-        losses = torch.stack([record.aux_loss for record in records])
+        total = torch.stack([record.aux_loss for record in records]).sum()
         if reduction == "sum":
-            return losses.sum()
-        if reduction == "mean":
-            return losses.mean()
-        raise MoRConfigError(f"reduction: got {reduction!r}, must be 'sum' or 'mean'")
+            return total
+        active = torch.stack([record.active for record in records]).sum()
+        return total / active.clamp(min=1)
 
     def orth_loss(self) -> torch.Tensor:
         """Orthogonality loss between the LoRAs of each role, summed over all MoR layers.
@@ -284,15 +286,13 @@ class MoRModel(BaseTuner):
 
         Summed over all layers; each list sums to 1, or is all zeros when the role had no tokens.
         """
-        totals: dict[int, torch.Tensor] = {}
-        for record in self._routing.records():
-            counts = record.expert_counts.double().cpu()
-            totals[record.role] = totals[record.role] + counts if record.role in totals else counts
+        records = self._routing.records()
+        totals = torch.stack([record.expert_counts for record in records]).double().sum(0).cpu() if records else None
         stats: dict[str, list[float]] = {}
         for role_id, (name, role) in enumerate(self._mor_config.roles.items()):
             if not role.routed:
                 continue
-            counts = totals.get(role_id)
+            counts = totals[role_id, : role.routed] if totals is not None else None
             if counts is None or float(counts.sum()) == 0.0:
                 stats[name] = [0.0] * role.routed
             else:
@@ -308,9 +308,9 @@ class MoRModel(BaseTuner):
             layer.set_adapter(names)
 
     def set_impl(self, impl: Implementation) -> None:
-        """Switch every layer between the role-grouped math (`"grouped"`, default) and the dense reference math."""
-        if impl not in ("grouped", "dense"):
-            raise MoRConfigError(f"impl: got {impl!r}, must be 'grouped' or 'dense'")
+        """Switch every layer between the fused math (`"fused"`, default) and the dense reference math."""
+        if impl not in ("fused", "dense"):
+            raise MoRConfigError(f"impl: got {impl!r}, must be 'fused' or 'dense'")
         for _, layer in self.mor_layers():
             layer.impl = impl
 
