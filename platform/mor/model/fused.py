@@ -94,30 +94,51 @@ class FusedLayout:
         return self.router_rows + self.num_roles
 
 
-def _role_masks(plan: RoutingPlan, layout: FusedLayout, scaling: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per token, the scaled mask of its own role's LoRAs `(tokens, num_loras)` and its role one-hot; cached per plan."""
+def _float32(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor` in float32 (routing math runs in float32), without an operator when it already is."""
+    return tensor if tensor.dtype == torch.float32 else tensor.float()
+
+
+@dataclass(frozen=True)
+class _PlanMasks:
+    """What every layer of one role layout needs from a routing plan; computed once per plan (see `_plan_masks`)."""
+
+    lora_mask: torch.Tensor  # (tokens, num_loras): the scaling where the LoRA belongs to the token's role, else 0
+    one_hot: torch.Tensor  # (tokens, num_roles) float32
+    balance_scale: torch.Tensor  # (num_roles,): routed / ((tokens * top_k) * tokens) of each role, 0 without tokens
+    active: torch.Tensor  # (num_roles,) bool: the role has tokens and routed experts
+
+
+def _plan_masks(plan: RoutingPlan, layout: FusedLayout, scaling: float) -> _PlanMasks:
     key = ("fused-masks", layout.signature, scaling)
     cached = plan.cache.get(key)
     if cached is None:
-        role_ids = plan.role_ids
-        one_hot = F.one_hot(role_ids, layout.num_roles).to(torch.float32)
-        lora_mask = one_hot.index_select(1, layout.lora_role) * scaling
-        cached = plan.cache[key] = (lora_mask, one_hot)
+        roles = torch.arange(layout.num_roles, device=plan.role_ids.device)
+        one_hot = (plan.role_ids.unsqueeze(1) == roles).to(torch.float32)  # no value check: no host sync
+        tokens = one_hot.sum(0)
+        cached = plan.cache[key] = _PlanMasks(
+            lora_mask=one_hot.index_select(1, layout.lora_role) * scaling,
+            one_hot=one_hot,
+            balance_scale=layout.routed / ((tokens * layout.top_k).clamp(min=1.0) * tokens.clamp(min=1.0)),
+            active=(tokens > 0) & (layout.routed > 0),
+        )
     return cached
 
 
-def _router_record(probs: torch.Tensor, top_index: torch.Tensor, one_hot: torch.Tensor, layout: FusedLayout,
+def _router_record(probs: torch.Tensor, top_index: torch.Tensor, masks: _PlanMasks, layout: FusedLayout,
                    layer: str) -> RoutingRecord:
-    """Switch-style balance loss `E * sum_i f_i * P_i` of every role over its own tokens, all roles at once."""
-    assigned = torch.zeros_like(probs).scatter_(-1, top_index, layout.rank_mask.expand(top_index.shape))
-    weights = one_hot.unsqueeze(-1)
-    counts = (assigned * weights).sum(0)
-    tokens = one_hot.sum(0)
-    fraction = counts / (tokens * layout.top_k).clamp(min=1.0).unsqueeze(-1)
-    mean_prob = (probs * weights).sum(0) / tokens.clamp(min=1.0).unsqueeze(-1)
-    aux = layout.routed * (fraction * mean_prob).sum(-1)
-    return RoutingRecord(layer=layer, aux_loss=aux, expert_counts=counts.detach(),
-                         active=(tokens > 0) & (layout.routed > 0))
+    """Switch-style balance loss `E * sum_i f_i * P_i` of every role over its own tokens, all roles at once.
+
+    `f` (assignment fractions) carries no gradient, so the loss is `sum(probs * weight)` with a constant weight:
+    one product and one sum on the gradient path.
+    """
+    with torch.no_grad():
+        assigned = torch.zeros_like(probs).scatter_(-1, top_index, layout.rank_mask.expand(top_index.shape))
+        own = masks.one_hot.unsqueeze(-1)
+        counts = (assigned * own).sum(0)
+        weight = own * (counts * masks.balance_scale.unsqueeze(-1))
+    aux = (probs * weight).sum(dim=(0, 2))
+    return RoutingRecord(layer=layer, aux_loss=aux, expert_counts=counts, active=masks.active)
 
 
 def fused_forward(
@@ -138,18 +159,20 @@ def fused_forward(
     up = torch.cat(list(ups), dim=1)
     inputs = x2d if x2d.dtype == down.dtype else x2d.to(down.dtype)
     head_rows = layout.head_rows
+    lora_rows = layout.num_loras * layout.rank
     if dropout:
-        head = F.linear(inputs, down[:head_rows])
-        lora = F.linear(F.dropout(inputs, dropout, training=True), down[head_rows:])
+        head_down, lora_down = down.split([head_rows, lora_rows])
+        head = F.linear(inputs, head_down)
+        lora = F.linear(F.dropout(inputs, dropout, training=True), lora_down)
     else:
-        hidden = F.linear(inputs, down)
-        head, lora = hidden[:, :head_rows], hidden[:, head_rows:]
+        head, lora = F.linear(inputs, down).split([head_rows, lora_rows], dim=1)
     tokens = x2d.shape[0]
-    lora_mask, one_hot = _role_masks(plan, layout, scaling)
-    gate = torch.sigmoid(head[:, layout.router_rows :].float()).unsqueeze(-1)
+    masks = _plan_masks(plan, layout, scaling)
+    router_logits, gate_logits = _float32(head).split([layout.router_rows, layout.num_roles], dim=1)
+    gate = torch.sigmoid(gate_logits).unsqueeze(-1)
     record: RoutingRecord | None = None
     if layout.max_routed:
-        logits = head[:, : layout.router_rows].float().view(tokens, layout.num_roles, layout.max_routed)
+        logits = router_logits.view(tokens, layout.num_roles, layout.max_routed)
         probs = torch.softmax(logits + layout.pad_bias, dim=-1)
         top_probs, top_index = probs.topk(layout.max_top_k, dim=-1)
         top_probs = top_probs * layout.rank_mask
@@ -157,11 +180,13 @@ def fused_forward(
         routed = torch.zeros_like(probs).scatter(-1, top_index, top_weights)
         table = torch.cat([gate, routed], dim=-1).flatten(1)
         if record_as is not None:
-            record = _router_record(probs, top_index, one_hot, layout, record_as)
+            record = _router_record(probs, top_index, masks, layout, record_as)
     else:
         table = gate.flatten(1)
-    coefficient = table.index_select(1, layout.coefficient_index) * lora_mask
-    weighted = (lora.view(tokens, layout.num_loras, layout.rank) * coefficient.to(lora.dtype).unsqueeze(-1)).flatten(1)
+    coefficient = table.index_select(1, layout.coefficient_index) * masks.lora_mask
+    if coefficient.dtype != lora.dtype:
+        coefficient = coefficient.to(lora.dtype)
+    weighted = (lora.view(tokens, layout.num_loras, layout.rank) * coefficient.unsqueeze(-1)).view(tokens, lora_rows)
     if weighted.dtype == result2d.dtype and up.dtype == result2d.dtype:
         return torch.addmm(result2d, weighted, up.t()), record
     return result2d + F.linear(weighted, up).to(result2d.dtype), record
