@@ -55,3 +55,28 @@ def test_incomplete_checkpoint_is_detected(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").unlink()
     with pytest.raises(CheckpointCorruptError, match="not completely written"):
         read_checkpoint(tmp_path)
+
+
+def test_fp16_scaler_state_round_trips_and_disabled_scaler_is_not_saved(tmp_path: Path) -> None:
+    optimizer, scheduler, layer = _optimizer()
+    state = TrainState(step=3, epoch=0, batch_in_epoch=3, tokens_seen=10)
+
+    def save_adapter(path: Path) -> None:
+        path.mkdir()
+        torch.save(layer.state_dict(), path / "weights.pt")
+
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=7)
+    scaler.scale(torch.ones(()))  # the scale tensor is created on first use
+    scaler.update(new_scale=96.0)
+    write_checkpoint(tmp_path / "fp16", save_adapter=save_adapter, optimizer=optimizer, scheduler=scheduler,
+                     state=state, scaler=scaler)
+    _, states, _ = read_checkpoint(tmp_path / "fp16")
+    restored = torch.amp.GradScaler("cpu")
+    restored.load_state_dict(states["scaler"])
+    assert restored.get_scale() == 96.0
+    assert restored.get_growth_interval() == 7
+
+    write_checkpoint(tmp_path / "bf16", save_adapter=save_adapter, optimizer=optimizer, scheduler=scheduler,
+                     state=state, scaler=torch.amp.GradScaler("cpu", enabled=False))
+    _, states, _ = read_checkpoint(tmp_path / "bf16")
+    assert "scaler" not in states

@@ -101,7 +101,8 @@ def prepare_training(spec: TrainJobSpec, cache_dir: Path) -> PreparedData:
     model, tokenizer = load_base(spec.base_model, cache_dir=cache_dir, texts=texts, roles=roles)
     base_dir = Path(getattr(model, "name_or_path", "") or "")
     if not (base_dir / "config.json").is_file():  # a hub id: keep a local copy the workers can load
-        base_dir = cache_dir / "bases" / _digest(spec.base_model.model_dump(mode="json"))
+        # The copy keeps the checkpoint's own dtype; base_model.dtype applies where the workers load it.
+        base_dir = cache_dir / "bases" / _digest(spec.base_model.model_dump(mode="json", exclude={"dtype"}))
         if not (base_dir / "config.json").is_file():
             model.save_pretrained(base_dir)
             tokenizer.save_pretrained(base_dir)

@@ -60,8 +60,9 @@ def _describe(error: ValidationError, data: dict[str, Any]) -> list[str]:
         if loc and loc[0] in ("train", "data") and data.get("kind") == loc[0]:
             loc = loc[1:]
         # Unions of base-model forms report each alternative; keep the user's own key.
-        # A tagged union adds its tag (builtin/path/hub) to the path: base_model.path.path → base_model.path.
-        if len(loc) >= 3 and loc[0] == "base_model" and loc[1] == loc[2]:
+        # A tagged union adds its tag (builtin/path/hub) to the path: base_model.path.path → base_model.path,
+        # base_model.hub.dtype → base_model.dtype.
+        if len(loc) >= 3 and loc[0] == "base_model" and loc[1] in ("builtin", "path", "hub"):
             loc = [loc[0], *loc[2:]]
         if item["type"] == "union_tag_invalid":
             loc = ["kind"]

@@ -23,6 +23,7 @@ __all__ = [
     "PathBase",
     "HubBase",
     "BaseModelRef",
+    "BaseDtype",
     "SyntheticParams",
     "SyntheticSource",
     "DataSource",
@@ -49,12 +50,24 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
 
+BaseDtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+def _dtype_field() -> Any:
+    return Field(
+        default="float32",
+        description="dtype the frozen base weights are loaded in for training: float32, bfloat16, float16, or auto "
+        "(the dtype saved with the checkpoint). The adapters always keep float32 master weights.",
+    )
+
+
 class BuiltinBase(StrictModel):
     builtin: Literal["tiny-llama"] = Field(
         description="A small Llama-architecture model built from a config kept in the repo (random init, fixed "
         "seed, plus constructed copy circuits so the frozen base can copy values from its context), with a "
         "tokenizer trained on the job's own data. Runs anywhere without a download."
     )
+    dtype: BaseDtype = _dtype_field()
 
 
 class PathBase(StrictModel):
@@ -62,6 +75,7 @@ class PathBase(StrictModel):
         description="A local directory written by `save_pretrained` (config, weights, tokenizer); relative paths "
         "are resolved against the spec file's directory."
     )
+    dtype: BaseDtype = _dtype_field()
 
     @field_validator("path")
     @classmethod
@@ -83,6 +97,7 @@ class HubBase(StrictModel):
         "offline machines need it in the local cache).",
     )
     revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit).")
+    dtype: BaseDtype = _dtype_field()
 
 
 def _base_model_form(value: Any) -> str | None:
@@ -194,14 +209,58 @@ class TrainSpec(StrictModel):
     weight_decay: float = Field(default=0.0, ge=0.0, description="AdamW weight decay.")
     warmup_ratio: float = Field(default=0.03, ge=0.0, lt=1.0, description="Linear warm-up share of the steps.")
     grad_clip: float = Field(default=1.0, gt=0.0, description="Gradient-norm clipping.")
-    batch_size: int = Field(default=8, ge=1, le=4096, description="Sequences per worker per step.")
+    batch_size: int = Field(
+        default=8, ge=1, le=4096, description="Sequences per worker per micro-batch (grad_accum_steps per step)."
+    )
     max_seq_len: int = Field(default=1024, ge=16, le=131072, description="Longer trajectories are dropped.")
     workers: int = Field(default=2, ge=1, le=4096, description="Ray Train workers (data-parallel).")
-    use_gpu: bool = Field(default=False, description="One GPU per worker.")
+    use_gpu: bool = Field(default=False, description="One GPU per worker (NCCL between workers; gloo on CPU).")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32",
+        description="Compute precision of the forward pass: fp32, or bf16/fp16 mixed precision with torch.autocast "
+        "(adapter master weights stay float32). fp16 adds a gradient scaler and needs use_gpu: true.",
+    )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="Recompute the base model's layer activations in the backward pass instead of keeping them "
+        "(less memory, about a third more compute).",
+    )
+    grad_accum_steps: int = Field(
+        default=1,
+        ge=1,
+        le=1024,
+        description="Micro-batches of batch_size per optimizer step (gradients accumulated, synchronised between "
+        "workers once per step); max_steps, log_every, checkpoint_every and the LR schedule count optimizer steps.",
+    )
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp",
+        description="Data-parallel strategy of Ray Train's prepare_model: ddp (replicated model), or fsdp (the frozen "
+        "base sharded per decoder layer across workers, the adapters replicated); fsdp needs use_gpu: true.",
+    )
     checkpoint_every: int = Field(default=50, ge=1, description="Save a checkpoint every N optimizer steps.")
     max_failures: int = Field(default=2, ge=0, description="Worker-group restarts from the latest checkpoint.")
     log_every: int = Field(default=5, ge=1, description="Report metrics every N steps.")
     seed: int = Field(default=0, description="Seed of initialisation, shuffling and dropout.")
+
+    @field_validator("precision")
+    @classmethod
+    def _fp16_needs_gpu(cls, value: str, info: ValidationInfo) -> str:
+        if value == "fp16" and not info.data.get("use_gpu"):
+            raise ValueError(
+                "got 'fp16' with use_gpu: false; fp16 mixed precision (with its gradient scaler) is for CUDA GPUs. "
+                "On CPU use precision: bf16 (float32's range, no scaler needed) or fp32"
+            )
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _fsdp_needs_gpu(cls, value: str, info: ValidationInfo) -> str:
+        if value == "fsdp" and not info.data.get("use_gpu"):
+            raise ValueError(
+                "got 'fsdp' with use_gpu: false; Ray Train's prepare_model wraps a model in FSDP only when CUDA is "
+                "available. On CPU use strategy: ddp, or set use_gpu: true"
+            )
+        return value
 
 
 class RegisterSpec(StrictModel):

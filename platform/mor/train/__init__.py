@@ -3,8 +3,11 @@
 from mor.train.batching import LengthGroupedBatchSampler
 from mor.train.checkpoint import CheckpointCorruptError, TrainState, read_checkpoint, write_checkpoint
 from mor.train.loop import load_samples, mor_config_from_spec, total_steps, train_loop_per_worker
-from mor.train.objective import Objective, role_cross_entropy
+from mor.train.objective import Objective, role_cross_entropy, role_label_counts
+from mor.train.parallel import average_gradients, fsdp_kwargs, prepare_mor_model
+from mor.train.precision import autocast, base_load_dtype, grad_scaler
 from mor.train.sinks import JsonlMetricsSink, MetricsSink, ProgressSink
+from mor.train.step import TrainStep
 from mor.train.trainer import TrainInputs, build_trainer
 
 __all__ = [
@@ -16,11 +19,19 @@ __all__ = [
     "ProgressSink",
     "TrainInputs",
     "TrainState",
+    "TrainStep",
+    "autocast",
+    "average_gradients",
+    "base_load_dtype",
     "build_trainer",
+    "fsdp_kwargs",
+    "grad_scaler",
     "load_samples",
     "mor_config_from_spec",
+    "prepare_mor_model",
     "read_checkpoint",
     "role_cross_entropy",
+    "role_label_counts",
     "total_steps",
     "train_loop_per_worker",
     "write_checkpoint",

@@ -48,14 +48,20 @@ def write_checkpoint(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     state: TrainState,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
-    """Write a checkpoint into `directory`: `save_adapter(path)` writes the adapter, then state and manifest."""
+    """Write a checkpoint into `directory`: `save_adapter(path)` writes the adapter, then state and manifest.
+
+    An enabled fp16 gradient `scaler` is saved too (its loss scale), under the key "scaler".
+    """
     directory.mkdir(parents=True, exist_ok=True)
     save_adapter(directory / _ADAPTER_DIR)
-    torch.save(
-        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()},
-        directory / _STATE_FILE,
-    )
+    states: dict[str, Any] = {
+        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()
+    }
+    if scaler is not None and scaler.is_enabled():
+        states["scaler"] = scaler.state_dict()
+    torch.save(states, directory / _STATE_FILE)
     (directory / _POSITION_FILE).write_text(json.dumps(asdict(state)))
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
     manifest = {str(p.relative_to(directory)): _sha256(p) for p in files}
@@ -63,7 +69,7 @@ def write_checkpoint(
 
 
 def read_checkpoint(directory: Path) -> tuple[Path, dict[str, Any], TrainState]:
-    """Verify a checkpoint against its manifest; return (adapter dir, optimizer/scheduler state, position)."""
+    """Verify a checkpoint against its manifest; return (adapter dir, optimizer/scheduler(/scaler) state, position)."""
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise CheckpointCorruptError(f"{directory}: no {MANIFEST}; the checkpoint was not completely written")

@@ -13,11 +13,13 @@ from typing import Any
 import torch
 
 from mor.data import collate
-from mor.model import MoRConfig, MoRModel, apply_mor, load_mor, save_mor
+from mor.model import MoRConfig, apply_mor, load_mor, save_mor
 from mor.spec import TrainJobSpec
 from mor.train.batching import LengthGroupedBatchSampler
 from mor.train.checkpoint import TrainState, read_checkpoint, write_checkpoint
-from mor.train.objective import Objective, role_cross_entropy
+from mor.train.parallel import prepare_mor_model
+from mor.train.precision import base_load_dtype
+from mor.train.step import Batch, TrainStep
 
 __all__ = ["train_loop_per_worker", "mor_config_from_spec", "load_samples", "total_steps"]
 
@@ -43,8 +45,8 @@ def load_samples(path: str | Path) -> list[dict[str, list[int]]]:
 
 
 def total_steps(spec: TrainJobSpec, batches_per_epoch: int) -> int:
-    """Optimizer steps the job will run."""
-    by_epochs = max(1, math.ceil(spec.train.epochs * batches_per_epoch))
+    """Optimizer steps the job will run; each takes `train.grad_accum_steps` of the epoch's micro-batches."""
+    by_epochs = max(1, math.ceil(spec.train.epochs * batches_per_epoch / spec.train.grad_accum_steps))
     return min(by_epochs, spec.train.max_steps) if spec.train.max_steps else by_epochs
 
 
@@ -59,26 +61,16 @@ def _lr_lambda(warmup: int, total: int) -> Any:
 
 
 def _batches(sampler: LengthGroupedBatchSampler, state: TrainState, samples: list[dict[str, list[int]]],
-             pad_token_id: int) -> Iterator[tuple[int, dict[str, torch.Tensor]]]:
+             pad_token_id: int) -> Iterator[Batch]:
     epoch = state.epoch
     skip = state.batch_in_epoch
     while True:
         sampler.set_epoch(epoch, skip=skip)
         for offset, indices in enumerate(sampler):
             state.epoch, state.batch_in_epoch = epoch, skip + offset + 1
-            yield epoch, collate([samples[i] for i in indices], pad_token_id=pad_token_id)
+            yield collate([samples[i] for i in indices], pad_token_id=pad_token_id)
         epoch += 1
         skip = 0
-
-
-def _compute(model: torch.nn.Module, mor_model: MoRModel, batch: dict[str, torch.Tensor], spec: TrainJobSpec,
-             role_names: list[str]) -> Objective:
-    output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], role_ids=batch["role_ids"])
-    ce, per_role, count = role_cross_entropy(output.logits, batch["labels"], batch["role_ids"], role_names)
-    aux = mor_model.aux_loss()
-    orth = mor_model.orth_loss()
-    total = ce + spec.mor.loss.aux_weight * aux + spec.mor.loss.orth_weight * orth
-    return Objective(total=total, ce=ce, aux=aux, orth=orth, per_role_ce=per_role, label_tokens=count)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -88,7 +80,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     progress_sink objects (used on rank 0 only).
     """
     import ray.train
-    import ray.train.torch
     from transformers import AutoModelForCausalLM
 
     spec = TrainJobSpec.model_validate(config["spec"])
@@ -105,8 +96,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         seed=spec.train.seed,
     )
     steps = total_steps(spec, len(sampler))
+    accum = spec.train.grad_accum_steps
     mor_config = mor_config_from_spec(spec)
-    base = AutoModelForCausalLM.from_pretrained(config["base_dir"], dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(config["base_dir"], dtype=base_load_dtype(spec.base_model.dtype))
     state = TrainState(step=0, epoch=0, batch_in_epoch=0, tokens_seen=0)
     resumed: dict[str, Any] | None = None
     checkpoint = ray.train.get_checkpoint()  # [Ray] latest checkpoint after a restart, else None
@@ -116,34 +108,36 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             mor_model = load_mor(base, adapter_dir)
     else:
         mor_model = apply_mor(base, mor_config)
-    role_names = mor_model.config.role_names
+    if spec.train.gradient_checkpointing:
+        mor_model.gradient_checkpointing_enable()  # the routing plan is restored in the recomputation
 
+    model, sync_gradients = prepare_mor_model(mor_model, spec.train.strategy)  # [Ray] DDP/FSDP wrapper, device
+    model.train()
+    # Built after the model is on its device, so restored optimizer state lands on the parameters' device.
     trainable = [p for p in mor_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=spec.train.lr, weight_decay=spec.train.weight_decay)
     warmup = int(spec.train.warmup_ratio * steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, steps))
+    step = TrainStep(
+        model=model, mor_model=mor_model, optimizer=optimizer, scheduler=scheduler,
+        aux_weight=spec.mor.loss.aux_weight, orth_weight=spec.mor.loss.orth_weight, grad_clip=spec.train.grad_clip,
+        precision=spec.train.precision, sync_gradients=sync_gradients,
+    )
     if resumed is not None:
         optimizer.load_state_dict(resumed["optimizer"])
         scheduler.load_state_dict(resumed["scheduler"])
+        if "scaler" in resumed and step.scaler.is_enabled():
+            step.scaler.load_state_dict(resumed["scaler"])
     resumed_from = state.step
 
-    # Every adapter parameter takes part in every forward (absent roles add an exact zero), so DDP needs no
-    # unused-parameter search.
-    model = ray.train.torch.prepare_model(mor_model)  # [Ray] DDP wrapper (and device placement)
-    model.train()
+    batches = _batches(sampler, state, samples, int(config["pad_token_id"]))
     window_tokens, window_start = 0, time.perf_counter()
     started = time.perf_counter()
-    for _epoch, batch in _batches(sampler, state, samples, int(config["pad_token_id"])):
-        if state.step >= steps:
-            break
-        objective = _compute(model, mor_model, batch, spec, role_names)
-        optimizer.zero_grad(set_to_none=True)
-        objective.total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, spec.train.grad_clip)
-        optimizer.step()
-        scheduler.step()
+    while state.step < steps:
+        micro_batches = [next(batches) for _ in range(accum)]
+        objective, grad_norm = step(micro_batches)
         state.step += 1
-        tokens = int(batch["attention_mask"].sum()) * world
+        tokens = sum(int(batch["attention_mask"].sum()) for batch in micro_batches) * world
         state.tokens_seen += tokens
         window_tokens += tokens
 
@@ -181,7 +175,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 if rank == 0:
                     write_checkpoint(
                         Path(directory), save_adapter=lambda path: save_mor(mor_model, path),
-                        optimizer=optimizer, scheduler=scheduler, state=state,
+                        optimizer=optimizer, scheduler=scheduler, state=state, scaler=step.scaler,
                     )
                     ray.train.report(  # [Ray] metrics + checkpoint persisted to the run's storage
                         metrics, checkpoint=ray.train.Checkpoint.from_directory(directory)

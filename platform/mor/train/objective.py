@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["Objective", "role_cross_entropy"]
+__all__ = ["Objective", "role_cross_entropy", "role_label_counts"]
 
 IGNORE_INDEX = -100
 
@@ -52,3 +52,16 @@ def role_cross_entropy(
             if role_count:
                 per_role[name] = float(token_loss[role_mask].sum() / role_count)
     return ce, per_role, count
+
+
+def role_label_counts(labels: torch.Tensor, role_ids: torch.Tensor, role_names: list[str]) -> dict[str, int]:
+    """Label tokens per role, attributed as in `role_cross_entropy` (roles without labels are left out)."""
+    shift_labels = labels[:, 1:]
+    shift_roles = role_ids[:, 1:]
+    mask = shift_labels != IGNORE_INDEX
+    counts: dict[str, int] = {}
+    for role_id, name in enumerate(role_names):
+        count = int((mask & (shift_roles == role_id)).sum())
+        if count:
+            counts[name] = count
+    return counts

@@ -31,7 +31,12 @@ def build_trainer(
     progress_sink: ProgressSink | None = None,
     cpus_per_worker: int = 1,
 ):  # -> ray.train.torch.TorchTrainer (ray is imported lazily: building a spec never needs it)
-    """A TorchTrainer for the spec's training stage; call `.fit()` to run it on the connected Ray cluster."""
+    """A TorchTrainer for the spec's training stage; call `.fit()` to run it on the connected Ray cluster.
+
+    `train.use_gpu` gives each worker one GPU and the NCCL backend; on CPU the workers use gloo. Precision,
+    gradient checkpointing, accumulation and the DDP/FSDP strategy take effect in the workers (the spec travels in
+    `train_loop_config`).
+    """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -47,11 +52,11 @@ def build_trainer(
             "metrics_sink": metrics_sink,
             "progress_sink": progress_sink,
         },
-        torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),
+        torch_config=TorchConfig(backend="nccl" if train.use_gpu else "gloo"),  # NCCL between GPUs, gloo on CPU
         scaling_config=ScalingConfig(
             num_workers=train.workers,
             use_gpu=train.use_gpu,
-            resources_per_worker=None if train.use_gpu else {"CPU": cpus_per_worker},
+            resources_per_worker={"CPU": cpus_per_worker, "GPU": 1} if train.use_gpu else {"CPU": cpus_per_worker},
         ),
         run_config=RunConfig(
             name=run_name,
