@@ -41,17 +41,50 @@ class RoleGroup:
 
 @dataclass(frozen=True)
 class RoutingPlan:
-    """Role grouping of one forward call's tokens, computed once and shared by all MoR layers."""
+    """The role of every token of one forward call, shared by all MoR layers.
+
+    The fused training path needs only `role_ids`; the role groups (a host-side split of the tokens by role, used by
+    the inference path) are computed on first use, so a training forward reads tensor values on the host once (the
+    range check), not once per role.
+    """
 
     num_tokens: int
     num_roles: int
-    groups: tuple[RoleGroup, ...]
     role_ids: torch.Tensor  # flat (num_tokens,), on the hidden states' device
+    single_role: int | None = None  # the role of every token, when known to be only one
     cache: dict[object, Any] = field(default_factory=dict, compare=False, repr=False)  # per-plan values layers share
+
+    @property
+    def groups(self) -> tuple[RoleGroup, ...]:
+        """The tokens of each present role, in role-id order (contiguous ranges where possible)."""
+        groups = self.cache.get("groups")
+        if groups is None:
+            groups = self.cache["groups"] = _group_by_role(self.role_ids, self.num_roles, self.single_role)
+        return groups
 
     def present_roles(self) -> set[int]:
         """Ids of the roles that have at least one token."""
         return {group.role for group in self.groups}
+
+
+def _group_by_role(flat: torch.Tensor, num_roles: int, single_role: int | None) -> tuple[RoleGroup, ...]:
+    num_tokens = flat.numel()
+    if single_role is not None:
+        return (RoleGroup(role=single_role, count=num_tokens, start=0, stop=num_tokens, index=None),)
+    groups: list[RoleGroup] = []
+    counts = torch.bincount(flat, minlength=num_roles).tolist()
+    order = torch.argsort(flat, stable=True)
+    offset = 0
+    for role, count in enumerate(counts):
+        if not count:
+            continue
+        index = order[offset : offset + count]
+        offset += count
+        first, last = (int(value) for value in index[[0, -1]].tolist())
+        contiguous = last - first + 1 == count
+        groups.append(RoleGroup(role=role, count=count, start=first, stop=last + 1,
+                                index=None if contiguous else index))
+    return tuple(groups)
 
 
 @dataclass
@@ -72,39 +105,16 @@ def build_routing_plan(role_ids: torch.Tensor, num_roles: int, device: torch.dev
     num_tokens = flat.numel()
     if num_tokens == 0:
         raise MoRConfigError("role_ids: got an empty tensor, must hold one role id per token")
-    low, high = int(flat.min()), int(flat.max())
+    low, high = torch.stack([flat.min(), flat.max()]).tolist()  # the one host read of a training forward
     if low < 0 or high >= num_roles:
         bad = low if low < 0 else high
         raise MoRConfigError(
             f"role_ids: got value {bad}, must be in 0..{num_roles - 1} (one id per configured role); "
             f"map each token to cfg.role_id(role_name)"
         )
-    device = device or role_ids.device
-    groups: list[RoleGroup] = []
-    if low == high:
-        groups.append(RoleGroup(role=low, count=num_tokens, start=0, stop=num_tokens, index=None))
-    else:
-        counts = torch.bincount(flat, minlength=num_roles).tolist()
-        order = torch.argsort(flat, stable=True)
-        offset = 0
-        for role, count in enumerate(counts):
-            if not count:
-                continue
-            index = order[offset : offset + count]
-            offset += count
-            first, last = int(index[0]), int(index[-1])
-            contiguous = last - first + 1 == count
-            groups.append(
-                RoleGroup(
-                    role=role,
-                    count=count,
-                    start=first,
-                    stop=last + 1,
-                    index=None if contiguous else index.to(device),
-                )
-            )
-    flat = flat.to(device)
-    return RoutingPlan(num_tokens=num_tokens, num_roles=num_roles, groups=tuple(groups), role_ids=flat)
+    flat = flat.to(device or role_ids.device)
+    return RoutingPlan(num_tokens=num_tokens, num_roles=num_roles, role_ids=flat,
+                       single_role=low if low == high else None)
 
 
 @dataclass
