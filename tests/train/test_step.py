@@ -24,13 +24,17 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _mor_model(dtype: torch.dtype = torch.float32) -> MoRModel:
+def _base(dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(
         vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
     )
-    model = apply_mor(LlamaForCausalLM(config).to(dtype), {"rank": 4, "roles": ROLES})
+    return LlamaForCausalLM(config).to(dtype)
+
+
+def _mor_model(dtype: torch.dtype = torch.float32) -> MoRModel:
+    model = apply_mor(_base(dtype), {"rank": 4, "roles": ROLES})
     generator = torch.Generator().manual_seed(1)
     with torch.no_grad():  # up-projections start at zero; random values make every gradient path count
         for name, parameter in model.named_parameters():

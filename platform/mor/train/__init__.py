@@ -4,7 +4,7 @@ from mor.train.batching import LengthGroupedBatchSampler
 from mor.train.checkpoint import CheckpointCorruptError, TrainState, read_checkpoint, write_checkpoint
 from mor.train.loop import load_samples, mor_config_from_spec, total_steps, train_loop_per_worker
 from mor.train.objective import Objective, role_cross_entropy, role_label_counts
-from mor.train.parallel import average_gradients, fsdp_kwargs, prepare_mor_model
+from mor.train.parallel import average_gradients, fsdp_kwargs, plain_module_names, prepare_mor_model
 from mor.train.precision import autocast, base_load_dtype, grad_scaler
 from mor.train.sinks import JsonlMetricsSink, MetricsSink, ProgressSink
 from mor.train.step import TrainStep
@@ -28,6 +28,7 @@ __all__ = [
     "grad_scaler",
     "load_samples",
     "mor_config_from_spec",
+    "plain_module_names",
     "prepare_mor_model",
     "read_checkpoint",
     "role_cross_entropy",

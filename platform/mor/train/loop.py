@@ -13,11 +13,11 @@ from typing import Any
 import torch
 
 from mor.data import collate
-from mor.model import MoRConfig, apply_mor, load_mor, save_mor
+from mor.model import MoRConfig, MoRModel, apply_mor, load_mor, save_mor
 from mor.spec import TrainJobSpec
 from mor.train.batching import LengthGroupedBatchSampler
 from mor.train.checkpoint import TrainState, read_checkpoint, write_checkpoint
-from mor.train.parallel import prepare_mor_model
+from mor.train.parallel import plain_module_names, prepare_mor_model
 from mor.train.precision import base_load_dtype
 from mor.train.step import Batch, TrainStep
 
@@ -71,6 +71,11 @@ def _batches(sampler: LengthGroupedBatchSampler, state: TrainState, samples: lis
             yield collate([samples[i] for i in indices], pad_token_id=pad_token_id)
         epoch += 1
         skip = 0
+
+
+def _save_adapter(mor_model: MoRModel, path: Path) -> None:
+    with plain_module_names(mor_model):  # FSDP's wrappers would otherwise rename the saved modules
+        save_mor(mor_model, path)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -174,7 +179,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             with tempfile.TemporaryDirectory() as directory:
                 if rank == 0:
                     write_checkpoint(
-                        Path(directory), save_adapter=lambda path: save_mor(mor_model, path),
+                        Path(directory), save_adapter=lambda path: _save_adapter(mor_model, path),
                         optimizer=optimizer, scheduler=scheduler, state=state, scaler=step.scaler,
                     )
                     ray.train.report(  # [Ray] metrics + checkpoint persisted to the run's storage

@@ -3,12 +3,14 @@
 With FSDP every decoder layer of the base is its own shard unit, so a worker holds only its share of the frozen
 weights outside the layer it is running. The adapters are left out of FSDP (`ignored_states`): they are small, stay
 whole on every worker (the orthogonality loss and the checkpoints read them as full tensors) and their gradients are
-averaged by `average_gradients` once per optimizer step.
+averaged by `average_gradients` once per optimizer step. FSDP renames the layers it wraps (`_fsdp_wrapped_module`);
+`plain_module_names` lifts the wrappers out while the adapters are saved, so checkpoints load into a plain base.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import torch
@@ -17,7 +19,7 @@ from torch import nn
 
 from mor.model import MoRModel
 
-__all__ = ["Strategy", "average_gradients", "fsdp_kwargs", "prepare_mor_model"]
+__all__ = ["Strategy", "average_gradients", "fsdp_kwargs", "plain_module_names", "prepare_mor_model"]
 
 Strategy = Literal["ddp", "fsdp"]
 
@@ -60,6 +62,27 @@ def average_gradients(parameters: list[nn.Parameter]) -> None:
     for grad in grads:
         grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
         offset += grad.numel()
+
+
+@contextmanager
+def plain_module_names(model: nn.Module) -> Iterator[None]:
+    """Inside the block, the FSDP wrappers inside `model` are lifted out of its module tree, so module names (and
+    the keys `save_mor` writes) are those of the unwrapped model; they are put back on exit. Use between steps."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    lifted = [
+        (parent, name, child)
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if isinstance(child, FullyShardedDataParallel)
+    ]
+    for parent, name, child in lifted:
+        setattr(parent, name, child.module)
+    try:
+        yield
+    finally:
+        for parent, name, child in reversed(lifted):
+            setattr(parent, name, child)
 
 
 def prepare_mor_model(
