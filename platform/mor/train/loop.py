@@ -21,7 +21,7 @@ from mor.train.parallel import plain_module_names, prepare_mor_model
 from mor.train.precision import base_load_dtype
 from mor.train.step import Batch, TrainStep
 
-__all__ = ["train_loop_per_worker", "mor_config_from_spec", "load_samples", "total_steps"]
+__all__ = ["train_loop_per_worker", "mor_config_from_spec", "load_samples", "load_training_base", "total_steps"]
 
 
 def mor_config_from_spec(spec: TrainJobSpec) -> MoRConfig:
@@ -48,6 +48,13 @@ def total_steps(spec: TrainJobSpec, batches_per_epoch: int) -> int:
     """Optimizer steps the job will run; each takes `train.grad_accum_steps` of the epoch's micro-batches."""
     by_epochs = max(1, math.ceil(spec.train.epochs * batches_per_epoch / spec.train.grad_accum_steps))
     return min(by_epochs, spec.train.max_steps) if spec.train.max_steps else by_epochs
+
+
+def load_training_base(base_dir: str | Path, spec: TrainJobSpec) -> torch.nn.Module:
+    """The frozen base a worker trains on, loaded from `base_dir` in the spec's `base_model.dtype`."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=base_load_dtype(spec.base_model.dtype))
 
 
 def _lr_lambda(warmup: int, total: int) -> Any:
@@ -85,7 +92,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     progress_sink objects (used on rank 0 only).
     """
     import ray.train
-    from transformers import AutoModelForCausalLM
 
     spec = TrainJobSpec.model_validate(config["spec"])
     context = ray.train.get_context()  # [Ray] rank and world size of this worker
@@ -103,7 +109,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     steps = total_steps(spec, len(sampler))
     accum = spec.train.grad_accum_steps
     mor_config = mor_config_from_spec(spec)
-    base = AutoModelForCausalLM.from_pretrained(config["base_dir"], dtype=base_load_dtype(spec.base_model.dtype))
+    base = load_training_base(config["base_dir"], spec)
     state = TrainState(step=0, epoch=0, batch_in_epoch=0, tokens_seen=0)
     resumed: dict[str, Any] | None = None
     checkpoint = ray.train.get_checkpoint()  # [Ray] latest checkpoint after a restart, else None
