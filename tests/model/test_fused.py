@@ -32,6 +32,7 @@ def _batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def _mor_step(layers: int) -> Callable[[], None]:
     model = apply_mor(_llama(layers), MoRConfig())
+    model.set_impl("fused")  # the GPU path ("auto" picks it on a GPU; on a CPU the grouped one)
     input_ids, role_ids = _batch()
 
     def step() -> None:

@@ -59,7 +59,7 @@ def _run(layer: MoRLinear, x: torch.Tensor, role_ids: torch.Tensor, *, dense: bo
     return out.detach(), grads
 
 
-@pytest.mark.parametrize("impl", ["fused", "dense"])
+@pytest.mark.parametrize("impl", ["fused", "grouped", "dense"])
 @pytest.mark.parametrize("layout", sorted(_layouts()))
 def test_fast_layer_matches_dense_math_outputs_and_gradients(layout: str, impl: str) -> None:
     layer = _layer()

@@ -52,22 +52,27 @@ def test_fresh_adapter_reproduces_base_model(architecture: str) -> None:
     assert torch.equal(got, expected)
 
 
-def test_grouped_model_matches_dense_math_and_trains(architecture: str) -> None:
+@pytest.mark.parametrize("impl", ["fused", "grouped"])
+def test_fast_model_matches_dense_math_and_trains(architecture: str, impl: str) -> None:
     input_ids, role_ids = _batch(seed=1)
     mor_model = apply_mor(build_base(architecture))
     perturb_adapters(mor_model)
     results = {}
-    for impl in ("fused", "dense"):
-        mor_model.set_impl(impl)
+    for name in (impl, "dense"):
+        mor_model.set_impl(name)
         mor_model.zero_grad()
         out = mor_model(input_ids=input_ids, role_ids=role_ids, labels=input_ids)
         loss = out.loss + 0.01 * mor_model.aux_loss() + 0.001 * mor_model.orth_loss()
         loss.backward()
         grads = {n: p.grad.clone() for n, p in mor_model.named_parameters() if p.requires_grad}
-        results[impl] = (out.logits.detach(), mor_model.aux_loss().detach(), grads)
-    (logits, aux, grads), (dense_logits, dense_aux, dense_grads) = results["fused"], results["dense"]
+        stats = mor_model.router_stats()
+        results[name] = (out.logits.detach(), mor_model.aux_loss().detach(), mor_model.aux_loss("mean").detach(),
+                         grads, stats)
+    (logits, aux, aux_mean, grads, stats), (dense_logits, dense_aux, dense_mean, dense_grads, dense_stats) = (
+        results[impl], results["dense"])
     assert (logits - dense_logits).abs().max().item() < 1e-4
-    assert abs(aux.item() - dense_aux.item()) < 1e-4
+    assert abs(aux.item() - dense_aux.item()) < 1e-4 and abs(aux_mean.item() - dense_mean.item()) < 1e-5
+    assert stats == dense_stats
     assert max((grads[n] - dense_grads[n]).abs().max().item() for n in grads) < 1e-4
     assert all(torch.count_nonzero(g) > 0 for n, g in grads.items() if n.endswith(".up"))
 

@@ -9,6 +9,14 @@ Layout of one role's parameters (torch layouts, A factors as rows, B factors as 
   then the `E` router rows, then the shared gate row (`s = 1` when the group has a shared LoRA).
 * `up` `(out, L*r)`: the B factors in the same LoRA order.
 
+Training runs one of two implementations of the same function (`MoRLinear.impl`, "auto" picks by device):
+
+* fused (GPUs; `mor.model.fused`): every role's LoRAs for every token in one matmul pair, masked by role; no host
+  synchronisation and a fixed, small operator count per layer, at the cost of the other roles' rank blocks.
+* grouped (CPUs, where arithmetic rather than operator count sets the speed): described below.
+
+Inference without gradients takes its own short path (`_add_inference`, sharing work between sibling projections).
+
 The grouped implementation gathers each role's tokens once, runs one matmul to all of the role's ranks with the
 router logits and gate fused in as extra output rows, weights the rank blocks, and runs one matmul back, added into
 the base output in place. At rank 16 computing all of a role's experts for its tokens is cheaper than gathering the
@@ -19,7 +27,7 @@ tokens again per selected expert. The down projection is an autograd function th
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +35,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from torch import nn
 
 from .config import MoRConfig, MoRConfigError, RoleConfig
-from .context import RoutingPlan, RoutingRecord, RoutingState
+from .context import RoleGroup, RoutingPlan, RoutingRecord, RoutingState
 from .fused import FusedLayout, fused_forward
 from .fusion import SharedInputGroup, down_project, weighted_ranks
 from .losses import load_balancing_loss, orthogonality_loss
@@ -38,7 +46,7 @@ __all__ = ["ADAPTER_NAME", "Implementation", "MoRLinear", "RoleWeights"]
 #: The name under which PEFT's tuner machinery knows the MoR adapter.
 ADAPTER_NAME = "mor"
 
-Implementation = Literal["fused", "dense"]
+Implementation = Literal["auto", "fused", "grouped", "dense"]
 
 
 class RoleWeights(nn.Module):
@@ -103,6 +111,75 @@ class RoleWeights(nn.Module):
         return orthogonality_loss(self.lora_down, self.up, self.rank)
 
 
+class _GatheredDown(torch.autograd.Function):
+    """`h_g = x[tokens of g] @ W_g^T` for every role group, saving only `x` and re-gathering in backward."""
+
+    @staticmethod
+    def forward(ctx: Any, x2d: torch.Tensor, groups: Sequence[RoleGroup], *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = []
+        for group, weight in zip(groups, weights):
+            rows = group.select(x2d)
+            outputs.append(F.linear(rows.to(weight.dtype), weight))
+        ctx.groups = groups
+        ctx.save_for_backward(x2d, *weights)
+        return tuple(outputs)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x2d, *weights = ctx.saved_tensors
+        groups: Sequence[RoleGroup] = ctx.groups
+        grad_x = x2d.new_empty(x2d.shape) if ctx.needs_input_grad[0] else None
+        covered = 0
+        grad_weights: list[torch.Tensor | None] = []
+        for position, (group, weight, grad) in enumerate(zip(groups, weights, grads)):
+            if grad_x is not None:
+                rows_grad = (grad @ weight).to(grad_x.dtype)
+                if group.index is None:
+                    grad_x[group.start : group.stop] = rows_grad
+                else:
+                    grad_x.index_copy_(0, group.index, rows_grad)
+                covered += group.count
+            if ctx.needs_input_grad[2 + position]:
+                rows = group.select(x2d).to(weight.dtype)
+                grad_weights.append(grad.T @ rows)
+            else:
+                grad_weights.append(None)
+        if grad_x is not None and covered != x2d.shape[0]:  # groups always partition the tokens; be safe anyway
+            raise RuntimeError(f"MoR routing groups cover {covered} of {x2d.shape[0]} tokens")
+        return (grad_x, None, *grad_weights)
+
+
+class _AddIntoRows(torch.autograd.Function):
+    """`out[tokens of g] += delta_g` for every role group, in place.
+
+    A custom function because autograd's in-place `index_add_` / slice `add_` on the base output are slow on CPU
+    (scatter-based, and a full copy of the output gradient per group); here the output gradient passes through
+    unchanged and each delta's gradient is a slice or gather of it.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, out: torch.Tensor, groups: Sequence[RoleGroup], *deltas: torch.Tensor) -> torch.Tensor:
+        out2d = out.view(-1, out.shape[-1])
+        for group, delta in zip(groups, deltas):
+            if group.index is None:
+                out2d[group.start : group.stop].add_(delta)
+            else:
+                out2d.index_add_(0, group.index, delta)
+        ctx.groups = groups
+        ctx.mark_dirty(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        groups: Sequence[RoleGroup] = ctx.groups
+        grad2d = grad.reshape(-1, grad.shape[-1])
+        delta_grads = [
+            grad2d[group.start : group.stop] if group.index is None else grad2d.index_select(0, group.index)
+            for group in groups
+        ]
+        return (grad, None, *delta_grads)
+
+
 class MoRLinear(nn.Module, BaseTunerLayer):
     """A frozen `nn.Linear` with a Mixture-of-Roles LoRA group per role; reads the role plan from its `RoutingState`."""
 
@@ -140,7 +217,7 @@ class MoRLinear(nn.Module, BaseTunerLayer):
         self.scaling = config.scaling
         self.dropout_p = config.dropout
         self.layer_name = name
-        self.impl: Implementation = "fused"
+        self.impl: Implementation = "auto"
         self._fused_layouts: dict[torch.device, FusedLayout] = {}
         self.shared_input_group: SharedInputGroup | None = None  # set by `link_shared_inputs`
         self._routing = routing
@@ -196,6 +273,8 @@ class MoRLinear(nn.Module, BaseTunerLayer):
             result = result.contiguous()
         if not torch.is_grad_enabled() and not self._routing.recording() and not (self.training and self.dropout_p):
             return self._add_inference(x, x2d, result, plan)
+        if self.impl == "grouped" or (self.impl == "auto" and x2d.device.type == "cpu"):
+            return self._add_grouped(x2d, result, plan)
         return self._add_fused(x2d, result, plan)
 
     def _add_inference(self, x: torch.Tensor, x2d: torch.Tensor, result: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
@@ -223,6 +302,92 @@ class MoRLinear(nn.Module, BaseTunerLayer):
             else:
                 out2d.index_add_(0, group.index, F.linear(weighted, up), alpha=self.scaling)
         return result
+
+    def _add_grouped(self, x2d: torch.Tensor, result: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
+        roles = self.role_weights
+        groups = plan.groups
+        weights = [roles[group.role] for group in groups]
+        if self.training and self.dropout_p > 0:
+            hidden = [self._down_with_dropout(group.select(x2d), role) for group, role in zip(groups, weights)]
+        else:
+            hidden = list(_GatheredDown.apply(x2d, groups, *[role.down for role in weights]))
+        zero = self._absent_roles_zero(plan)
+        if zero is not None:
+            hidden[0] = hidden[0] + zero
+        pending: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if self._routing.recording() else None
+        deltas = [
+            self._role_delta(h, role, group.role, pending).to(result.dtype)
+            for group, role, h in zip(groups, weights, hidden)
+        ]
+        if pending is not None:
+            self._flush_records(pending, x2d.device)
+        return _AddIntoRows.apply(result, groups, *deltas)
+
+    def _down_with_dropout(self, rows: torch.Tensor, role: RoleWeights) -> torch.Tensor:
+        rows = rows.to(role.down.dtype)
+        lora_hidden = F.linear(F.dropout(rows, self.dropout_p, training=True), role.lora_down)
+        route_hidden = F.linear(rows, role.down[role.lora_rows :])
+        return torch.cat([lora_hidden, route_hidden], dim=-1)
+
+    def _absent_roles_zero(self, plan: RoutingPlan) -> torch.Tensor | None:
+        """A zero that depends on every parameter of the roles absent from this batch.
+
+        Adding it keeps every adapter parameter in the autograd graph, so DistributedDataParallel works with
+        `find_unused_parameters=False` even when a rank's batch lacks a role (its gradient is then exactly 0).
+        """
+        if not torch.is_grad_enabled():
+            return None
+        present = plan.present_roles()
+        terms = [
+            param.sum()
+            for role_id, role in enumerate(self.role_weights)
+            if role_id not in present
+            for param in (role.down, role.up)
+            if param.requires_grad
+        ]
+        if not terms:
+            return None
+        return torch.stack(terms).sum() * 0.0
+
+    def _role_delta(self, h: torch.Tensor, role: RoleWeights, role_id: int,
+                    pending: dict[int, tuple[torch.Tensor, torch.Tensor]] | None) -> torch.Tensor:
+        """From the fused down projection `h` of a role's tokens to their output delta `(tokens, out)`."""
+        tokens = h.shape[0]
+        coefficients = []
+        if role.shared:
+            coefficients.append(shared_gate(h[:, -1:]))
+        if role.routed:
+            routing = route_top_k(h[:, role.lora_rows : role.lora_rows + role.routed], role.top_k)
+            coefficients.append(routing.weights)
+            if pending is not None:
+                self._record(role_id, role, routing.probs, routing.top_index, pending)
+        coefficient = torch.cat(coefficients, dim=-1) if len(coefficients) > 1 else coefficients[0]
+        coefficient = (coefficient * self.scaling).to(h.dtype)
+        lora_hidden = h[:, : role.lora_rows].reshape(tokens, role.num_loras, role.rank)
+        weighted = (lora_hidden * coefficient.unsqueeze(-1)).reshape(tokens, role.lora_rows)
+        return F.linear(weighted, role.up)
+
+    def _record(self, role_id: int, role: RoleWeights, probs: torch.Tensor, top_index: torch.Tensor,
+                pending: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Note one role's load-balancing loss and expert counts; `_flush_records` makes them the layer's record."""
+        counts = torch.bincount(top_index.reshape(-1), minlength=role.routed)
+        pending[role_id] = (load_balancing_loss(probs, top_index, role.routed, counts=counts), counts)
+
+    def _flush_records(self, pending: dict[int, tuple[torch.Tensor, torch.Tensor]], device: torch.device) -> None:
+        """One `RoutingRecord` of every role from the per-role values of `_record` (zeros for roles not noted)."""
+        roles = self.role_weights
+        widest = max((role.routed for role in roles), default=0)
+        aux = torch.zeros(len(roles), dtype=torch.float32, device=device)
+        counts = torch.zeros(len(roles), widest, dtype=torch.float32, device=device)
+        active = torch.zeros(len(roles), dtype=torch.bool, device=device)
+        if pending:
+            ids = list(pending)
+            aux = aux.index_put((torch.tensor(ids, device=device),), torch.stack([pending[i][0] for i in ids]).float())
+            for role_id, (_, role_counts) in pending.items():
+                counts[role_id, : role_counts.numel()] = role_counts.float()
+                active[role_id] = True
+        self._routing.add_record(RoutingRecord(layer=self.layer_name, aux_loss=aux, expert_counts=counts,
+                                               active=active))
 
     def fused_layout(self, device: torch.device) -> FusedLayout:
         """This layer's `FusedLayout` on `device` (built on first use)."""
@@ -254,13 +419,8 @@ class MoRLinear(nn.Module, BaseTunerLayer):
 
         Kept for benchmarks and as a readable statement of the math; the grouped path computes the same values.
         """
-        record = self._routing.recording()
-        roles = self.role_weights
-        widest = max((role.routed for role in roles), default=0)
-        aux_losses = [x2d.new_zeros((), dtype=torch.float32) for _ in roles]
-        counts = torch.zeros(len(roles), widest, dtype=torch.float32, device=x2d.device)
-        active = torch.zeros(len(roles), dtype=torch.bool, device=x2d.device)
-        for role_id, role in enumerate(roles):
+        pending: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = {} if self._routing.recording() else None
+        for role_id, role in enumerate(self.role_weights):
             rows = x2d.to(role.down.dtype)
             if self.training and self.dropout_p > 0:
                 lora_in = F.dropout(rows, self.dropout_p, training=True)
@@ -277,22 +437,14 @@ class MoRLinear(nn.Module, BaseTunerLayer):
             if role.routed:
                 routing = route_top_k(F.linear(rows, role.router_weight), role.top_k)
                 coefficients.append(routing.weights)
-                if record and bool(mask.any()):
+                if pending is not None and bool(mask.any()):
                     selected = mask.squeeze(-1)
-                    role_counts = torch.bincount(routing.top_index[selected].reshape(-1), minlength=role.routed)
-                    aux_losses[role_id] = load_balancing_loss(
-                        routing.probs[selected], routing.top_index[selected], role.routed, counts=role_counts
-                    )
-                    counts[role_id, : role.routed] = role_counts.float()
-                    active[role_id] = True
+                    self._record(role_id, role, routing.probs[selected], routing.top_index[selected], pending)
             coefficient = torch.cat(coefficients, dim=-1) * self.scaling
             delta = torch.einsum("tl,tlo->to", coefficient.to(per_lora.dtype), per_lora)
             out2d += (delta * mask).to(out2d.dtype)
-        if record:
-            self._routing.add_record(
-                RoutingRecord(layer=self.layer_name, aux_loss=torch.stack(aux_losses), expert_counts=counts,
-                              active=active)
-            )
+        if pending is not None:
+            self._flush_records(pending, x2d.device)
 
     def orth_loss(self) -> torch.Tensor:
         """Orthogonality loss summed over this layer's role groups."""

@@ -308,9 +308,11 @@ class MoRModel(BaseTuner):
             layer.set_adapter(names)
 
     def set_impl(self, impl: Implementation) -> None:
-        """Switch every layer between the fused math (`"fused"`, default) and the dense reference math."""
-        if impl not in ("fused", "dense"):
-            raise MoRConfigError(f"impl: got {impl!r}, must be 'fused' or 'dense'")
+        """Choose the training math of every layer: `"auto"` (default: `"grouped"` on CPU, `"fused"` elsewhere),
+        `"fused"` (all roles in one matmul pair, no host syncs, few operators: for GPUs), `"grouped"` (each role's
+        tokens gathered: the least arithmetic, for CPUs) or `"dense"` (the reference math)."""
+        if impl not in ("auto", "fused", "grouped", "dense"):
+            raise MoRConfigError(f"impl: got {impl!r}, must be 'auto', 'fused', 'grouped' or 'dense'")
         for _, layer in self.mor_layers():
             layer.impl = impl
 
