@@ -1,6 +1,7 @@
 """Step time and peak memory of MoR layers against PEFT LoRA and the dense reference-style math (CPU).
 
     .venv/bin/python benchmarks/mor_layer.py            # the issue's setting; about 3-4 minutes on 2 cores
+    python benchmarks/mor_layer.py --device cuda --dtype bf16 --shape llama-3.2-1b --no-memory   # on a GPU
 
 A Llama built from `transformers.LlamaConfig` with random weights (hidden 1024, intermediate 2816, 4 layers,
 16 heads, vocab 4096 so the LM head stays small), batch 2 x seq 512, role ids in random contiguous spans. One
@@ -10,7 +11,9 @@ forward+backward training step (cross-entropy; MoR variants add 0.01 * the load-
   lora16    PEFT LoRA r=16 on the 7 projections
   lora64    PEFT LoRA r=64 (the active rank of shared + top-3 routed at r=16)
   dense     the MoR math computed reference-style: every role's LoRAs for every token, then masked
-  mor       the role-grouped MoR layer of `mor.model`
+  mor       the MoR layer of `mor.model` as it runs by default on the device ("auto")
+  mor_fused   the fused implementation (all roles in one matmul pair; the GPU default)
+  mor_grouped the role-grouped implementation (the CPU default)
   mor_orth  the same plus 0.001 * the orthogonality loss (a parameter-only term; shows its own cost)
 
 Step times (wall clock, and CPU time of the process) are medians of interleaved repeats in one process; peak memory is measured in a fresh process per
@@ -42,7 +45,12 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from mor.model import MoRConfig, apply_mor
 
-VARIANTS = ("base", "lora16", "lora64", "dense", "mor", "mor_orth")
+VARIANTS = ("base", "lora16", "lora64", "dense", "mor", "mor_fused", "mor_grouped", "mor_orth")
+#: --shape presets: (hidden, intermediate, layers, heads, kv heads, vocab, batch, seq)
+SHAPES = {
+    "small": (1024, 2816, 4, 16, 16, 4096, 2, 512),
+    "llama-3.2-1b": (2048, 8192, 16, 32, 8, 128256, 4, 1024),
+}
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -56,6 +64,13 @@ class Setting:
     batch: int
     seq: int
     seed: int
+    kv_heads: int = 0  # 0: as many as heads
+    device: str = "cpu"
+    dtype: str = "float32"
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
 
 
 def _base(setting: Setting) -> LlamaForCausalLM:
@@ -65,11 +80,11 @@ def _base(setting: Setting) -> LlamaForCausalLM:
         intermediate_size=setting.intermediate,
         num_hidden_layers=setting.layers,
         num_attention_heads=setting.heads,
-        num_key_value_heads=setting.heads,
+        num_key_value_heads=setting.kv_heads or setting.heads,
         vocab_size=setting.vocab,
         max_position_embeddings=max(2048, setting.seq),
     )
-    return LlamaForCausalLM(config).train()
+    return LlamaForCausalLM(config).to(device=setting.device, dtype=setting.torch_dtype).train()
 
 
 def _inputs(setting: Setting) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,7 +104,7 @@ def _inputs(setting: Setting) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _build(variant: str, setting: Setting) -> Callable[[], None]:
     """The variant's model and a function running one training step on it."""
-    input_ids, role_ids = _inputs(setting)
+    input_ids, role_ids = (tensor.to(setting.device) for tensor in _inputs(setting))
     base = _base(setting)
     if variant == "base":
         base.requires_grad_(False)
@@ -103,15 +118,16 @@ def _build(variant: str, setting: Setting) -> Callable[[], None]:
         from peft import LoraConfig, get_peft_model
 
         rank = int(variant.removeprefix("lora"))
-        peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=TARGETS))
+        peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=TARGETS),
+                                    autocast_adapter_dtype=False)  # adapters in the base dtype, as MoR's
 
         def step() -> None:
             peft_model.zero_grad(set_to_none=True)
             peft_model(input_ids=input_ids, labels=input_ids).loss.backward()
 
         return step
-    mor_model = apply_mor(base, MoRConfig())
-    mor_model.set_impl("dense" if variant == "dense" else "fused")
+    mor_model = apply_mor(base, MoRConfig(), adapter_dtype=setting.torch_dtype)
+    mor_model.set_impl({"dense": "dense", "mor_fused": "fused", "mor_grouped": "grouped"}.get(variant, "auto"))
     with_orth = variant == "mor_orth"
 
     def step() -> None:
@@ -135,6 +151,14 @@ def _rss_mb(field: str) -> float:
 
 def _measure_memory(variant: str, setting: Setting) -> dict[str, float]:
     step = _build(variant, setting)
+    if setting.device == "cuda":  # allocator peak above what the built model holds
+        torch.cuda.synchronize()
+        model_mb = torch.cuda.memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        torch.cuda.synchronize()
+        peak_mb = torch.cuda.max_memory_allocated() / 2**20
+        return {"model_mb": model_mb, "peak_mb": peak_mb, "step_mb": peak_mb - model_mb}
     model_rss = _rss_mb("VmRSS")
     try:  # reset the peak-RSS high-water mark so model construction does not count
         with open("/proc/self/clear_refs", "w") as clear:
@@ -154,6 +178,26 @@ def _memory_in_subprocess(variant: str, argv: list[str]) -> dict[str, float]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _synchronize(setting: Setting) -> None:
+    if setting.device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _operator_table(setting: Setting, variants: list[str]) -> str:
+    """aten operator calls and syncing operators per adapted module per training step, over the frozen base."""
+    from mor.model.profiling import count_operators
+
+    modules = setting.layers * len(TARGETS)
+    base = count_operators(_build("base", setting))
+    counts = {variant: count_operators(_build(variant, setting)) for variant in variants if variant != "base"}
+    lora = counts["lora64"].minus(base).total / modules if "lora64" in counts else float("nan")
+    lines = [f"{'variant':<12} {'ops/module':>11} {'x lora64':>9} {'syncing ops/step':>17}", "-" * 52]
+    for variant, count in counts.items():
+        per_module = count.minus(base).total / modules
+        lines.append(f"{variant:<12} {per_module:11.1f} {per_module / lora:9.2f} {count.syncs:17d}")
+    return "\n".join(lines)
+
+
 def _time_interleaved(
     setting: Setting, variants: list[str], repeats: int, warmup: int
 ) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
@@ -163,8 +207,10 @@ def _time_interleaved(
     cpu: dict[str, list[float]] = {variant: [] for variant in variants}
     for repeat in range(warmup + repeats):
         for variant in variants:
+            _synchronize(setting)
             start, start_cpu = time.perf_counter(), time.process_time()
             steps[variant]()
+            _synchronize(setting)
             if repeat >= warmup:
                 wall[variant].append(time.perf_counter() - start)
                 cpu[variant].append(time.process_time() - start_cpu)
@@ -176,7 +222,7 @@ def _table(times: dict[str, list[float]], cpu_times: dict[str, list[float]], mem
     median = {variant: statistics.median(values) for variant, values in times.items()}
     cpu = {variant: statistics.median(values) for variant, values in cpu_times.items()}
     header = (
-        f"{'variant':<8} {'step s':>8} {'x base':>7} {'x lora64':>9} {'x dense':>8} {'cpu s':>7} {'cpu x lora64':>13} "
+        f"{'variant':<11} {'step s':>8} {'x base':>7} {'x lora64':>9} {'x dense':>8} {'cpu s':>7} {'cpu x lora64':>13} "
         f"{'peak MB':>8} {'step MB':>8} {'step MB x lora64':>17}"
     )
     lines = [header, "-" * len(header)]
@@ -185,7 +231,7 @@ def _table(times: dict[str, list[float]], cpu_times: dict[str, list[float]], mem
         lora_mem = memory.get("lora64", {}).get("step_mb")
         step_ratio = f"{mem['step_mb'] / lora_mem:.2f}" if mem and lora_mem else "-"
         lines.append(
-            f"{variant:<8} {value:8.3f} {value / median.get('base', float('nan')):7.2f} "
+            f"{variant:<11} {value:8.3f} {value / median.get('base', float('nan')):7.2f} "
             f"{value / median.get('lora64', float('nan')):9.2f} {value / median.get('dense', float('nan')):8.2f} "
             f"{cpu[variant]:7.2f} {cpu[variant] / cpu.get('lora64', float('nan')):13.2f} "
             f"{mem.get('peak_mb', float('nan')):8.0f} {mem.get('step_mb', float('nan')):8.0f} {step_ratio:>17}"
@@ -214,13 +260,13 @@ def _table(times: dict[str, list[float]], cpu_times: dict[str, list[float]], mem
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--hidden", type=int, default=1024)
-    parser.add_argument("--intermediate", type=int, default=2816)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--heads", type=int, default=16)
-    parser.add_argument("--vocab", type=int, default=4096)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--shape", choices=sorted(SHAPES), default="small",
+                        help="model and batch preset (llama-3.2-1b: the issue's GPU setting, batch 4 x 1024)")
+    for name in ("hidden", "intermediate", "layers", "heads", "kv-heads", "vocab", "batch", "seq"):
+        parser.add_argument(f"--{name}", type=int, default=None, help="override the preset")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "bf16"], default="float32")
+    parser.add_argument("--no-ops", action="store_true", help="skip the operator-count table")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="timed rounds (each runs every variant once)")
     parser.add_argument("--warmup", type=int, default=1)
@@ -228,26 +274,34 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory processes")
     parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    setting = Setting(args.hidden, args.intermediate, args.layers, args.heads, args.vocab, args.batch, args.seq, args.seed)
-    shape_argv = [
-        f"--hidden={args.hidden}", f"--intermediate={args.intermediate}", f"--layers={args.layers}",
-        f"--heads={args.heads}", f"--vocab={args.vocab}", f"--batch={args.batch}", f"--seq={args.seq}",
-        f"--seed={args.seed}",
-    ]
+    preset = dict(zip(("hidden", "intermediate", "layers", "heads", "kv_heads", "vocab", "batch", "seq"),
+                      SHAPES[args.shape]))
+    shape = {key: getattr(args, key) if getattr(args, key) is not None else value for key, value in preset.items()}
+    dtype = "bfloat16" if args.dtype == "bf16" else args.dtype
+    setting = Setting(shape["hidden"], shape["intermediate"], shape["layers"], shape["heads"], shape["vocab"],
+                      shape["batch"], shape["seq"], args.seed, kv_heads=shape["kv_heads"], device=args.device,
+                      dtype=dtype)
+    shape_argv = [f"--{key.replace('_', '-')}={value}" for key, value in shape.items()]
+    shape_argv += [f"--seed={args.seed}", f"--device={args.device}", f"--dtype={dtype}"]
     if args.memory_of:
         print(json.dumps(_measure_memory(args.memory_of, setting)))
         return
     variants = [variant for variant in args.variants.split(",") if variant]
     started = time.perf_counter()
+    where = torch.cuda.get_device_name() if args.device == "cuda" else (
+        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
     print(
-        f"MoR layer benchmark: Llama hidden {args.hidden}, intermediate {args.intermediate}, {args.layers} layers, "
-        f"vocab {args.vocab}, batch {args.batch} x seq {args.seq}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+        f"MoR layer benchmark: Llama hidden {setting.hidden}, intermediate {setting.intermediate}, {setting.layers} "
+        f"layers, vocab {setting.vocab}, batch {setting.batch} x seq {setting.seq}, {dtype} on {args.device}; "
+        f"torch {torch.__version__}, {where}"
     )
     times, cpu_times = _time_interleaved(setting, variants, args.repeats, args.warmup)
     measured = [variant for variant in variants if variant != "mor_orth"]  # orth is parameter-only: same memory
     memory = {} if args.no_memory else {variant: _memory_in_subprocess(variant, shape_argv) for variant in measured}
     print(_table(times, cpu_times, memory))
+    if not args.no_ops:
+        print()
+        print(_operator_table(setting, [variant for variant in variants if variant != "mor_orth"]))
     print(f"(medians of {args.repeats} interleaved rounds; total {time.perf_counter() - started:.0f} s)")
 
 
