@@ -7,9 +7,10 @@ from collections.abc import Callable
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
 from mor.model import MoRConfig, apply_mor
+from mor.model.cache import cache_argument_name
 from mor.model.fused import FusedLayout
 from mor.model.profiling import SYNCING_OPERATORS, OperatorCounts, count_operators
 
@@ -105,3 +106,28 @@ def test_layout_pads_routers_and_points_each_lora_at_its_coefficient() -> None:
     assert routers == [8, 9, 10, 12 + 4, 12 + 5, 12, 18, 18, 18]  # role 2 has none: any row, never used
     assert layout.row_order[layout.router_rows : layout.head_rows].tolist() == [11, 12, 18 + 2]
     assert layout.row_order[layout.head_rows :].tolist() == [*range(0, 8), *range(12, 16), 18, 19]
+
+
+def _decode_step(model: torch.nn.Module, **role: torch.Tensor) -> Callable[[], None]:
+    """Prefill 16 tokens, then decode one token with the KV cache (no gradients)."""
+    model.eval()
+    prompt = torch.randint(0, 128, (1, 16), generator=torch.Generator().manual_seed(2))
+    new_token = torch.tensor([[5]])
+
+    def step() -> None:
+        with torch.no_grad():
+            cache = DynamicCache()
+            model(input_ids=prompt, use_cache=True, **{cache_argument_name(model): cache},
+                  **{name: value.expand(1, 16) for name, value in role.items()})
+            model(input_ids=new_token, use_cache=True, **{cache_argument_name(model): cache}, **role)
+
+    return step
+
+
+def test_decode_operator_count_per_adapted_module_is_within_1_3x_of_lora() -> None:
+    """One decoding step (prefill and decode profiled together; the same prefill for every model)."""
+    base = count_operators(_decode_step(_llama(2)))
+    lora = count_operators(_decode_step(get_peft_model(_llama(2), LoraConfig(r=64, target_modules=TARGETS))))
+    mor = count_operators(_decode_step(apply_mor(_llama(2), MoRConfig()), role_ids=torch.ones(1, 1, dtype=torch.long)))
+    mor_per_module, lora_per_module = _per_module(mor, base, 2), _per_module(lora, base, 2)
+    assert mor_per_module <= 1.3 * lora_per_module, (mor_per_module, lora_per_module)
