@@ -8,13 +8,13 @@ with the same configuration hash is reused instead of evaluated again.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mor.hashing import file_sha256
 from mor.agent import Agent, AgentConfig, MoRRoleGenerator
 from mor.cluster import ProgressReporter
 from mor.evals.synthetic import SyntheticEvalResult, evaluate_synthetic
@@ -123,14 +123,6 @@ def _adapters_off(model: MoRModel) -> Iterator[None]:
         model.enable_adapter_layers()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _untrained_uri(agent_dir: LocalAgentDir) -> str:
     base = agent_dir.base
     return f"untrained:{base.kind}:{base.name}" + (f"@{base.revision}" if base.revision else "")
@@ -143,7 +135,7 @@ def _baseline_config(suite: str, spec: TrainJobSpec, agent_dir: LocalAgentDir, p
                   if name.startswith((f"{BASE_DIR}/", f"{TOKENIZER_DIR}/"))}
     return {"suite": suite, "baseline": "untrained", "base": agent_dir.base.to_dict(), "base_files": base_files,
             "roles": agent_dir.roles, "max_items": spec.eval.max_items, "max_steps": spec.eval.max_steps,
-            "test_set_sha256": _sha256(prepared.dataset.directory / "test.jsonl")}
+            "test_set_sha256": file_sha256(prepared.dataset.directory / "test.jsonl")}
 
 
 def _run_suite(agent: Agent, prepared: PreparedData, *, engine: Any, model_row: dict[str, Any], model_uri: str,

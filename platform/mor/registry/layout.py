@@ -11,7 +11,6 @@ tokenizer/            the tokenizer (save_pretrained output or tokenizer.json)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from mor.hashing import file_sha256
 from mor.registry.errors import RegistryError
 
 __all__ = [
@@ -120,7 +120,7 @@ def file_index(directory: Path, prefix: str) -> dict[str, dict[str, int | str]]:
         if path.is_dir():
             continue
         relative = path.relative_to(directory).as_posix()
-        index[f"{prefix}/{relative}"] = {"size": path.stat().st_size, "sha256": _sha256(path)}
+        index[f"{prefix}/{relative}"] = {"size": path.stat().st_size, "sha256": file_sha256(path)}
     return index
 
 
@@ -260,7 +260,7 @@ def read_agent_dir(
             problems.append(f"{relative}: missing")
         elif path.stat().st_size != meta["size"]:
             problems.append(f"{relative}: {path.stat().st_size} bytes, manifest says {meta['size']}")
-        elif verify and _sha256(path) != meta["sha256"]:
+        elif verify and file_sha256(path) != meta["sha256"]:
             problems.append(f"{relative}: sha256 differs from the manifest")
     if problems:
         raise RegistryError(f"model: {root} is incomplete or corrupt: " + "; ".join(problems))
@@ -284,11 +284,3 @@ def _copy_or_save(part: Path | SavesPretrained, destination: Path) -> None:
         shutil.copytree(part, destination)
     else:
         materialize(part, destination)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

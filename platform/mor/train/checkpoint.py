@@ -3,13 +3,14 @@ checkpoint is detected instead of silently resumed."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mor.hashing import file_sha256
 
 __all__ = ["TrainState", "CheckpointCorruptError", "write_checkpoint", "read_checkpoint", "MANIFEST"]
 
@@ -31,14 +32,6 @@ class TrainState:
 
 class CheckpointCorruptError(RuntimeError):
     """A checkpoint whose files do not match its manifest (truncated, edited or missing)."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_checkpoint(
@@ -64,7 +57,7 @@ def write_checkpoint(
     torch.save(states, directory / _STATE_FILE)
     (directory / _POSITION_FILE).write_text(json.dumps(asdict(state)))
     files = sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
-    manifest = {str(p.relative_to(directory)): _sha256(p) for p in files}
+    manifest = {str(p.relative_to(directory)): file_sha256(p) for p in files}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
 
 
@@ -78,7 +71,7 @@ def read_checkpoint(directory: Path) -> tuple[Path, dict[str, Any], TrainState]:
         path = directory / name
         if not path.is_file():
             raise CheckpointCorruptError(f"{directory}: {name} is missing")
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise CheckpointCorruptError(f"{directory}: {name} does not match its checksum (corrupted)")
     states = torch.load(directory / _STATE_FILE, weights_only=False)
     position = TrainState(**json.loads((directory / _POSITION_FILE).read_text()))
