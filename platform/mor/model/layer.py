@@ -132,6 +132,7 @@ class _GatheredDown(torch.autograd.Function):
         covered = 0
         grad_weights: list[torch.Tensor | None] = []
         for position, (group, weight, grad) in enumerate(zip(groups, weights, grads)):
+            grad = grad.to(weight.dtype)  # under autocast the forward's matmul (and so its gradient) ran in bf16/fp16
             if grad_x is not None:
                 rows_grad = (grad @ weight).to(grad_x.dtype)
                 if group.index is None:
