@@ -75,3 +75,16 @@ def test_importing_mor_packages_needs_no_environment() -> None:
     env = {"PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == "ok"
+
+
+def test_no_test_module_imports_ray_when_collected() -> None:
+    """Ray reads its token settings once per process: a test module importing Ray at collection time makes the
+    session's cluster fixture connect without them (every Ray test then fails with InvalidAuthToken)."""
+    offenders = []
+    for path in sorted((PACKAGE.parents[1] / "tests").rglob("*.py")):
+        for node in ast.parse(path.read_text()).body:
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(name == "ray" or name.startswith("ray.") for name in names):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert not offenders, f"import Ray inside the test (or under TYPE_CHECKING): {offenders}"

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ray.train.torch import TorchTrainer
-
+from mor.cluster import ClusterInfo
 from mor.spec import TrainJobSpec, parse_spec
 from mor.train import TrainInputs, build_trainer
+
+if TYPE_CHECKING:  # Ray is imported only by the tests that run: see tests/conftest.py (token settings)
+    from ray.train.torch import TorchTrainer
+
+# Building a TorchTrainer loads Ray in this process; `local_cluster` first puts the session cluster's token settings
+# in the environment (Ray reads them once per process), so later tests can still connect to it.
 
 SPEC = """\
 kind: train
@@ -24,7 +30,9 @@ def _trainer(spec: TrainJobSpec, tmp_path: Path, cpus_per_worker: int = 2) -> To
                          cpus_per_worker=cpus_per_worker)
 
 
-def test_gpu_spec_builds_nccl_workers_with_one_gpu_each(tmp_path: Path) -> None:
+def test_gpu_spec_builds_nccl_workers_with_one_gpu_each(local_cluster: ClusterInfo, tmp_path: Path) -> None:
+    from ray.train.torch import TorchTrainer
+
     spec = parse_spec(SPEC.replace(
         "workers: 4", "workers: 4, use_gpu: true, precision: fp16, strategy: fsdp, grad_accum_steps: 4, "
         "gradient_checkpointing: true",
@@ -43,7 +51,7 @@ def test_gpu_spec_builds_nccl_workers_with_one_gpu_each(tmp_path: Path) -> None:
     assert TrainJobSpec.model_validate(trainer.train_loop_config["spec"]) == spec, "the workers rebuild the same spec"
 
 
-def test_cpu_spec_builds_gloo_workers(tmp_path: Path) -> None:
+def test_cpu_spec_builds_gloo_workers(local_cluster: ClusterInfo, tmp_path: Path) -> None:
     trainer = _trainer(parse_spec(SPEC.replace("workers: 4", "workers: 4, precision: bf16")), tmp_path, 1)
     assert trainer.backend_config.backend == "gloo"
     assert trainer.scaling_config.use_gpu is False
