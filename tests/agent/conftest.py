@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mor.base import train_tokenizer
 from mor.data import DEFAULT_ROLES, SyntheticDataset, generate_synthetic, render_text
@@ -20,9 +19,5 @@ def tokenizer(dataset: SyntheticDataset):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the tiny models are faster so, and the 2-core machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs with one intra-op thread (`one_torch_thread` in tests/conftest.py)."""

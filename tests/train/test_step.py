@@ -16,12 +16,8 @@ ROLES = {name: {"routed": 2, "top_k": 1} for name in ("reasoner", "executor", "s
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the tiny models are faster so, and the 2-core machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _one_thread(one_torch_thread: None) -> None:
+    """Every test here runs with one intra-op thread (`one_torch_thread` in tests/conftest.py)."""
 
 
 def _base(dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
