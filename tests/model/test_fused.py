@@ -9,9 +9,10 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM
 
-from mor.model import MoRConfig, apply_mor
+from mor.model import MoRConfig, RoleConfig, apply_mor
 from mor.model.cache import cache_argument_name
-from mor.model.fused import FusedLayout
+from mor.model.context import build_routing_plan
+from mor.model.fused import FusedLayout, fused_deltas
 from mor.model.profiling import SYNCING_OPERATORS, OperatorCounts, count_operators
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -72,23 +73,16 @@ def test_no_host_sync_inside_mor_layers_in_a_training_step() -> None:
         assert four.by_name.get(name, 0) == 0, name
 
 
-def test_operator_count_per_adapted_module_stays_bounded() -> None:
-    """aten operator calls per adapted module per training step, over the frozen base, against PEFT LoRA r=64.
+def test_operator_count_per_adapted_module_meets_the_gpu_target() -> None:
+    """Issue 11's count target: at most 2x PEFT LoRA r=64's operators per adapted module per training step.
 
-    Was 9.6x before the fused path (724 vs 75.5 here); now 3.0x. The bound guards against regressions.
+    Was 9.6x (724 vs 75.5 here) before the fused path, 3.0x with autograd replaying the fused math; 1.92x with the
+    hand-written backward and q/k/v, gate/up sharing one call.
     """
     base = count_operators(_base_step(2))
     mor = _per_module(count_operators(_mor_step(2)), base, 2)
     lora = _per_module(count_operators(_lora_step(2)), base, 2)
-    assert mor <= 3.2 * lora, f"MoR {mor:.1f} vs LoRA r=64 {lora:.1f} operators per module"
-
-
-@pytest.mark.xfail(strict=True, reason="issue 11 target (2x LoRA r=64) not met yet: 3.0x; see the issue note")
-def test_operator_count_per_adapted_module_meets_the_gpu_target() -> None:
-    base = count_operators(_base_step(2))
-    mor = _per_module(count_operators(_mor_step(2)), base, 2)
-    lora = _per_module(count_operators(_lora_step(2)), base, 2)
-    assert mor <= 2.0 * lora
+    assert mor <= 2.0 * lora, f"MoR {mor:.1f} vs LoRA r=64 {lora:.1f} operators per module"
 
 
 def test_layout_pads_routers_and_points_each_lora_at_its_coefficient() -> None:
@@ -131,3 +125,68 @@ def test_decode_operator_count_per_adapted_module_is_within_1_3x_of_lora() -> No
     mor = count_operators(_decode_step(apply_mor(_llama(2), MoRConfig()), role_ids=torch.ones(1, 1, dtype=torch.long)))
     mor_per_module, lora_per_module = _per_module(mor, base, 2), _per_module(lora, base, 2)
     assert mor_per_module <= 1.3 * lora_per_module, (mor_per_module, lora_per_module)
+
+
+def _fused_inputs(config: MoRConfig, layers: int, seed: int) -> tuple[torch.Tensor, list[torch.Tensor], FusedLayout]:
+    """A float64 input and `layers` sibling layers' random role parameters (downs then ups, layer after layer)."""
+    generator = torch.Generator().manual_seed(seed)
+    in_features, out_features = 6, 5
+    downs, ups, rows = [], [], []
+    for _ in range(layers):
+        for role in config.roles.values():
+            down_rows = role.num_loras * config.rank + role.routed + int(role.shared)
+            downs.append(torch.randn(down_rows, in_features, generator=generator, dtype=torch.float64))
+            ups.append(torch.randn(out_features, role.num_loras * config.rank, generator=generator,
+                                   dtype=torch.float64))
+    for role in config.roles.values():
+        rows.append((role.routed, min(role.top_k, role.routed), role.shared,
+                     role.num_loras * config.rank + role.routed + int(role.shared)))
+    x = torch.randn(7, in_features, generator=generator, dtype=torch.float64)
+    return x, [*downs, *ups], FusedLayout.build(rows, config.rank, torch.device("cpu"))
+
+
+_UNEVEN_ROLES = MoRConfig(rank=2, roles={
+    "reasoner": RoleConfig(routed=4, top_k=3, shared=True),
+    "executor": RoleConfig(routed=2, top_k=1, shared=False),
+    "summarizer": RoleConfig(routed=0, shared=True),
+})
+
+
+@pytest.mark.parametrize(("config", "layers", "dropout"), [
+    (MoRConfig(rank=2), 1, 0.0),
+    (MoRConfig(rank=2), 3, 0.0),
+    (_UNEVEN_ROLES, 2, 0.0),
+    (_UNEVEN_ROLES, 1, 0.4),
+], ids=["paper", "three_siblings", "uneven_roles", "dropout"])
+def test_hand_written_backward_matches_numerical_gradients(config: MoRConfig, layers: int, dropout: float) -> None:
+    """`gradcheck` (float64) of the fused deltas and balance losses with respect to the input and every parameter."""
+    x, parameters, layout = _fused_inputs(config, layers, seed=len(config.roles) + layers)
+    role_ids = torch.tensor([0, 1, 2, 2, 0, 1, 0])
+    weights = torch.randn(layers, 7, 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    names = [f"layer{m}" for m in range(layers)]
+    roles = len(config.roles)
+
+    def loss(x: torch.Tensor, *parameters: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(0)  # the same dropout mask in every evaluation
+        plan = build_routing_plan(role_ids, roles)
+        layer_params = [(parameters[m * roles : (m + 1) * roles],
+                         parameters[(layers + m) * roles : (layers + m + 1) * roles]) for m in range(layers)]
+        deltas, records = fused_deltas(x, layer_params, layout, plan, scaling=0.5, dropout=dropout, record_as=names)
+        total = sum((delta * weight).sum() for delta, weight in zip(deltas, weights))
+        return total + sum(record.aux_loss.sum() * (m + 1) for m, record in enumerate(records))
+
+    inputs = [x.requires_grad_(True), *(p.requires_grad_(True) for p in parameters)]
+    assert torch.autograd.gradcheck(loss, inputs, eps=1e-6, atol=1e-5)
+
+
+def test_a_sibling_delta_left_unused_gets_zero_gradients() -> None:
+    config = MoRConfig(rank=2)
+    x, parameters, layout = _fused_inputs(config, 2, seed=4)
+    for parameter in parameters:
+        parameter.requires_grad_(True)
+    plan = build_routing_plan(torch.tensor([0, 1, 2, 2, 0, 1, 0]), 3)
+    deltas, _ = fused_deltas(x, [(parameters[0:3], parameters[6:9]), (parameters[3:6], parameters[9:12])], layout,
+                             plan, scaling=1.0)
+    deltas[0].sum().backward()  # the second layer's delta is never used
+    assert all(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in parameters[6:9])
+    assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in parameters[9:12])

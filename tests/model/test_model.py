@@ -261,12 +261,14 @@ def test_generate_default_prompt_roles_and_a_role_per_row() -> None:
     assert mor_model._routing.current() is None  # nothing left behind after generate
 
 
-def test_gradient_checkpointing_gives_the_same_gradients() -> None:
+@pytest.mark.parametrize("impl", ["grouped", "fused"])
+def test_gradient_checkpointing_gives_the_same_gradients(impl: str) -> None:
     input_ids, role_ids = _batch(seed=5)
     grads = []
     for checkpointing in (False, True):
         mor_model = apply_mor(build_base())
         perturb_adapters(mor_model)
+        mor_model.set_impl(impl)
         mor_model.train()
         if checkpointing:
             mor_model.gradient_checkpointing_enable()
@@ -332,9 +334,10 @@ def test_copied_or_pickled_model_gets_its_own_routing_state() -> None:
 
 # --- DistributedDataParallel: two gloo processes on CPU -------------------------------------------------------------
 
-def _ddp_model() -> MoRModel:
+def _ddp_model(impl: str = "auto") -> MoRModel:
     mor_model = apply_mor(build_base(), MoRConfig(rank=4))
     perturb_adapters(mor_model)
+    mor_model.set_impl(impl)  # type: ignore[arg-type]
     return mor_model
 
 
@@ -355,14 +358,14 @@ def _ddp_loss(model: nn.Module, mor_model: MoRModel, input_ids: torch.Tensor, ro
     return out.loss + 0.01 * mor_model.aux_loss()  # no orth loss: it alone would touch every A and B
 
 
-def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> None:
+def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str, impl: str) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     try:
-        mor_model = _ddp_model()
+        mor_model = _ddp_model(impl)
         ddp = DistributedDataParallel(mor_model)  # find_unused_parameters=False (the default)
         for step, batches in enumerate(_ddp_batches()):
             ddp.zero_grad()
@@ -374,11 +377,12 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str) -> Non
         dist.destroy_process_group()
 
 
-def test_ddp_two_processes_with_missing_roles_and_no_unused_parameter_search(tmp_path) -> None:
+@pytest.mark.parametrize("impl", ["grouped", "fused"])
+def test_ddp_two_processes_with_missing_roles_and_no_unused_parameter_search(tmp_path, impl: str) -> None:
     import torch.multiprocessing as mp
 
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
-    reference = _ddp_model()
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "init"), str(tmp_path), impl), nprocs=2, join=True)
+    reference = _ddp_model(impl)
     for step, batches in enumerate(_ddp_batches()):
         per_rank = []
         for input_ids, role_ids in batches:
@@ -392,9 +396,11 @@ def test_ddp_two_processes_with_missing_roles_and_no_unused_parameter_search(tmp
             assert max((got[n] - expected[n]).abs().max().item() for n in expected) < 1e-5
 
 
-def test_bfloat16_base_with_float32_adapters_trains() -> None:
+@pytest.mark.parametrize("impl", ["grouped", "fused"])
+def test_bfloat16_base_with_float32_adapters_trains(impl: str) -> None:
     mor_model = apply_mor(build_base().to(torch.bfloat16))
     perturb_adapters(mor_model)
+    mor_model.set_impl(impl)
     input_ids, role_ids = _batch()
     out = mor_model(input_ids=input_ids, role_ids=role_ids, labels=input_ids)
     assert out.logits.dtype == torch.bfloat16

@@ -111,9 +111,12 @@ def test_accumulated_micro_batches_give_the_update_of_one_big_batch() -> None:
     assert _max_difference(averaged, big_grads) > 1e-3 * scale
 
 
-def test_bf16_autocast_keeps_float32_adapters_and_close_losses() -> None:
+@pytest.mark.parametrize("impl", ["grouped", "fused"])
+def test_bf16_autocast_keeps_float32_adapters_and_close_losses(impl: str) -> None:
     batches = [collate(_samples()[:2], pad_token_id=0), collate(_samples()[2:], pad_token_id=0)]
     fp32_model, bf16_model = _mor_model(), _mor_model()
+    fp32_model.set_impl(impl)
+    bf16_model.set_impl(impl)
     fp32 = _step(fp32_model, aux_weight=0.01).accumulate(batches)
     step = _step(bf16_model, aux_weight=0.01, precision="bf16")
     assert not step.scaler.is_enabled(), "bf16 needs no loss scaling"

@@ -12,7 +12,8 @@ Imports only torch, transformers, peft, safetensors and pydantic.
 
 from .config import DEFAULT_TARGET_MODULES, FUSED_MODULES, MoRConfig, MoRConfigError, RoleConfig
 from .io import MoRLoadError, load_mor, load_role, read_mor_config, save_mor
-from .layer import MoRLinear, RoleWeights
+from .layer import MoRLinear
+from .weights import RoleWeights
 from .losses import load_balancing_loss, orthogonality_loss
 from .model import MoRModel, apply_mor, resolve_target_modules, unwrap_mor_model
 from .params import ParameterCount, count_parameters

@@ -25,7 +25,8 @@ from .cache import CACHE_ARGUMENTS, cached_length, find_cache
 from .config import FUSED_MODULES, MoRConfig, MoRConfigError
 from .context import RoutingState, build_routing_plan
 from .fusion import link_shared_inputs
-from .layer import ADAPTER_NAME, Implementation, MoRLinear, RoleWeights
+from .layer import ADAPTER_NAME, Implementation, MoRLinear
+from .weights import RoleWeights
 from .losses import orthogonality_loss_batched
 
 __all__ = ["MoRModel", "RoleSpec", "apply_mor", "resolve_target_modules", "unwrap_mor_model"]
