@@ -162,6 +162,11 @@ def _cast(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return tensor if tensor.dtype == dtype else tensor.to(dtype)
 
 
+def _layer_rows(stacked: torch.Tensor, layer: int) -> torch.Tensor:
+    """Layer `layer`'s `(tokens, features)` slice of a `(tokens, layers, features)` tensor (a view)."""
+    return stacked.view(stacked.shape[0], -1) if stacked.shape[1] == 1 else stacked[:, layer]
+
+
 class _FusedAdapter(torch.autograd.Function):
     """The MoR deltas of `layers` sibling layers reading the same input, with a hand-written backward.
 
@@ -217,7 +222,7 @@ class _FusedAdapter(torch.autograd.Function):
             coefficient = _cast(table.index_select(-1, layout.coefficient_index) * masks.lora_mask, dtype)
             lora4 = lora.view(tokens, layers, layout.num_loras, layout.rank)
             weighted = (lora4 * coefficient.unsqueeze(-1)).view(tokens, layers, -1)
-            deltas = [torch.mm(weighted[:, m], up.t()) for m, up in enumerate(layer_ups)]
+            deltas = [torch.mm(_layer_rows(weighted, m), up.t()) for m, up in enumerate(layer_ups)]
         ctx.mark_non_differentiable(counts)
         if balance is None:
             ctx.mark_non_differentiable(aux)
@@ -251,9 +256,9 @@ class _FusedAdapter(torch.autograd.Function):
                     grad_weighted_parts.append(weighted.new_zeros(tokens, weighted.shape[-1]))
                     continue
                 grad_delta = _cast(grad_delta, dtype)
-                grad_ups.append(torch.mm(grad_delta.t(), weighted[:, m]))
+                grad_ups.append(torch.mm(grad_delta.t(), _layer_rows(weighted, m)))
                 grad_weighted_parts.append(torch.mm(grad_delta, up))
-            grad_weighted = torch.stack(grad_weighted_parts, dim=1) if layers > 1 else grad_weighted_parts[0][:, None]
+            grad_weighted = grad_weighted_parts[0] if layers == 1 else torch.stack(grad_weighted_parts, dim=1)
             grad_weighted = grad_weighted.view(tokens, layers, loras, layout.rank)
             grad_lora = (grad_weighted * coefficient4).view(tokens, layers, -1)
             grad_coefficient = at_least_float32((grad_weighted * lora4).sum(dim=-1)) * masks.lora_mask

@@ -143,8 +143,8 @@ class MoRLinear(nn.Module, BaseTunerLayer):
                               records=records)
             self._add_record(records, x2d.device)
             return out
-        delta = self._fused_delta(x, x2d, plan, dropout)
-        return result + delta.view(result.shape).to(result.dtype)
+        delta = self._fused_delta(x, x2d, plan, dropout).view(result.shape)
+        return result + (delta if delta.dtype == result.dtype else delta.to(result.dtype))
 
     def _fused_delta(self, x: torch.Tensor, x2d: torch.Tensor, plan: RoutingPlan, dropout: float) -> torch.Tensor:
         """The fused math's delta `(tokens, out)`; siblings reading the same input share one call (no dropout)."""
