@@ -1,11 +1,14 @@
-"""Serving speed of the MoR agent (CPU): decode tokens/s against the bare base model, time to first token, and
-conversation throughput with 1, 8 and 32 concurrent clients with and without cross-role batching.
+"""Serving speed of the MoR agent: decode tokens/s against the bare base model and PEFT LoRA r=64, time to first
+token, operators per decoding step, and conversation throughput with 1, 8 and 32 concurrent clients with and
+without cross-role batching.
 
     .venv/bin/python benchmarks/serve.py                       # about 10 minutes on 2 busy cores
     .venv/bin/python benchmarks/serve.py --agent DIR_OR_URI    # throughput of a trained agent instead
+    .venv/bin/python benchmarks/serve.py --device cuda --dtype bf16 --large --skip-throughput   # on a GPU
 
 1. Decode: greedy, one row and eight rows, a 300-token prompt, 64 new tokens, through the serving engine
-   (`mor.serve.BatchEngine`, KV cache, no constraint), for the bare base and for the same base with MoR adapters
+   (`mor.serve.BatchEngine`, KV cache, no constraint), for the bare base, PEFT LoRA r=64 and the same base with MoR
+   adapters
    (the paper's setting: rank 16, 7 projections, shared + 4/4/3 routed LoRAs, top-3/3/2). Two bases, random
    weights: the quickstart's tiny-llama (hidden 160, 4 layers: per-operator overhead dominates) and a small Llama
    (hidden 1024, 8 layers, ~100M parameters: matmuls dominate). Median of interleaved repeats.
@@ -100,6 +103,7 @@ class DecodeRow:
     rows: int
     base_tps: float
     mor_tps: float
+    lora_tps: float
     base_ttft_ms: float
     mor_ttft_ms: float
     bound: float
@@ -124,42 +128,111 @@ def weight_read_bound(mor: MoRModel) -> float:
     return base / (base + adapters)
 
 
-def _sequential(config: LlamaConfig, rows: int, seed: int, new: int) -> tuple[list[Any], list[Any], float]:
-    """The base, then MoR applied to it in place (no second copy of a large model in memory)."""
+def _lora64(model: torch.nn.Module) -> torch.nn.Module:
+    """PEFT LoRA r=64 on the same projections as MoR (random B, so the adapter is not skipped)."""
+    from peft import LoraConfig, get_peft_model
+
+    lora = get_peft_model(model, LoraConfig(r=64, lora_alpha=64, target_modules=list(PAPER.target_modules)))
+    with torch.no_grad():
+        for name, parameter in lora.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.02)
+    return lora.eval()
+
+
+def _sequential(config: LlamaConfig, rows: int, seed: int, new: int, where: Placement) -> DecodeRow:
+    """The base, LoRA, then MoR applied to it in place (no second copy of a large model in memory)."""
     torch.manual_seed(seed)
-    plain = LlamaForCausalLM(config).eval()
-    base_runs = [_engine_decode(plain, False, rows, 300, new, seed)]
-    mor = _randomize_adapters(apply_mor(plain, PAPER), seed)
-    return base_runs, [_engine_decode(mor, True, rows, 300, new, seed)], weight_read_bound(mor)
+    plain = where.put(LlamaForCausalLM(config).eval())
+    base_run = _engine_decode(plain, False, rows, 300, new, seed)
+    lora = _lora64(plain)
+    lora_run = _engine_decode(lora, False, rows, 300, new, seed)
+    plain = lora.unload()
+    mor = _randomize_adapters(where.put(apply_mor(plain, PAPER, adapter_dtype=where.dtype)), seed)
+    mor_run = _engine_decode(mor, True, rows, 300, new, seed)
+    return DecodeRow(base="llama-1b-shape", rows=rows, base_tps=base_run[0], mor_tps=mor_run[0],
+                     lora_tps=lora_run[0], base_ttft_ms=1000 * base_run[1], mor_ttft_ms=1000 * mor_run[1],
+                     bound=weight_read_bound(mor))
 
 
-def bench_decode(repeats: int, seed: int, large: bool) -> list[DecodeRow]:
+@dataclass(frozen=True)
+class Placement:
+    """Where the decode benchmark runs: device and dtype of base and adapters."""
+
+    device: str
+    dtype: torch.dtype
+
+    def put(self, model: Any) -> Any:
+        return model.to(device=self.device, dtype=self.dtype)
+
+
+def bench_decode(repeats: int, seed: int, large: bool, where: Placement) -> list[DecodeRow]:
     """Section 1 and 2."""
     out = []
     for name, config in _bases(large).items():
         if name == "llama-1b-shape":
-            for rows in (1,):
-                base_runs, mor_runs, bound = _sequential(config, rows, seed, 32)
-                out.append(DecodeRow(base=name, rows=rows, base_tps=base_runs[0][0], mor_tps=mor_runs[0][0],
-                                     base_ttft_ms=1000 * base_runs[0][1], mor_ttft_ms=1000 * mor_runs[0][1],
-                                     bound=bound))
+            out.append(_sequential(config, 1, seed, 32, where))
             continue
         torch.manual_seed(seed)
-        plain = LlamaForCausalLM(config).eval()
-        mor = _randomize_adapters(apply_mor(copy.deepcopy(plain), PAPER), seed)
+        plain = where.put(LlamaForCausalLM(config).eval())
+        lora = _lora64(copy.deepcopy(plain))
+        mor = _randomize_adapters(where.put(apply_mor(copy.deepcopy(plain), PAPER, adapter_dtype=where.dtype)), seed)
         for rows in (1, 8):
-            base_runs, mor_runs = [], []
-            for _ in range(repeats):  # interleaved, so drifting machine load hits both alike
-                base_runs.append(_engine_decode(plain, False, rows, 300, 64, seed))
-                mor_runs.append(_engine_decode(mor, True, rows, 300, 64, seed))
-            out.append(DecodeRow(
-                base=name, rows=rows,
-                base_tps=statistics.median(r[0] for r in base_runs), mor_tps=statistics.median(r[0] for r in mor_runs),
-                base_ttft_ms=1000 * statistics.median(r[1] for r in base_runs),
-                mor_ttft_ms=1000 * statistics.median(r[1] for r in mor_runs),
-                bound=weight_read_bound(mor),
-            ))
+            runs: dict[str, list[tuple[float, float]]] = {"base": [], "lora": [], "mor": []}
+            for _ in range(repeats):  # interleaved, so drifting machine load hits all alike
+                runs["base"].append(_engine_decode(plain, False, rows, 300, 64, seed))
+                runs["lora"].append(_engine_decode(lora, False, rows, 300, 64, seed))
+                runs["mor"].append(_engine_decode(mor, True, rows, 300, 64, seed))
+            tps = {key: statistics.median(r[0] for r in value) for key, value in runs.items()}
+            ttft = {key: 1000 * statistics.median(r[1] for r in value) for key, value in runs.items()}
+            out.append(DecodeRow(base=name, rows=rows, base_tps=tps["base"], mor_tps=tps["mor"],
+                                 lora_tps=tps["lora"], base_ttft_ms=ttft["base"], mor_ttft_ms=ttft["mor"],
+                                 bound=weight_read_bound(mor)))
     return out
+
+
+def decode_operator_table(where: Placement) -> str:
+    """aten operators and syncing operators of one cached decoding step (one row), per adapted module, over the
+    bare base: LoRA r=64 and MoR on the tiny-llama shape."""
+    from transformers import DynamicCache
+
+    from mor.model.cache import cache_argument_name
+    from mor.model.profiling import count_operators
+
+    config = _bases(False)["tiny-llama"]
+    torch.manual_seed(0)
+    plain = where.put(LlamaForCausalLM(config).eval())
+    models = {"base": plain, "lora64": _lora64(copy.deepcopy(plain)),
+              "mor": _randomize_adapters(where.put(apply_mor(copy.deepcopy(plain), PAPER, adapter_dtype=where.dtype)),
+                                         0)}
+    prompt = torch.randint(10, 1000, (1, 32), device=where.device)
+    token = torch.tensor([[7]], device=where.device)
+
+    def decode_step(model: Any, role: bool) -> Any:
+        roles = {"role_ids": torch.ones(1, 1, dtype=torch.long, device=where.device)} if role else {}
+        name = cache_argument_name(model)
+        cache = DynamicCache()
+        with torch.no_grad():
+            model(input_ids=prompt, use_cache=True, **{name: cache},
+                  **({"role_ids": roles["role_ids"].expand(1, 32)} if role else {}))
+        snapshot = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+
+        def step() -> None:
+            for layer, (keys, values) in zip(cache.layers, snapshot):  # decode from the same prefix every time
+                layer.keys, layer.values = keys.clone(), values.clone()
+            with torch.no_grad():
+                model(input_ids=token, use_cache=True, **{name: cache}, **roles)
+
+        return step
+
+    counts = {key: count_operators(decode_step(model, key == "mor")) for key, model in models.items()}
+    modules = config.num_hidden_layers * len(PAPER.target_modules)
+    lines = [f"{'variant':<8}{'ops/module':>11}{'x lora64':>9}{'syncing ops/step':>18}", "-" * 46]
+    lora = counts["lora64"].minus(counts["base"]).total / modules
+    for key in ("lora64", "mor"):
+        per_module = counts[key].minus(counts["base"]).total / modules
+        lines.append(f"{key:<8}{per_module:>11.1f}{per_module / lora:>9.2f}{counts[key].syncs:>18d}")
+    return "\n".join(lines)
 
 
 def _tiny_agent(dataset: SyntheticDataset, seed: int, cache: Path) -> tuple[MoRModel, Any]:
@@ -259,10 +332,11 @@ def _print_decode(rows: list[DecodeRow]) -> None:
     print("\nDecode tokens/s through the serving engine (greedy, 300-token prompt, 64 new tokens, median)")
     print("bound: MoR/base if a step were all weight reads, base bytes / (base + active adapter bytes); overheads "
           "both share lift the real ratio above it, the MoR layers' operator launches pull it below")
-    print(f"{'base':<15}{'rows':>5}{'bare base':>12}{'MoR agent':>12}{'MoR/base':>10}{'bound':>7}"
-          f"{'TTFT base':>12}{'TTFT MoR':>11}")
+    print(f"{'base':<15}{'rows':>5}{'bare base':>12}{'LoRA r=64':>11}{'MoR agent':>12}{'LoRA/base':>10}"
+          f"{'MoR/base':>10}{'bound':>7}{'TTFT base':>12}{'TTFT MoR':>11}")
     for row in rows:
-        print(f"{row.base:<15}{row.rows:>5}{row.base_tps:>12.1f}{row.mor_tps:>12.1f}{row.ratio:>10.2f}"
+        print(f"{row.base:<15}{row.rows:>5}{row.base_tps:>12.1f}{row.lora_tps:>11.1f}{row.mor_tps:>12.1f}"
+              f"{row.lora_tps / row.base_tps:>10.2f}{row.ratio:>10.2f}"
               f"{row.bound:>7.2f}{row.base_ttft_ms:>10.1f}ms{row.mor_ttft_ms:>9.1f}ms")
 
 
@@ -297,12 +371,17 @@ def main() -> None:
     parser.add_argument("--skip-decode", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--large", action="store_true", help="also decode with a Llama-3.2-1B-shaped base (slow)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="decode section only")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "bf16"], default="float32",
+                        help="decode section only (base and adapters)")
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
+    where = Placement(options.device, torch.float32 if options.dtype == "float32" else torch.bfloat16)
     results: dict[str, Any] = {}
     if not options.skip_decode:
-        decode = bench_decode(options.repeats, options.seed, options.large)
+        print("\nOne cached decoding step (tiny-llama shape, one row)\n" + decode_operator_table(where), flush=True)
+        decode = bench_decode(options.repeats, options.seed, options.large, where)
         _print_decode(decode)
         results["decode"] = [{**row.__dict__, "ratio": row.ratio} for row in decode]
     if not options.skip_throughput:
