@@ -43,24 +43,26 @@ from mor.store.models import (
     Schedule,
     ScheduleFire,
 )
-from mor.store.runs import (
+from mor.store.reports import (
     CategoryDelta,
     FlippedItem,
-    NewItemResult,
     RunComparison,
     ScorePoint,
-    add_item_results,
     compare_runs,
+    item_results,
+    list_runs,
+    score_history,
+)
+from mor.store.runs import (
+    NewItemResult,
+    add_item_results,
     create_run,
     finish_run,
     get_or_create_model,
     get_run,
     hash_config,
-    item_results,
-    list_runs,
     reusable_run,
     run_for_fire,
-    score_history,
     start_run,
 )
 from mor.store.schedules import create_schedule, get_schedule, list_schedules, remove_schedule, set_paused
