@@ -36,7 +36,6 @@ def _untrained_quickstart(spec_path: Path, settings: Settings, destination: Path
     from mor.data import render_text
     from mor.pipeline.prepare import prepare_dataset
     from mor.spec import TrainJobSpec, load_spec
-    from mor.train import mor_config_from_spec
 
     spec = load_spec(spec_path)
     if not isinstance(spec, TrainJobSpec) or "builtin" not in spec.base_model.model_dump():
@@ -44,7 +43,7 @@ def _untrained_quickstart(spec_path: Path, settings: Settings, destination: Path
     dataset = prepare_dataset(spec.data, settings.cache_dir)
     return write_untrained_agent(
         destination, texts=[render_text(t) for t in dataset.train], cache_dir=settings.cache_dir,
-        base=spec.base_model.model_dump()["builtin"], mor_config=mor_config_from_spec(spec),
+        base=spec.base_model.model_dump()["builtin"], mor_config=spec.mor.adapter_config(),
         spec_text=spec_path.read_text(),
     )
 

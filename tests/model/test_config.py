@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from mor.model import DEFAULT_TARGET_MODULES, MoRConfig, MoRConfigError, RoleConfig
 
@@ -41,11 +41,13 @@ def test_round_trip_through_dict_and_json_keeps_role_order() -> None:
         ({"rank": -3}, r"rank: got -3, must be > 0"),
         ({"roles": {}}, r"roles: got \{\}, must define at least one role"),
         ({"roles": {"executor": {"routed": 4, "top_k": 6}}},
-         r"roles.executor.top_k: got 6, must be between 1 and routed \(4\); e.g. top_k: 3"),
-        ({"roles": {"executor": {"routed": 4, "top_k": 0}}}, r"roles.executor.top_k: got 0, must be between 1"),
-        ({"roles": {"executor": {"routed": -1}}}, r"roles.executor.routed: got -1, must be >= 0"),
+         r"roles.executor.top_k: got 6, must be ≤ routed \(4\); e.g. top_k: 3"),
+        ({"roles": {"executor": {"routed": 4, "top_k": 0}}}, r"roles.executor.top_k: got 0, must be ≥ 1"),
+        ({"roles": {"executor": {"routed": -1}}}, r"roles.executor.routed: got -1, must be ≥ 0"),
         ({"roles": {"executor": {"routed": 0, "shared": False}}}, r"roles.executor: routed is 0 and shared is false"),
-        ({"roles": {"bad name": {}}}, r"roles.bad name: role name 'bad name' must start with a letter"),
+        ({"roles": {"bad name": {}}}, r"roles: got role name 'bad name'; a role name starts with a letter"),
+        ({"rank": 2048}, r"rank: got 2048, must be ≤ 1024; e.g. rank: 16"),
+        ({"roles": {"executor": {"routed": 65, "top_k": 3}}}, r"roles.executor.routed: got 65, must be ≤ 64"),
         ({"dropout": 1.0}, r"dropout: got 1.0, must be in \[0, 1\)"),
         ({"alpha": 0}, r"alpha: got 0.0, must be > 0"),
         ({"target_modules": []}, r"target_modules: got \[\], must name at least one linear layer"),
@@ -65,19 +67,31 @@ def test_bad_config_fails_at_construction_naming_the_field(data: dict, message: 
 
 def test_all_problems_are_reported_at_once() -> None:
     with pytest.raises(MoRConfigError) as error:
-        MoRConfig(rank=0, roles={"a": RoleConfig(routed=2, top_k=3), "b": RoleConfig(routed=0, shared=False)})
+        MoRConfig(rank=0, roles={"a": {"routed": 2, "top_k": 3}, "b": {"routed": 0, "shared": False}})
     message = str(error.value)
     assert message.startswith("MoR config: ")
     for field in ("rank:", "roles.a.top_k:", "roles.b:"):
         assert field in message
 
 
-def test_nested_in_a_spec_model_the_error_becomes_a_validation_error() -> None:
+def test_a_role_config_checks_itself() -> None:
+    with pytest.raises(MoRConfigError, match=r"^MoR config: top_k: got 3, must be ≤ routed \(2\); e.g. top_k: 1$"):
+        RoleConfig(routed=2, top_k=3)
+    with pytest.raises(MoRConfigError, match="routed is 0 and shared is false"):
+        RoleConfig(routed=0, shared=False)
+    assert RoleConfig(routed=0, top_k=0).num_loras == 1
+
+
+def test_nested_in_another_model_each_error_keeps_its_field_path() -> None:
     class Spec(BaseModel):
         mor: MoRConfig
 
-    with pytest.raises(ValueError, match=r"mor\n  Value error, MoR config: rank: got 0"):
-        Spec.model_validate({"mor": {"rank": 0}})
+    with pytest.raises(ValidationError) as error:
+        Spec.model_validate({"mor": {"rank": 0, "roles": {"executor": {"routed": 4, "top_k": 6}}}})
+    assert [(item["loc"], item["msg"]) for item in error.value.errors()] == [
+        (("mor", "rank"), "Value error, got 0, must be > 0; e.g. rank: 16"),
+        (("mor", "roles", "executor", "top_k"), "Value error, got 6, must be ≤ routed (4); e.g. top_k: 3"),
+    ]
     assert Spec.model_validate({"mor": {"rank": 4}}).mor.rank == 4
 
 

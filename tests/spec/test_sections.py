@@ -1,11 +1,14 @@
-"""The GPU training options of `train` and the load dtype of `base_model`: defaults, accepted values, refusals."""
+"""The spec sections: the GPU training options of `train`, the load dtype of `base_model`, and the `mor` section,
+which is the model's MoRConfig (its checks and messages) plus the loss weights."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import yaml
 
+from mor.model import MoRConfig, MoRConfigError, RoleConfig
 from mor.spec import SpecError, load_spec, parse_spec
 
 SPEC = """\
@@ -88,3 +91,43 @@ def test_gpu_only_options_on_cpu_are_listed_together() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec(SPEC.replace("workers: 2", "workers: 2, precision: fp16, strategy: fsdp"))
     assert sorted(problem.split(":")[0] for problem in info.value.problems) == ["train.precision", "train.strategy"]
+
+
+def test_the_mor_section_is_the_model_config_plus_loss_weights() -> None:
+    spec = parse_spec(
+        SPEC + "mor: {rank: 8, alpha: 16, roles: {planner: {routed: 2, top_k: 1}, caller: {routed: 0}}, "
+        "loss: {aux_weight: 0.1}}\n"
+    )
+    assert isinstance(spec.mor, MoRConfig)
+    adapters = spec.mor.adapter_config()
+    assert type(adapters) is MoRConfig
+    assert adapters == MoRConfig(
+        rank=8, alpha=16, roles={"planner": RoleConfig(routed=2, top_k=1), "caller": RoleConfig(routed=0)}
+    )
+    assert (spec.mor.loss.aux_weight, spec.mor.loss.orth_weight) == (0.1, 0.001)
+    assert parse_spec(SPEC).mor.adapter_config() == MoRConfig()
+
+
+@pytest.mark.parametrize(
+    "mor",
+    [
+        "{rank: 0}",
+        "{rank: 2048, alpha: 0}",
+        "{dropout: 1.5}",
+        "{target_modules: []}",
+        "{target_modules: [q_proj, q_proj, 'a b']}",
+        "{roles: {}}",
+        "{roles: {bad-name: {}}}",
+        "{roles: {executor: {routed: 4, top_k: 6}, reasoner: {routed: 2, top_k: 0}}}",
+        "{roles: {executor: {routed: 0, shared: false}}}",
+        "{roles: {executor: {routed: -1}}}",
+    ],
+)
+def test_mor_section_errors_are_the_model_config_errors(mor: str) -> None:
+    with pytest.raises(MoRConfigError) as model_error:
+        MoRConfig.model_validate(yaml.safe_load(mor))
+    with pytest.raises(SpecError) as spec_error:
+        parse_spec(SPEC + f"mor: {mor}\n")
+    problems = spec_error.value.problems
+    assert all(problem.startswith("mor.") for problem in problems)
+    assert str(model_error.value) == "MoR config: " + "; ".join(problem.removeprefix("mor.") for problem in problems)

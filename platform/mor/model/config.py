@@ -1,4 +1,8 @@
-"""The MoR adapter configuration: rank, scaling, target modules and the ordered role groups."""
+"""The MoR adapter configuration: rank, scaling, target modules and the ordered role groups.
+
+This is the one definition of these settings and of their checks: the `mor` section of a job spec
+(`mor.spec.MoRSpec`) is a `MoRConfig` plus the loss weights.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import re
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 __all__ = [
     "DEFAULT_TARGET_MODULES",
@@ -35,9 +39,12 @@ FUSED_MODULES: Mapping[str, tuple[str, ...]] = MappingProxyType(
     }
 )
 
+#: Largest LoRA rank and largest number of routed experts per role accepted (guards against typos like rank: 1600).
+_MAX_RANK = 1024
+_MAX_ROUTED = 64
+
 _PREFIX = "MoR config: "
-_ROLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class MoRConfigError(ValueError):
@@ -45,16 +52,53 @@ class MoRConfigError(ValueError):
 
 
 class RoleConfig(BaseModel):
-    """One role's LoRA group: an optional shared LoRA plus `routed` LoRAs of which a router picks `top_k` per token.
-
-    Values are checked together with the rest of the configuration when a `MoRConfig` is built.
-    """
+    """One role's LoRA group: an optional shared LoRA plus `routed` LoRAs of which a router picks `top_k` per token."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    routed: int = Field(4, description="Number of routed LoRA experts in this role's group (0 for none).")
+    routed: int = Field(4, description=f"Number of routed LoRA experts in this role's group (0..{_MAX_ROUTED}).")
     top_k: int = Field(3, description="Routed experts each token uses (1..routed); ignored when routed is 0.")
     shared: bool = Field(True, description="Whether the group has a shared LoRA, gated per token by a sigmoid.")
+
+    def __init__(self, **data: Any) -> None:
+        """Check the values; raises `MoRConfigError` naming every bad field."""
+        try:
+            super().__init__(**data)
+        except ValidationError as error:
+            raise MoRConfigError(_format_validation_error(error)) from None
+
+    # Marked as pydantic's own __init__ (as pydantic's RootModel does) so that, nested in another model such as a
+    # job spec, validation does not call it and keeps one error per field with its full path (mor.roles.x.top_k).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @field_validator("routed")
+    @classmethod
+    def _routed_in_range(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(f"got {value}, must be ≥ 0; e.g. routed: 4")
+        if value > _MAX_ROUTED:
+            raise ValueError(f"got {value}, must be ≤ {_MAX_ROUTED}; e.g. routed: 4")
+        return value
+
+    @field_validator("top_k")
+    @classmethod
+    def _top_k_within_routed(cls, value: int, info: ValidationInfo) -> int:
+        routed = info.data.get("routed")
+        if not routed:  # no routed experts (top_k is ignored), or routed itself is invalid
+            return value
+        if value > routed:
+            raise ValueError(f"got {value}, must be ≤ routed ({routed}); e.g. top_k: {max(1, routed - 1)}")
+        if value < 1:
+            raise ValueError(f"got {value}, must be ≥ 1 as routed is {routed}; e.g. top_k: {max(1, routed - 1)}")
+        return value
+
+    @model_validator(mode="after")
+    def _has_a_lora(self) -> RoleConfig:
+        if self.routed == 0 and not self.shared:
+            raise ValueError(
+                "routed is 0 and shared is false, so the role has no LoRA; set shared: true or routed ≥ 1"
+            )
+        return self
 
     @property
     def num_loras(self) -> int:
@@ -79,7 +123,7 @@ class MoRConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rank: int = Field(16, description="LoRA rank r of every shared and routed LoRA.")
+    rank: int = Field(16, description=f"LoRA rank r of every shared and routed LoRA (1..{_MAX_RANK}).")
     alpha: float = Field(32.0, description="LoRA scaling numerator: each LoRA's output is scaled by alpha / rank.")
     dropout: float = Field(0.0, description="Dropout on the LoRA input (0 <= dropout < 1); routers see the clean input.")
     target_modules: list[str] = Field(
@@ -91,14 +135,22 @@ class MoRConfig(BaseModel):
     )
     roles: dict[str, RoleConfig] = Field(
         default_factory=_paper_roles,
-        description="Ordered mapping role name -> role group; the order defines the role ids.",
+        description=(
+            "Ordered mapping role name -> role group; the order defines the role ids. "
+            "Default: the paper's reasoner, executor and summarizer."
+        ),
     )
 
     def __init__(self, **data: Any) -> None:
+        """Check the values; raises `MoRConfigError` naming every bad field."""
         try:
             super().__init__(**data)
         except ValidationError as error:
             raise MoRConfigError(_format_validation_error(error)) from None
+
+    # Marked as pydantic's own __init__ (as pydantic's RootModel does) so that, nested in another model such as a
+    # job spec, validation does not call it and keeps one error per field with its full path (mor.roles.x.top_k).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> MoRConfig:  # type: ignore[override]
@@ -116,12 +168,61 @@ class MoRConfig(BaseModel):
         except ValidationError as error:
             raise MoRConfigError(_format_validation_error(error)) from None
 
-    @model_validator(mode="after")
-    def _check(self) -> MoRConfig:
-        problems = _config_problems(self)
+    @field_validator("rank")
+    @classmethod
+    def _rank_in_range(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError(f"got {value}, must be > 0; e.g. rank: 16")
+        if value > _MAX_RANK:
+            raise ValueError(f"got {value}, must be ≤ {_MAX_RANK}; e.g. rank: 16")
+        return value
+
+    @field_validator("alpha")
+    @classmethod
+    def _alpha_positive(cls, value: float, info: ValidationInfo) -> float:
+        if value <= 0:
+            raise ValueError(f"got {value}, must be > 0; e.g. alpha: {2 * info.data.get('rank', 16)}")
+        return value
+
+    @field_validator("dropout")
+    @classmethod
+    def _dropout_in_range(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"got {value}, must be in [0, 1); e.g. dropout: 0.0")
+        return value
+
+    @field_validator("target_modules")
+    @classmethod
+    def _module_names(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"got [], must name at least one linear layer; e.g. {list(DEFAULT_TARGET_MODULES)}")
+        problems = []
+        bad = [name for name in value if not _IDENTIFIER.match(name)]
+        if bad:
+            problems.append(
+                f"got {', '.join(map(repr, bad))}, must be a module name (letters, digits, underscores), e.g. 'q_proj'"
+            )
+        duplicates = sorted({name for name in value if value.count(name) > 1})
+        if duplicates:
+            problems.append(f"{duplicates} listed more than once; list each module once")
         if problems:
-            raise MoRConfigError("; ".join(problems))
-        return self
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("roles")
+    @classmethod
+    def _role_names(cls, value: dict[str, RoleConfig]) -> dict[str, RoleConfig]:
+        if not value:
+            raise ValueError(
+                "got {}, must define at least one role; e.g. roles: {executor: {routed: 4, top_k: 3, shared: true}}"
+            )
+        bad = [name for name in value if not _IDENTIFIER.match(name)]
+        if bad:
+            raise ValueError(
+                f"got role name {', '.join(map(repr, bad))}; a role name starts with a letter or underscore and has "
+                "only letters, digits and underscores; e.g. executor"
+            )
+        return value
 
     @property
     def role_names(self) -> list[str]:
@@ -146,53 +247,6 @@ class MoRConfig(BaseModel):
             return names.index(role)
         except ValueError:
             raise MoRConfigError(f"role: got {role!r}, must be one of {names}") from None
-
-
-def _config_problems(config: MoRConfig) -> list[str]:
-    problems: list[str] = []
-    if config.rank <= 0:
-        problems.append(f"rank: got {config.rank}, must be > 0; e.g. rank: 16")
-    if config.alpha <= 0:
-        problems.append(f"alpha: got {config.alpha}, must be > 0; e.g. alpha: {2 * max(config.rank, 1)}")
-    if not 0.0 <= config.dropout < 1.0:
-        problems.append(f"dropout: got {config.dropout}, must be in [0, 1); e.g. dropout: 0.0")
-    if not config.target_modules:
-        problems.append(f"target_modules: got [], must name at least one linear layer; e.g. {list(DEFAULT_TARGET_MODULES)}")
-    for name in config.target_modules:
-        if not _MODULE_NAME.match(name):
-            problems.append(
-                f"target_modules: got {name!r}, must be a module name (letters, digits, underscores), "
-                f"e.g. 'q_proj'"
-            )
-    if len(set(config.target_modules)) != len(config.target_modules):
-        duplicates = sorted({n for n in config.target_modules if config.target_modules.count(n) > 1})
-        problems.append(f"target_modules: {duplicates} listed more than once; list each module once")
-    if not config.roles:
-        problems.append(
-            "roles: got {}, must define at least one role; e.g. "
-            "roles: {executor: {routed: 4, top_k: 3, shared: true}}"
-        )
-    for role_name, role in config.roles.items():
-        where = f"roles.{role_name}"
-        if not _ROLE_NAME.match(role_name):
-            problems.append(
-                f"{where}: role name {role_name!r} must start with a letter or underscore and contain only "
-                f"letters, digits and underscores; e.g. 'executor'"
-            )
-        if role.routed < 0:
-            problems.append(f"{where}.routed: got {role.routed}, must be >= 0; e.g. routed: 4")
-        elif role.routed == 0:
-            if not role.shared:
-                problems.append(
-                    f"{where}: routed is 0 and shared is false, so the role has no LoRA; "
-                    f"set shared: true or routed >= 1"
-                )
-        elif not 1 <= role.top_k <= role.routed:
-            problems.append(
-                f"{where}.top_k: got {role.top_k}, must be between 1 and routed ({role.routed}); "
-                f"e.g. top_k: {max(1, role.routed - 1)}"
-            )
-    return problems
 
 
 def _format_validation_error(error: ValidationError) -> str:

@@ -14,8 +14,9 @@ from pydantic import (
     Tag,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
+
+from mor.model import MoRConfig
 
 __all__ = [
     "StrictModel",
@@ -28,18 +29,15 @@ __all__ = [
     "SyntheticSource",
     "DataSource",
     "DataSpec",
-    "RoleSpec",
     "LossSpec",
     "MoRSpec",
     "TrainSpec",
     "RegisterSpec",
     "EvalSpec",
-    "PAPER_TARGET_MODULES",
     "BUILTIN_BASES",
     "EVAL_SUITES",
 ]
 
-PAPER_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 BUILTIN_BASES = ("tiny-llama",)
 EVAL_SUITES = ("synthetic",)
 
@@ -142,64 +140,21 @@ class DataSpec(StrictModel):
     sources: list[DataSource] = Field(min_length=1, description="Where training trajectories come from.")
 
 
-class RoleSpec(StrictModel):
-    routed: int = Field(default=4, ge=0, le=64, description="Number of routed LoRA experts of the role.")
-    top_k: int = Field(default=3, ge=0, description="Routed experts used per token (≤ routed).")
-    shared: bool = Field(default=True, description="Whether the role has a shared (always-on) LoRA.")
-
-    @field_validator("top_k")
-    @classmethod
-    def _top_k_within_routed(cls, value: int, info: ValidationInfo) -> int:
-        routed = info.data.get("routed")
-        if routed is not None and value > routed:
-            raise ValueError(f"got {value}, must be ≤ routed ({routed}); e.g. top_k: {min(routed, 3)}")
-        if routed and value == 0:
-            raise ValueError(f"got 0 with routed={routed}; routed experts need top_k ≥ 1, e.g. top_k: 1")
-        return value
-
-    @model_validator(mode="after")
-    def _has_some_adapter(self) -> "RoleSpec":
-        if self.routed == 0 and not self.shared:
-            raise ValueError("a role needs a shared LoRA or at least one routed expert; e.g. shared: true")
-        return self
-
-
-def _paper_roles() -> dict[str, RoleSpec]:
-    return {
-        "reasoner": RoleSpec(routed=4, top_k=3, shared=True),
-        "executor": RoleSpec(routed=4, top_k=3, shared=True),
-        "summarizer": RoleSpec(routed=3, top_k=2, shared=True),
-    }
-
-
 class LossSpec(StrictModel):
     aux_weight: float = Field(default=0.01, ge=0.0, description="α1: weight of the router load-balancing loss.")
     orth_weight: float = Field(default=0.001, ge=0.0, description="α2: weight of the intra-role orthogonality loss.")
 
 
-class MoRSpec(StrictModel):
-    rank: int = Field(default=16, gt=0, le=1024, description="LoRA rank of every expert.")
-    alpha: float = Field(default=32.0, gt=0.0, description="LoRA scaling numerator (scale = alpha / rank).")
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
-    target_modules: list[str] = Field(
-        default_factory=lambda: list(PAPER_TARGET_MODULES),
-        min_length=1,
-        description="Linear layers to adapt, by logical name (fused qkv_proj/gate_up_proj are mapped).",
-    )
-    roles: dict[str, RoleSpec] = Field(
-        default_factory=_paper_roles,
-        min_length=1,
-        description="Ordered role name → experts; the order gives the role ids. Default: the paper's three roles.",
-    )
+# The adapter fields, their defaults and their checks are mor.model's MoRConfig, defined once there; give
+# `adapter_config()`, not the section itself, to `apply_mor` (saved adapters hold a plain MoRConfig).
+class MoRSpec(MoRConfig):
+    """Mixture-of-Roles adapters (mor.model's MoRConfig, the paper's setting by default) and the loss weights."""
+
     loss: LossSpec = Field(default_factory=LossSpec, description="Weights of the auxiliary losses.")
 
-    @field_validator("roles")
-    @classmethod
-    def _role_names(cls, value: dict[str, RoleSpec]) -> dict[str, RoleSpec]:
-        bad = [name for name in value if not name.isidentifier()]
-        if bad:
-            raise ValueError(f"got role names {bad}; role names must be identifiers, e.g. reasoner")
-        return value
+    def adapter_config(self) -> MoRConfig:
+        """The adapter configuration of this section: everything but the loss weights."""
+        return MoRConfig.model_validate(self.model_dump(exclude={"loss"}))
 
 
 class TrainSpec(StrictModel):

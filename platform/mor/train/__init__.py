@@ -2,7 +2,7 @@
 
 from mor.train.batching import LengthGroupedBatchSampler
 from mor.train.checkpoint import CheckpointCorruptError, TrainState, read_checkpoint, write_checkpoint
-from mor.train.loop import load_samples, load_training_base, mor_config_from_spec, total_steps, train_loop_per_worker
+from mor.train.loop import load_samples, load_training_base, total_steps, train_loop_per_worker
 from mor.train.objective import Objective, role_cross_entropy, role_label_counts
 from mor.train.parallel import average_gradients, fsdp_kwargs, plain_module_names, prepare_mor_model
 from mor.train.precision import autocast, base_load_dtype, grad_scaler
@@ -28,7 +28,6 @@ __all__ = [
     "grad_scaler",
     "load_samples",
     "load_training_base",
-    "mor_config_from_spec",
     "plain_module_names",
     "prepare_mor_model",
     "read_checkpoint",

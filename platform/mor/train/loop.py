@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from mor.data import collate
-from mor.model import MoRConfig, MoRModel, apply_mor, load_mor, save_mor
+from mor.model import MoRModel, apply_mor, load_mor, save_mor
 from mor.spec import TrainJobSpec
 from mor.train.batching import LengthGroupedBatchSampler
 from mor.train.checkpoint import TrainState, read_checkpoint, write_checkpoint
@@ -21,21 +21,7 @@ from mor.train.parallel import plain_module_names, prepare_mor_model
 from mor.train.precision import base_load_dtype
 from mor.train.step import Batch, TrainStep
 
-__all__ = ["train_loop_per_worker", "mor_config_from_spec", "load_samples", "load_training_base", "total_steps"]
-
-
-def mor_config_from_spec(spec: TrainJobSpec) -> MoRConfig:
-    """The MoR adapter configuration a train spec asks for."""
-    mor = spec.mor
-    return MoRConfig.model_validate(
-        {
-            "rank": mor.rank,
-            "alpha": mor.alpha,
-            "dropout": mor.dropout,
-            "target_modules": list(mor.target_modules),
-            "roles": {name: role.model_dump() for name, role in mor.roles.items()},
-        }
-    )
+__all__ = ["train_loop_per_worker", "load_samples", "load_training_base", "total_steps"]
 
 
 def load_samples(path: str | Path) -> list[dict[str, list[int]]]:
@@ -108,7 +94,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     )
     steps = total_steps(spec, len(sampler))
     accum = spec.train.grad_accum_steps
-    mor_config = mor_config_from_spec(spec)
     base = load_training_base(config["base_dir"], spec)
     state = TrainState(step=0, epoch=0, batch_in_epoch=0, tokens_seen=0)
     resumed: dict[str, Any] | None = None
@@ -118,7 +103,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             adapter_dir, resumed, state = read_checkpoint(Path(directory))
             mor_model = load_mor(base, adapter_dir)
     else:
-        mor_model = apply_mor(base, mor_config)
+        mor_model = apply_mor(base, spec.mor.adapter_config())
     if spec.train.gradient_checkpointing:
         mor_model.gradient_checkpointing_enable()  # the routing plan is restored in the recomputation
 
