@@ -1,6 +1,6 @@
 """Job specs: strict pydantic models and YAML loading with precise errors."""
 
-from mor.spec.job import DataJobSpec, JobSpec, TrainJobSpec, flatten_spec, job_spec_adapter
+from mor.spec.job import DataJobSpec, JobSpec, TrainJobSpec, job_spec_adapter
 from mor.spec.load import SpecError, load_spec, parse_spec
 from mor.spec.sections import (
     BuiltinBase,
@@ -32,7 +32,6 @@ __all__ = [
     "SyntheticSource",
     "TrainJobSpec",
     "TrainSpec",
-    "flatten_spec",
     "job_spec_adapter",
     "load_spec",
     "parse_spec",

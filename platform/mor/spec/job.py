@@ -16,7 +16,7 @@ from mor.spec.sections import (
     TrainSpec,
 )
 
-__all__ = ["TrainJobSpec", "DataJobSpec", "JobSpec", "job_spec_adapter", "flatten_spec"]
+__all__ = ["TrainJobSpec", "DataJobSpec", "JobSpec", "job_spec_adapter"]
 
 _NAME_PATTERN = r"^[a-z0-9][a-z0-9\-_]{0,62}$"
 
@@ -52,23 +52,3 @@ JobSpec = Annotated[TrainJobSpec | DataJobSpec, Field(discriminator="kind")]
 def job_spec_adapter() -> TypeAdapter[Any]:
     """A TypeAdapter validating any job spec by its `kind`."""
     return TypeAdapter(JobSpec)
-
-
-def flatten_spec(spec: StrictModel, prefix: str = "") -> dict[str, str]:
-    """Flatten a spec to dotted keys with string values (for MLflow params)."""
-    flat: dict[str, str] = {}
-
-    def _walk(value: Any, key: str) -> None:
-        if isinstance(value, dict):
-            if not value:
-                flat[key] = "{}"
-            for sub_key, sub_value in value.items():
-                _walk(sub_value, f"{key}.{sub_key}" if key else str(sub_key))
-        elif isinstance(value, list) and value and any(isinstance(v, dict) for v in value):
-            for index, item in enumerate(value):
-                _walk(item, f"{key}.{index}")
-        else:
-            flat[key] = str(value)
-
-    _walk(spec.model_dump(mode="json", exclude_none=True, by_alias=True), prefix)
-    return flat

@@ -215,11 +215,6 @@ def _create_event(a: dict[str, Any]) -> dict[str, Any]:
     return {"event_id": event_id, "title": a["title"], "date": a["date"], "time": time}
 
 
-def _list_events(a: dict[str, Any]) -> dict[str, Any]:
-    _date(a["date"])
-    return {"date": a["date"], "count": stable_hash("events", a["date"]) % 6}
-
-
 def _day_of_week(a: dict[str, Any]) -> dict[str, Any]:
     return {"date": a["date"], "day": _date(a["date"]).strftime("%A")}
 

@@ -19,7 +19,7 @@ from mor.data.synthetic.catalog import Ask, ToolDef, catalog_tools
 from mor.data.synthetic.toolbox import SyntheticToolbox, observation_text
 from mor.data.synthetic.values import NoValueError, ValueSplit
 
-__all__ = ["CATEGORIES", "build_trajectories", "next_role_thoughts"]
+__all__ = ["CATEGORIES", "build_trajectories"]
 
 CATEGORIES: dict[str, float] = {
     "single": 0.42,
@@ -36,11 +36,6 @@ _TEST_PAIR_SHARE = 0.3
 _THOUGHT_DONE = "I have all the results I need."
 _THOUGHT_GIVE_UP = "The tool reported an error, so I cannot finish this task."
 _THOUGHT_NO_TOOL = "No tool is needed for this request."
-
-
-def next_role_thoughts() -> dict[str, str]:
-    """The fixed reasoner thoughts of the synthetic data, by situation (for tests and prompts)."""
-    return {"done": _THOUGHT_DONE, "give_up": _THOUGHT_GIVE_UP, "no_tool": _THOUGHT_NO_TOOL}
 
 
 @dataclass(frozen=True)
