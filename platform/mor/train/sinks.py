@@ -1,4 +1,8 @@
-"""Where the training loop sends metrics and progress; implemented by mor.registry (MLflow) and mor.cluster."""
+"""Where the training loop sends metrics and progress.
+
+Metrics: `mor.pipeline.sinks.MlflowMetricsSink` (into the job's MLflow run) or `JsonlMetricsSink` here (a local
+file). Progress: `mor.cluster.ProgressReporter` (progress lines the CLI follows).
+"""
 
 from __future__ import annotations
 
