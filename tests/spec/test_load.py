@@ -123,7 +123,7 @@ def test_roles_are_data() -> None:
     )
     spec = parse_spec(text)
     assert list(spec.mor.roles) == ["planner", "caller"]
-    with pytest.raises(SpecError, match=r"mor\.roles\.caller: routed is 0 and shared is false, so the role has no LoRA"):
+    with pytest.raises(SpecError, match=r"mor\.roles\.caller: routed is 0 and shared is false, so the role has no"):
         parse_spec(text.replace("caller: {routed: 0, top_k: 0}", "caller: {routed: 0, top_k: 0, shared: false}"))
 
 

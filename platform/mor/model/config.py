@@ -7,8 +7,9 @@ This is the one definition of these settings and of their checks: the `mor` sect
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -125,7 +126,7 @@ class MoRConfig(BaseModel):
 
     rank: int = Field(16, description=f"LoRA rank r of every shared and routed LoRA (1..{_MAX_RANK}).")
     alpha: float = Field(32.0, description="LoRA scaling numerator: each LoRA's output is scaled by alpha / rank.")
-    dropout: float = Field(0.0, description="Dropout on the LoRA input (0 <= dropout < 1); routers see the clean input.")
+    dropout: float = Field(0.0, description="Dropout on the LoRA input (0 ≤ dropout < 1); routers see the clean input.")
     target_modules: list[str] = Field(
         default_factory=lambda: list(DEFAULT_TARGET_MODULES),
         description=(
