@@ -6,7 +6,6 @@ import logging
 import os
 import socket
 import threading
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from mor.store import (
     claim_fire,
     claimable_fire_ids,
     due_schedules,
+    error_text,
     fail_lost_job,
     next_wakeup,
     plan_schedule,
@@ -35,7 +35,6 @@ from mor.store import (
 __all__ = ["Fired", "Scheduler", "Skipped", "TickReport", "default_owner_id"]
 
 _log = logging.getLogger(__name__)
-_MAX_ERROR_CHARS = 8000
 _TERMINAL_JOB_STATES = frozenset({"succeeded", "failed", "stopped"})
 
 
@@ -75,11 +74,6 @@ class TickReport:
     submit_errors: list[Fired] = field(default_factory=list)
     settled: list[Settled] = field(default_factory=list)
     lost_jobs: list[int] = field(default_factory=list)  # run ids failed because their job died unreported
-
-
-def _format_error(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}\n\n" + "".join(traceback.format_exception(exc))
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 20] + "\n... (truncated)"
 
 
 class Scheduler:
@@ -230,7 +224,7 @@ class Scheduler:
                 if not isinstance(job_id, str) or not job_id:
                     raise TypeError(f"fire returned {job_id!r}; it must return the submitted job's id (a string)")
             except Exception as exc:
-                error = _format_error(exc)
+                error = error_text(exc)
                 with session_scope(self.engine) as session:
                     settled = record_submission_failure(
                         session=session, fire_id=fire_id, owner_id=self.owner_id, error=error, now=self._clock(),

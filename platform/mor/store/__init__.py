@@ -15,7 +15,7 @@ from mor.store.cron import (
     validate_timezone,
 )
 from mor.store.engine import make_engine, normalize_url, session_scope
-from mor.store.errors import AlreadyExistsError, InvalidValueError, NotFoundError, StoreError
+from mor.store.errors import AlreadyExistsError, InvalidValueError, NotFoundError, StoreError, error_text
 from mor.store.fires import (
     Claim,
     Settled,
@@ -99,6 +99,7 @@ __all__ = [
     "current_revision",
     "downgrade",
     "due_schedules",
+    "error_text",
     "fail_lost_job",
     "next_wakeup",
     "finish_run",

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["AlreadyExistsError", "InvalidValueError", "NotFoundError", "StoreError"]
+import traceback
+
+__all__ = ["AlreadyExistsError", "InvalidValueError", "NotFoundError", "StoreError", "error_text"]
+
+_MAX_ERROR_CHARS = 8000
 
 
 class StoreError(Exception):
@@ -34,3 +38,9 @@ class AlreadyExistsError(StoreError):
         self.what = what
         self.key = key
         super().__init__(f"{what} {key!r} already exists; {fix}")
+
+
+def error_text(error: BaseException) -> str:
+    """The text stored for a failed run or fire: type and message, then the traceback, cut to 8000 characters."""
+    text = f"{type(error).__name__}: {error}\n\n" + "".join(traceback.format_exception(error))
+    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 20] + "\n... (truncated)"
