@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-__all__ = ["benchmarks_dir"]
+if TYPE_CHECKING:
+    from mor.evals.synthetic import SyntheticEvalResult
+
+__all__ = ["benchmarks_dir", "synthetic_result"]
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 
@@ -24,3 +28,24 @@ def benchmarks_dir(needs: str = "bfcl") -> Path:
     if os.environ.get("CI") == "true":
         pytest.fail(message + " (CI has ../shared/benchmarks beside the clone)")
     pytest.skip(message)
+
+
+def synthetic_result() -> SyntheticEvalResult:
+    """A synthetic evaluation of four held-out items: one passes, two fail on the executor, one on the reasoner."""
+    from mor.evals.synthetic import SyntheticEvalResult, SyntheticItemResult, summarize
+
+    def item(item_id: str, category: str | None, role: str | None = None,
+             reason: str | None = None) -> SyntheticItemResult:
+        return SyntheticItemResult(
+            item_id=item_id, category=category, passed=role is None, calls_match=role is None,
+            answer_ok=role is None, failing_role=role, failure_reason=reason, output=None if role else "42",
+            predicted_calls=[], expected_calls=[{"name": "add", "arguments": {"a": 1}}], latency_s=0.25,
+        )
+
+    items = [
+        item("t0", "math"),
+        item("t1", "math", "executor", 'called add({"a": 2}), expected add({"a": 1})'),
+        item("t2", "weather", "executor", "made no call"),
+        item("t3", None, "reasoner", "picked summarizer as the next role, expected executor"),
+    ]
+    return SyntheticEvalResult(items, summarize(items))

@@ -19,13 +19,11 @@ from mor.evals.runner import (
     check_options,
     is_endpoint,
     parse_suite,
-    row_metrics,
     run_suite,
 )
 from mor.evals.target import TargetReply
 from mor.evals.targets import AgentTarget, OpenAITarget, write_untrained_agent
 from mor.settings import Settings
-from mor.store import NewItemResult
 from mor_testing import benchmarks_dir as _benchmarks_dir
 
 TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
@@ -180,6 +178,22 @@ def test_the_synthetic_suite_uses_the_agents_own_held_out_set(agent_dir: Path, s
         run_suite(parse_suite("synthetic"), Answering("x"), settings, {})
 
 
+def test_the_synthetic_suite_runs_episodes_in_the_specs_eval_batches(agent_dir: Path, settings: Settings,
+                                                                     tmp_path: Path) -> None:
+    """Progress is reported per batch: the spec's `eval.batch_size: 1` gives one report per item, the default
+    (16) one for both."""
+    batched = tmp_path / "agent"
+    texts = ["<|user|> Find the area of a triangle with a base of 10 units. <|reasoner|> Next: executor <|end|>"] * 10
+    write_untrained_agent(batched, texts=texts, cache_dir=tmp_path / "cache", mor_config=TINY_MOR,
+                          spec_text=TRAIN_SPEC + "eval: {batch_size: 1}\n")
+    for directory, expected in ((batched, [1, 2]), (agent_dir, [2])):
+        target, _ = build_target(str(directory), settings, {"max_new_tokens": 4})
+        seen: list[int] = []
+        run_suite(parse_suite("synthetic"), target, settings, {"max_items": 2},
+                  progress=lambda stage, done, total: seen.append(done))
+        assert seen == expected, directory
+
+
 class _ModelsServer:
     def __init__(self) -> None:
         class Handler(BaseHTTPRequestHandler):
@@ -220,17 +234,3 @@ def test_an_endpoint_uri_builds_an_openai_target(models_server: _ModelsServer, s
     monkeypatch.setenv("MOR_TEST_KEY", "sk-1")
     keyed, _ = build_target(models_server.url, settings, {"api_key_env": "MOR_TEST_KEY", "endpoint_model": "m"})
     assert keyed._client.api_key == "sk-1"  # noqa: SLF001 - the key reached the client, from the environment
-
-
-def test_row_metrics() -> None:
-    rows = [
-        NewItemResult("a", "1", True, latency_ms=100.0),
-        NewItemResult("a", "2", False, "no_call", "reasoner", latency_ms=300.0),
-        NewItemResult("b", "3", False, "wrong_value", "executor"),
-    ]
-    assert row_metrics(rows) == {
-        "items": 3.0, "accuracy": pytest.approx(1 / 3), "accuracy/a": 0.5, "accuracy/b": 0.0,
-        "failures/reasoner": 1.0, "failures/executor": 1.0, "reasons/no_call": 1.0, "reasons/wrong_value": 1.0,
-        "mean_latency_s": pytest.approx(0.2),
-    }
-    assert row_metrics([]) == {"items": 0.0, "accuracy": 0.0}

@@ -62,8 +62,8 @@ def test_submit_trains_registers_evaluates_and_stores(
     assert run.data.params["train.max_steps"] == "6"
     history = client.get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in history] == [2, 3, 4, 6]  # every log_every (2) and checkpoint_every (3) step
-    assert "eval.synthetic/accuracy" in run.data.metrics
-    assert "eval.synthetic.untrained/accuracy" in run.data.metrics
+    assert "eval/synthetic/accuracy" in run.data.metrics and "eval/synthetic/items" in run.data.metrics
+    assert "eval/synthetic/untrained/accuracy" in run.data.metrics
 
     engine = create_engine(ray_settings.db_url)
     with engine.connect() as connection:
@@ -75,7 +75,21 @@ def test_submit_trains_registers_evaluates_and_stores(
         for run_id, *_ in runs:
             items = connection.execute(text("SELECT count(*) FROM item_results WHERE run_id = :r"), {"r": run_id})
             assert items.scalar() == 3
+        failing = text("SELECT failing_role, count(*) FROM item_results WHERE run_id = :r AND failing_role IS NOT "
+                       "NULL GROUP BY failing_role")
+        roles = [dict(connection.execute(failing, {"r": run_id}).all()) for run_id, *_ in runs]
     engine.dispose()
+    assert roles[1], "the untrained base fails its items, each on a role"
+    # Both runs, recorded by the job, show their failures by role in `mor eval results`, as any other run.
+    listed = {entry["id"]: entry for entry in json.loads(CliRunner().invoke(app, ["eval", "results", "--json"]).output)}
+    for (run_id, *_), counts in zip(runs, roles):
+        summary = listed[run_id]["summary"]
+        assert {key: value for key, value in summary.items() if key.startswith("failures/")} == \
+            {f"failures/{role}": float(count) for role, count in counts.items()}
+        assert summary["items"] == 3.0
+    table = " ".join(CliRunner().invoke(app, ["eval", "results", "--suite", "synthetic"]).output.split())
+    for role, count in roles[1].items():
+        assert f"{role} {count}" in table
     trained, untrained = (json.loads(row[4])["accuracy"] for row in runs)
     # 6 steps rarely beat the untrained base; either way the exit code and the summary must say which it was.
     if trained > untrained:

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from mor.cli.render import failures_text
 from mor.cluster import ProgressEvent
 
 __all__ = ["render_progress", "summary_from_logs", "summary_table", "untrained_level_evals"]
@@ -80,9 +81,9 @@ def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
         metrics = result.get("metrics", {})
         headline = ("accuracy", "call_accuracy", "answer_accuracy")
         shown = ", ".join(f"{k} {metrics[k]:.3f}" for k in headline if k in metrics)
-        failures = {k.split(".", 1)[1]: int(v) for k, v in metrics.items() if k.startswith("failures.") and v}
+        failures = failures_text(metrics)
         if failures:
-            shown += "; failures by role: " + ", ".join(f"{role} {count}" for role, count in failures.items())
+            shown += f"; failures by role: {failures}"
         table.add_row(f"eval {result.get('suite')}", f"{shown}  ({result.get('items')} items, SQL run "
                                                      f"{result.get('run_id')})")
         baseline = result.get("baseline")

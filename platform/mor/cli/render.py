@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mor.evals.record import failures_by_role
 from mor.spec import DataJobSpec, SpecError, TrainJobSpec
 
-__all__ = ["spec_table", "print_spec_error"]
+__all__ = ["failures_text", "print_spec_error", "spec_table"]
+
+_ROLE_ORDER = ("reasoner", "executor", "summarizer")
 
 
 def spec_table(spec: TrainJobSpec | DataJobSpec, source: str) -> Table:
@@ -43,3 +49,10 @@ def print_spec_error(console: Console, error: SpecError) -> None:
     console.print(f"[bold red]Refused:[/] {len(error.problems)} problem(s) in {escape(error.source)}")
     for problem in error.problems:
         console.print(f"  [red]•[/] {escape(error.source)}: {escape(problem)}", highlight=False, soft_wrap=True)
+
+
+def failures_text(summary: Mapping[str, Any] | None) -> str:
+    """Failed items by role, e.g. `reasoner 2, executor 1` (empty when none); reads either metric naming scheme."""
+    counts = failures_by_role(summary)
+    ordered = sorted(counts, key=lambda role: (_ROLE_ORDER.index(role) if role in _ROLE_ORDER else 99, role))
+    return ", ".join(f"{role} {counts[role]}" for role in ordered)

@@ -42,6 +42,7 @@ from mor.evals.bfcl import (
     score_item,
     summarize,
 )
+from mor.evals.record import row_metrics
 from mor.evals.target import ChatTarget, TargetReply
 from mor.evals.targets import GateRoles, gate_roles_of
 from mor.store import NewItemResult
@@ -317,23 +318,12 @@ def run_bfcl_category(
 
 
 def bfcl_metrics(runs: Sequence[BfclCategoryRun]) -> dict[str, float]:
-    """Flat metrics of category runs: `accuracy` (over all run items), `accuracy/<category>`, the leaderboard's
-    summary columns whose categories were all run (`summary/non_live_ast`, ...), `failures/<role>`,
-    `reasons/<reason>`, `items` and `mean_latency_s`."""
-    items = [item for run in runs for item in run.items]
-    metrics: dict[str, float] = {
-        "items": float(len(items)),
-        "accuracy": sum(item.passed for item in items) / len(items) if items else 0.0,
-        "mean_latency_s": sum(item.latency_s for item in items) / len(items) if items else 0.0,
-    }
+    """Flat metrics of category runs: those of every suite (`row_metrics`: `items`, `accuracy`,
+    `accuracy/<category>`, `failures/<role>`, `reasons/<reason>`, `mean_latency_s`) and the leaderboard's summary
+    columns whose categories were all run (`summary/non_live_ast`, ...)."""
+    metrics = row_metrics([item.to_row() for run in runs for item in run.items])
     scores = {run.category: run.score for run in runs}
-    for category, score in scores.items():
-        metrics[f"accuracy/{category}"] = score.accuracy
     for name, column in summarize(scores, counts={c: s.total for c, s in scores.items()}).to_dict().items():
         if column["complete"] and column["total"]:
             metrics[f"summary/{name}"] = float(column["accuracy"])  # type: ignore[arg-type]
-    for role, count in Counter(item.failing_role for item in items if item.failing_role).items():
-        metrics[f"failures/{role}"] = float(count)
-    for reason, count in Counter(item.reason for item in items if item.reason).items():
-        metrics[f"reasons/{reason}"] = float(count)
     return metrics

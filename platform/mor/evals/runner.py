@@ -23,6 +23,7 @@ from typing import Any
 from mor.evals.bfcl import CATEGORIES as BFCL_CATEGORIES
 from mor.evals.bfcl import BfclDataError, check_category
 from mor.evals.bfcl_run import bfcl_metrics, run_bfcl_category
+from mor.evals.record import row_metrics, synthetic_rows
 from mor.evals.stabletoolbench import GROUPS as STABLETOOLBENCH_GROUPS
 from mor.evals.stabletoolbench import MODES as STB_MODES
 from mor.evals.target import ChatTarget
@@ -42,7 +43,6 @@ __all__ = [
     "check_options",
     "is_endpoint",
     "parse_suite",
-    "row_metrics",
     "run_suite",
 ]
 
@@ -202,28 +202,6 @@ def build_target(model_uri: str, settings: Settings, options: Mapping[str, Any])
     return target, info
 
 
-def row_metrics(rows: Sequence[NewItemResult]) -> dict[str, float]:
-    """Flat metrics of any suite's rows: `items`, `accuracy`, `accuracy/<category>`, `failures/<role>`,
-    `reasons/<reason>` and `mean_latency_s`."""
-    metrics: dict[str, float] = {
-        "items": float(len(rows)),
-        "accuracy": sum(row.passed for row in rows) / len(rows) if rows else 0.0,
-    }
-    by_category: dict[str, list[bool]] = {}
-    for row in rows:
-        by_category.setdefault(row.category, []).append(row.passed)
-    for category, flags in by_category.items():
-        metrics[f"accuracy/{category}"] = sum(flags) / len(flags)
-    for role, count in Counter(row.failing_role for row in rows if row.failing_role).items():
-        metrics[f"failures/{role}"] = float(count)
-    for reason, count in Counter(row.failure_reason for row in rows if row.failure_reason).items():
-        metrics[f"reasons/{reason}"] = float(count)
-    latencies = [row.latency_ms for row in rows if row.latency_ms is not None]
-    if latencies:
-        metrics["mean_latency_s"] = sum(latencies) / len(latencies) / 1000.0
-    return metrics
-
-
 def _data_dir(options: Mapping[str, Any], settings: Settings, suite: str) -> Path:
     given = options.get("data_dir")
     root = Path(str(given)) if given else settings.benchmarks_dir
@@ -307,27 +285,17 @@ def _run_synthetic(selection: SuiteSelection, target: ChatTarget, settings: Sett
         )
     from mor.evals.synthetic import evaluate_synthetic
     from mor.pipeline.prepare import prepare_dataset
-    from mor.spec import TrainJobSpec, parse_spec
+    from mor.spec import EvalSpec, TrainJobSpec, parse_spec
 
     spec = parse_spec(agent_dir.spec_text, source=str(agent_dir.spec_path))
     if not isinstance(spec, TrainJobSpec):
         raise ValueError(f"{agent_dir.spec_path}: kind {spec.kind!r}; the synthetic suite needs the train spec")
     test = prepare_dataset(spec.data, settings.cache_dir).test
     result = evaluate_synthetic(
-        target.agent, test, max_items=options.get("max_items"),
+        target.agent, test, max_items=options.get("max_items"), batch_size=(spec.eval or EvalSpec()).batch_size,
         progress=(lambda done, total: progress("synthetic", done, total)) if progress else None,
     )
-    rows = [
-        NewItemResult(
-            category=item.category or "all", item_id=item.item_id, passed=item.passed,
-            failure_reason=item.failure_reason, failing_role=item.failing_role, detail=item.failure_reason,
-            output={"text": item.output, "calls": item.predicted_calls, "expected": item.expected_calls},
-            latency_ms=round(item.latency_s * 1000.0, 3),
-        )
-        for item in result.items
-    ]
-    metrics = row_metrics(rows)
-    metrics.update({"call_accuracy": result.summary.call_accuracy, "answer_accuracy": result.summary.answer_accuracy})
+    rows, metrics = synthetic_rows(result)
     return SuiteResult(selection, rows, metrics)
 
 

@@ -12,31 +12,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import traceback
 from dataclasses import asdict, dataclass, field
 
-from sqlalchemy import Engine
-
 from mor.cluster import ProgressReporter
+from mor.evals.record import record_failure, record_result
 from mor.evals.runner import SuiteResult, build_target, check_options, parse_suite, run_suite
 from mor.registry import JOB_ID_TAG, TrackingSession
 from mor.settings import Settings
-from mor.store import (
-    EvalRun,
-    add_item_results,
-    finish_run,
-    get_or_create_model,
-    get_run,
-    make_engine,
-    session_scope,
-    start_run,
-)
+from mor.store import EvalRun, get_or_create_model, get_run, make_engine, session_scope, start_run
 
 __all__ = ["EVAL_SUMMARY_MARKER", "EXPERIMENT", "EvalJobSummary", "main", "run_eval_job"]
 
 EXPERIMENT = "mor-evals"
 EVAL_SUMMARY_MARKER = "MOR_EVAL_SUMMARY"
-_MAX_ERROR_CHARS = 8000
 
 
 @dataclass
@@ -55,19 +43,6 @@ class EvalJobSummary:
     def to_line(self) -> str:
         """The log line that carries the summary."""
         return f"{EVAL_SUMMARY_MARKER} {json.dumps(asdict(self), sort_keys=True)}"
-
-
-def _error_text(error: BaseException) -> str:
-    text = f"{type(error).__name__}: {error}\n\n" + "".join(traceback.format_exception(error))
-    return text if len(text) <= _MAX_ERROR_CHARS else text[: _MAX_ERROR_CHARS - 20] + "\n... (truncated)"
-
-
-def _fail(engine: Engine, run_id: int, error: BaseException, mlflow_run_id: str | None) -> None:
-    with session_scope(engine) as session:
-        run = get_run(session=session, run_id=run_id)
-        if run.status in ("queued", "running"):
-            finish_run(session=session, run_id=run_id, status="failed", error=_error_text(error),
-                       mlflow_run_id=mlflow_run_id)
 
 
 def _tags(run: EvalRun, label: str, model_name: str, model_version: str | None, job_id: str | None) -> dict[str, str]:
@@ -124,15 +99,12 @@ def run_eval_job(
                     selection, target, settings, options,
                     progress=lambda stage, done, total: progress.report(stage, done, total),
                 )
-                tracking.log_summary(result.metrics, prefix=f"eval/{run.suite}")
                 if result.judge_kind:
                     tracking.set_tags({"mor.judge_kind": result.judge_kind})
-                with session_scope(engine) as session:
-                    add_item_results(session=session, run_id=run_id, results=result.rows)
-                    finish_run(session=session, run_id=run_id, status="succeeded", summary=result.metrics,
-                               mlflow_run_id=mlflow_run_id, judge_kind=result.judge_kind)
+                record_result(engine, run_id, rows=result.rows, metrics=result.metrics,
+                              judge_kind=result.judge_kind, tracking=tracking)
         except BaseException as error:
-            _fail(engine, run_id, error, mlflow_run_id)
+            record_failure(engine, run_id, error, mlflow_run_id=mlflow_run_id)
             raise
         progress.report("eval", len(result.rows), len(result.rows), {"accuracy": result.metrics.get("accuracy", 0.0)})
         return EvalJobSummary(

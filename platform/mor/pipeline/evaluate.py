@@ -17,6 +17,7 @@ from typing import Any
 from mor.hashing import file_sha256
 from mor.agent import Agent, AgentConfig, MoRRoleGenerator
 from mor.cluster import ProgressReporter
+from mor.evals.record import canonical_metrics, mlflow_prefix, record_failure, record_result, synthetic_rows
 from mor.evals.synthetic import SyntheticEvalResult, evaluate_synthetic
 from mor.pipeline.agent_files import load_agent_model
 from mor.pipeline.prepare import PreparedData
@@ -26,10 +27,7 @@ from mor.registry.layout import BASE_DIR, TOKENIZER_DIR, LocalAgentDir
 from mor.settings import Settings
 from mor.spec import TrainJobSpec
 from mor.store import (
-    NewItemResult,
-    add_item_results,
     create_run,
-    finish_run,
     get_or_create_model,
     hash_config,
     make_engine,
@@ -39,7 +37,7 @@ from mor.store import (
     upgrade,
 )
 
-__all__ = ["BaselineScore", "EvalOutcome", "evaluate_registered_agent", "store_synthetic_result"]
+__all__ = ["BaselineScore", "EvalOutcome", "evaluate_registered_agent"]
 
 #: `EvalOutcome.verdict` values.
 ABOVE_UNTRAINED = "above_untrained"
@@ -83,36 +81,6 @@ class EvalOutcome:
                 "verdict": self.verdict}
 
 
-def _summary_metrics(result: SyntheticEvalResult) -> dict[str, float]:
-    summary = result.summary
-    metrics = {
-        "accuracy": summary.accuracy,
-        "call_accuracy": summary.call_accuracy,
-        "answer_accuracy": summary.answer_accuracy,
-        "mean_latency_s": summary.mean_latency_s,
-    }
-    metrics.update({f"failures.{role}": float(count) for role, count in summary.failures_by_role.items()})
-    metrics.update({f"accuracy.{category}": value for category, value in summary.accuracy_by_category.items()})
-    return metrics
-
-
-def store_synthetic_result(result: SyntheticEvalResult, *, session: Any, run_id: int) -> int:
-    """Insert one row per evaluated item of a synthetic run."""
-    rows = [
-        NewItemResult(
-            category=item.category or "all",
-            item_id=item.item_id,
-            passed=item.passed,
-            failure_reason=item.failure_reason,
-            failing_role=item.failing_role,
-            output={"text": item.output, "calls": item.predicted_calls, "expected": item.expected_calls},
-            latency_ms=round(item.latency_s * 1000.0, 3),
-        )
-        for item in result.items
-    ]
-    return add_item_results(session=session, run_id=run_id, results=rows)
-
-
 @contextmanager
 def _adapters_off(model: MoRModel) -> Iterator[None]:
     """Every MoR layer returns the base layer's output (zero adapters) for the duration of the block."""
@@ -140,9 +108,10 @@ def _baseline_config(suite: str, spec: TrainJobSpec, agent_dir: LocalAgentDir, p
 
 def _run_suite(agent: Agent, prepared: PreparedData, *, engine: Any, model_row: dict[str, Any], model_uri: str,
                suite: str, config: dict[str, Any], spec: TrainJobSpec, session: TrackingSession,
-               job_id: str | None, progress: ProgressReporter, stage: str) -> tuple[int, SyntheticEvalResult,
-                                                                                    dict[str, float]]:
-    """Evaluate `agent` on one suite as one SQL run (rows per item); returns the run id, result and metrics."""
+               job_id: str | None, progress: ProgressReporter, stage: str,
+               variant: str | None = None) -> tuple[int, SyntheticEvalResult, dict[str, float]]:
+    """Evaluate `agent` on one suite as one recorded run (see `mor.evals.record`; MLflow prefix
+    `eval/<suite>[/<variant>]`); returns the run id, result and metrics."""
     assert spec.eval is not None
     with session_scope(engine) as db:
         evaluated = get_or_create_model(session=db, **model_row)
@@ -155,14 +124,10 @@ def _run_suite(agent: Agent, prepared: PreparedData, *, engine: Any, model_row: 
             agent, prepared.dataset.test, max_items=spec.eval.max_items, batch_size=spec.eval.batch_size,
             progress=lambda done, total: progress.report(stage, done, total),
         )
-        metrics = _summary_metrics(result)
-        with session_scope(engine) as db:
-            store_synthetic_result(result, session=db, run_id=run_id)
-            finish_run(session=db, run_id=run_id, status="succeeded", summary=metrics, mlflow_run_id=session.run_id)
+        rows, metrics = synthetic_rows(result)
+        record_result(engine, run_id, rows=rows, metrics=metrics, tracking=session, variant=variant)
     except BaseException as error:
-        with session_scope(engine) as db:
-            finish_run(session=db, run_id=run_id, status="failed", error=f"{type(error).__name__}: {error}",
-                       mlflow_run_id=session.run_id)
+        record_failure(engine, run_id, error, mlflow_run_id=session.run_id)
         raise
     return run_id, result, metrics
 
@@ -203,7 +168,6 @@ def evaluate_registered_agent(
                 agent, prepared, engine=engine, model_row=trained_row, model_uri=registered.uri, suite=suite,
                 config=config, spec=spec, session=session, job_id=job_id, progress=progress, stage="eval",
             )
-            session.log_summary(metrics, prefix=f"eval.{suite}")
             progress.report("eval", len(result.items), len(result.items), {"accuracy": metrics["accuracy"]})
             outcome = EvalOutcome(suite=suite, run_id=run_id, items=len(result.items), metrics=metrics)
             if spec.eval.baseline == "untrained":
@@ -211,7 +175,6 @@ def evaluate_registered_agent(
                     agent, model, agent_dir, prepared, engine=engine, suite=suite, spec=spec, session=session,
                     job_id=job_id, progress=progress,
                 )
-                session.log_summary({"accuracy": outcome.baseline.accuracy}, prefix=f"eval.{suite}.untrained")
                 session.set_tags({f"mor.eval.{suite}.verdict": str(outcome.verdict)})
             outcomes.append(outcome)
     finally:
@@ -227,15 +190,17 @@ def _untrained_baseline(agent: Agent, model: MoRModel, agent_dir: LocalAgentDir,
     uri = _untrained_uri(agent_dir)
     with session_scope(engine) as db:
         found = reusable_run(session=db, suite=suite, model_uri=uri, config_hash=hash_config(config))
-        if found is not None and found.summary and "accuracy" in found.summary:
-            progress.report("baseline", 1, 1, {"accuracy": float(found.summary["accuracy"]), "reused": 1.0})
-            return BaselineScore(accuracy=float(found.summary["accuracy"]), run_id=found.id, reused=True)
+        found_id, stored = (found.id, canonical_metrics(found.summary)) if found is not None else (None, {})
+    if found_id is not None and "accuracy" in stored:
+        session.log_summary(stored, prefix=mlflow_prefix(suite, "untrained"))
+        progress.report("baseline", 1, 1, {"accuracy": float(stored["accuracy"]), "reused": 1.0})
+        return BaselineScore(accuracy=float(stored["accuracy"]), run_id=found_id, reused=True)
     row = {"uri": uri, "name": f"untrained {agent_dir.base.name}", "version": None,
            "base_model": f"{agent_dir.base.kind}:{agent_dir.base.name}"}
     with _adapters_off(model):
         run_id, result, metrics = _run_suite(
             agent, prepared, engine=engine, model_row=row, model_uri=uri, suite=suite, config=config, spec=spec,
-            session=session, job_id=job_id, progress=progress, stage="baseline",
+            session=session, job_id=job_id, progress=progress, stage="baseline", variant="untrained",
         )
     progress.report("baseline", len(result.items), len(result.items), {"accuracy": metrics["accuracy"]})
     return BaselineScore(accuracy=metrics["accuracy"], run_id=run_id, reused=False)
