@@ -3,6 +3,7 @@ single-step API over OpenAI chat messages."""
 
 from mor.agent.build import build_agent
 from mor.agent.generator import BatchRoleGenerator, HFRoleGenerator, MoRRoleGenerator, Prompt, RoleGenerator
+from mor.agent.gate import GatePolicy, RoleGate
 from mor.agent.loop import Agent, AgentAction, AgentConfig, AgentFailure, AgentRun, AgentTask, ExecuteTool
 from mor.agent.messages import messages_to_trajectory, tool_calls_message
 from mor.agent.parse import ParseFailure, parse_calls, parse_reasoner
@@ -17,11 +18,13 @@ __all__ = [
     "AgentTask",
     "BatchRoleGenerator",
     "ExecuteTool",
+    "GatePolicy",
     "HFRoleGenerator",
     "MoRRoleGenerator",
     "ParseFailure",
     "Prompt",
     "ReplayGenerator",
+    "RoleGate",
     "RoleGenerator",
     "build_agent",
     "messages_to_trajectory",

@@ -1,9 +1,8 @@
 """The role-gated agent: Reasoner → Executor → observation → Reasoner → … → Summarizer, with step limits.
 
-The gate is a rule: the reasoner names the next role; the executor's calls are run and their observations fed
-back to the reasoner; the summarizer's text ends the episode. Bad role output never raises: it becomes an
-`AgentFailure` recorded against the role (a bad executor call is also fed back as an error observation, so the
-reasoner may retry).
+The gate's policy is `mor.agent.gate.RoleGate` (the serving runtime drives the same one); this module generates the
+role turns and runs the executor's calls. Bad role output never raises: it ends the episode as an `AgentFailure`
+recorded against the role.
 """
 
 from __future__ import annotations
@@ -14,9 +13,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mor.agent.gate import AgentFailure, Finish, GatePolicy, Generate, RoleGate, RunCalls, add_observations, last_thought
 from mor.agent.generator import BatchRoleGenerator, RoleGenerator
 from mor.agent.messages import messages_to_trajectory, tool_calls_message
-from mor.agent.parse import ParseFailure, clean_output, parse_calls, parse_reasoner
+from mor.agent.parse import clean_output
 from mor.data.render import Renderer
 from mor.data.schema import DEFAULT_ROLES, Tool, ToolCall, Trajectory, TrajectoryMeta, Turn
 
@@ -45,14 +45,10 @@ class AgentConfig:
         """Token budget of one turn of `role`."""
         return int(self.max_new_tokens.get(role, self.default_max_new_tokens))
 
-
-@dataclass(frozen=True)
-class AgentFailure:
-    """A role produced unusable output (or the gate hit a limit)."""
-
-    role: str
-    reason: str
-    output: str = ""
+    def policy(self) -> GatePolicy:
+        """The role gate's policy."""
+        return GatePolicy(reasoner=self.reasoner, executor=self.executor, summarizer=self.summarizer,
+                          max_steps=self.max_steps, max_calls=self.max_calls)
 
 
 @dataclass
@@ -114,99 +110,54 @@ def _observation_text(value: Any) -> str:
 
 
 class _Episode:
-    """The gate's state for one episode: which role speaks next, and what its output does to the trajectory."""
+    """One episode: the trajectory, the gate's next action, and the calls run so far."""
 
-    def __init__(self, task: AgentTask, config: AgentConfig, execute_tool: ExecuteTool) -> None:
+    def __init__(self, task: AgentTask, gate: RoleGate, execute_tool: ExecuteTool) -> None:
         offered = [tool if isinstance(tool, Tool) else Tool.from_openai(dict(tool)) for tool in task.tools]
         turns = ([Turn(role="system", content=task.system)] if task.system else []) + [
             Turn(role="user", content=task.query)
         ]
         self.trajectory = Trajectory(id=task.id, tools=offered, turns=turns, metadata=TrajectoryMeta(source="agent"))
-        self.config = config
+        self.gate = gate
         self.execute_tool = execute_tool
         self.seconds: dict[str, float] = {}
         self.counts: dict[str, int] = {}
-        self.failures: list[AgentFailure] = []
         self.calls: list[ToolCall] = []
-        self.answer: str | None = None
-        self.next_role: str | None = None
-        self._reason_or_stop()
+        self._settle(gate.begin(self.trajectory))
 
-    def _count(self, role: str) -> None:
-        self.counts[role] = self.counts.get(role, 0) + 1
+    @property
+    def next_role(self) -> str | None:
+        """The role to generate next (None once the episode has ended)."""
+        return self.action.role if isinstance(self.action, Generate) else None
 
-    def _reason_or_stop(self) -> None:
-        cfg = self.config
-        if self.counts.get(cfg.reasoner, 0) >= cfg.max_steps:
-            self.failures.append(AgentFailure(cfg.reasoner, f"step limit reached ({cfg.max_steps} reasoner turns)"))
-            self.next_role = None
-        else:
-            self.next_role = cfg.reasoner
-
-    def feed(self, role: str, output: str | AgentFailure, seconds: float, roles: Sequence[str]) -> None:
+    def feed(self, role: str, output: str | AgentFailure, seconds: float) -> None:
         """Take the output of `role` (or its failure) and move the gate on."""
-        cfg = self.config
         self.seconds[role] = self.seconds.get(role, 0.0) + seconds
-        self._count(role)
-        if isinstance(output, AgentFailure) and role != cfg.executor:
-            self.failures.append(output)
-            self.next_role = None
-            return
-        if role == cfg.reasoner:
-            parsed = parse_reasoner(str(output), [r for r in roles if r != cfg.reasoner])
-            if isinstance(parsed, ParseFailure):
-                self.failures.append(AgentFailure(role, parsed.reason, str(output)))
-                self.next_role = None
-                return
-            thought, chosen = parsed
-            self.trajectory.turns.append(Turn(role=role, thought=thought, next_role=chosen))
-            if chosen == cfg.executor and len(self.calls) >= cfg.max_calls:
-                self.failures.append(AgentFailure(role, f"call limit reached ({cfg.max_calls} calls)"))
-                self.next_role = None
-                return
-            self.next_role = chosen
-        elif role == cfg.executor:
-            calls = output if isinstance(output, AgentFailure) else parse_calls(str(output), self.trajectory.tools)
-            if isinstance(calls, (ParseFailure, AgentFailure)):
-                failure = calls if isinstance(calls, AgentFailure) else AgentFailure(role, calls.reason, str(output))
-                self.failures.append(failure)
-                self.trajectory.turns.append(Turn(role=role, content=failure.output))
-                self.trajectory.turns.append(Turn(role="observation", content=_observation_text(
-                    {"error": f"the call could not be parsed: {failure.reason}"})))
-            else:
-                self._run_calls(calls)
-            self._reason_or_stop()
-        elif role == cfg.summarizer:
-            if not output:
-                self.failures.append(AgentFailure(role, "empty answer"))
-            else:
-                self.trajectory.turns.append(Turn(role=role, content=str(output)))
-                self.answer = str(output)
-            self.next_role = None
-        else:  # a custom role: its text goes back to the reasoner
-            self.trajectory.turns.append(Turn(role=role, content=str(output)))
-            self._reason_or_stop()
+        self.counts[role] = self.counts.get(role, 0) + 1
+        self._settle(self.gate.after(self.trajectory, role, output))
 
-    def _run_calls(self, calls: list[ToolCall]) -> None:
-        for call in calls:
-            call.id = f"call_{len(self.calls) + 1}"
-            self.calls.append(call)
-        self.trajectory.turns.append(Turn(role=self.config.executor, calls=calls))
-        for call in calls:
-            try:
-                observation = self.execute_tool(call.name, dict(call.arguments))
-            except Exception as error:  # the environment's failure is an observation, not a crash
-                observation = {"error": f"{type(error).__name__}: {error}"}
-            self.trajectory.turns.append(
-                Turn(role="observation", content=_observation_text(observation), call_id=call.id)
-            )
+    def _settle(self, action: Generate | RunCalls | Finish) -> None:
+        """Run the executor's calls until the gate asks for a role or ends the episode."""
+        while isinstance(action, RunCalls):
+            self.calls.extend(action.calls)
+            add_observations(self.trajectory, action.calls, [self._run(call) for call in action.calls])
+            action = self.gate.begin(self.trajectory)
+        self.action = action
+
+    def _run(self, call: ToolCall) -> str:
+        try:
+            observation = self.execute_tool(call.name, dict(call.arguments))
+        except Exception as error:  # the environment's failure is an observation, not a crash
+            observation = {"error": f"{type(error).__name__}: {error}"}
+        return _observation_text(observation)
 
     def result(self) -> AgentRun:
+        finish = self.action if isinstance(self.action, Finish) else Finish(None)
         return AgentRun(
             trajectory=self.trajectory,
             calls=self.calls,
-            answer=self.answer,
-            failures=self.failures,
+            answer=finish.answer,
+            failures=[finish.failure] if finish.failure is not None else [],
             role_seconds=self.seconds,
             role_turns=self.counts,
             latency_s=sum(self.seconds.values()),
@@ -235,6 +186,7 @@ class Agent:
                 f"agent roles {missing} are not among the model's roles {list(roles)}; set AgentConfig(reasoner=..., "
                 "executor=..., summarizer=...) to role names the model was trained with"
             )
+        self.gate = RoleGate(self.config.policy(), self.renderer.roles)
 
     # -- role turns -----------------------------------------------------------------------------------------------
 
@@ -301,14 +253,14 @@ class Agent:
             raise ValueError(f"batch_size: got {batch_size}, must be ≥ 1; e.g. 16")
         runs: list[AgentRun] = []
         for first in range(0, len(tasks), batch_size):
-            episodes = [_Episode(task, self.config, execute_tool) for task in tasks[first : first + batch_size]]
+            episodes = [_Episode(task, self.gate, execute_tool) for task in tasks[first : first + batch_size]]
             while True:
                 active = [episode for episode in episodes if episode.next_role is not None]
                 if not active:
                     break
                 outputs = self._generate_many([(e.trajectory, str(e.next_role)) for e in active])
                 for episode, (output, seconds) in zip(active, outputs, strict=True):
-                    episode.feed(str(episode.next_role), output, seconds, self.renderer.roles)
+                    episode.feed(str(episode.next_role), output, seconds)
             runs.extend(episode.result() for episode in episodes)
         return runs
 
@@ -321,44 +273,20 @@ class Agent:
     ) -> AgentAction:
         """The next action after an OpenAI conversation: tool calls to run (with the thought) or the final answer.
 
-        After `max_steps` reasoner turns (or `max_calls` calls) in the conversation the summarizer answers without
-        asking the reasoner.
+        The role gate runs from the conversation's end until it asks for calls or ends (`mor.agent.gate`).
         """
         cfg = self.config
         trajectory = messages_to_trajectory(
             messages, tools, reasoner=cfg.reasoner, executor=cfg.executor, summarizer=cfg.summarizer
         )
+        start = len(trajectory.turns)
         seconds: dict[str, float] = {}
-
-        def generate(role: str) -> str | AgentFailure:
-            output, spent = self._generate_many([(trajectory, role)])[0]
-            seconds[role] = seconds.get(role, 0.0) + spent
-            return output
-
-        reasoner_turns = sum(1 for turn in trajectory.turns if turn.role == cfg.reasoner)
-        executed = sum(len(turn.calls) for turn in trajectory.turns)
-        thought: str | None = None
-        if reasoner_turns >= cfg.max_steps or executed >= cfg.max_calls:
-            next_role = cfg.summarizer
-        else:
-            text = generate(cfg.reasoner)
-            if isinstance(text, AgentFailure):
-                return AgentAction(None, [], None, text, seconds)
-            parsed = parse_reasoner(text, [r for r in self.renderer.roles if r != cfg.reasoner])
-            if isinstance(parsed, ParseFailure):
-                return AgentAction(None, [], None, AgentFailure(cfg.reasoner, parsed.reason, text), seconds)
-            thought, next_role = parsed
-        trajectory.turns.append(Turn(role=cfg.reasoner, thought=thought, next_role=next_role))
-        text = generate(next_role)
-        if isinstance(text, AgentFailure):
-            return AgentAction(thought, [], None, text, seconds)
-        if next_role == cfg.executor:
-            calls = parse_calls(text, trajectory.tools)
-            if isinstance(calls, ParseFailure):
-                return AgentAction(thought, [], None, AgentFailure(cfg.executor, calls.reason, text), seconds)
-            for n, call in enumerate(calls, start=executed + 1):
-                call.id = f"call_{n}"
-            return AgentAction(thought, calls, None, None, seconds)
-        if next_role == cfg.summarizer and not text:
-            return AgentAction(thought, [], None, AgentFailure(cfg.summarizer, "empty answer"), seconds)
-        return AgentAction(thought, [], text, None, seconds)
+        action = self.gate.begin(trajectory)
+        while isinstance(action, Generate):
+            output, spent = self._generate_many([(trajectory, action.role)])[0]
+            seconds[action.role] = seconds.get(action.role, 0.0) + spent
+            action = self.gate.after(trajectory, action.role, output)
+        thought = last_thought(trajectory, cfg.reasoner, since=start)
+        if isinstance(action, RunCalls):
+            return AgentAction(action.thought, action.calls, None, None, seconds)
+        return AgentAction(thought, [], action.answer, action.failure, seconds)

@@ -1,21 +1,22 @@
 """The role gate inside one request: reasoner → executor (tool calls back to the client) or summarizer (the answer).
 
 `AgentRuntime.prepare` checks a request and turns its messages into the trajectory the model was trained on;
-`decide` runs the reasoner (and the executor when the reasoner picks it; custom roles in between); `answer` runs the
-summarizer, optionally streaming its text. Every role turn is one job of the shared `BatchEngine`, so turns of
+`decide` drives the role gate (`mor.agent.gate`, the same policy the evaluation loop drives): the reasoner, and
+the executor when the reasoner picks it (custom roles in between); `answer` runs the summarizer, optionally
+streaming its text. Every role turn is one job of the shared `BatchEngine`, so turns of
 different requests and roles are decoded in the same forward passes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mor.agent import messages_to_trajectory, parse_calls, parse_reasoner
-from mor.agent.parse import ParseFailure, clean_output
+from mor.agent import GatePolicy, RoleGate, messages_to_trajectory
+from mor.agent.gate import Generate, RunCalls, last_thought
+from mor.agent.parse import clean_output
 from mor.data.render import END, Renderer
 from mor.data.schema import ToolCall, Trajectory, Turn
 from mor.serve.args import ServeArgs
@@ -126,9 +127,9 @@ class AgentRuntime:
         self.model_name = model_name
         self.renderer = Renderer(tokenizer, list(roles))
         self.roles = list(roles)
-        if reasoner not in self.roles:
-            raise ValueError(f"roles: {self.roles} has no {reasoner!r}; the role gate starts with the reasoner")
         self.reasoner, self.executor, self.summarizer = reasoner, executor, summarizer
+        self.gate = RoleGate(GatePolicy(reasoner=reasoner, executor=executor, summarizer=summarizer,
+                                        max_steps=args.max_steps, max_calls=args.max_calls), self.roles)
         self.vocab = Vocabulary(tokenizer, logits_size=logits_size, end_text=END)
         self.max_context = args.max_context_tokens or max_positions
         self._accepted_models = {model_name}
@@ -227,8 +228,10 @@ class AgentRuntime:
         return allowed
 
     async def decide(self, plan: TurnPlan) -> Decision:
-        """Run the reasoner (and the roles it hands over to, up to the executor or the summarizer)."""
+        """Run the role gate (`mor.agent.gate`) from the conversation's end: the reasoner, and the roles it hands
+        over to, up to the executor's calls or the summarizer (whose answer `answer` / `stream_answer` writes)."""
         trajectory = plan.trajectory
+        start = len(trajectory.turns)
         usage = Usage()
         first_token_s: float | None = None
         grammar = None
@@ -240,48 +243,38 @@ class AgentRuntime:
                 raise APIError(400, f"tools: {error}; the constrained decoder cannot compile this schema (a keyword "
                                     "it does not support, or no value can satisfy it); simplify or fix it",
                                param="tools", code="unsupported_schema") from None
-        for _ in range(self.args.max_steps + 1):
-            reasoner_turns = sum(1 for turn in trajectory.turns if turn.role == self.reasoner)
-            executed = sum(len(turn.calls) for turn in trajectory.turns)
-            next_roles = self._next_roles(plan)
-            thought: str | None = None
-            limit_reached = reasoner_turns >= self.args.max_steps or executed >= self.args.max_calls
-            if (limit_reached and self.summarizer in self.roles) or not next_roles:
-                next_role = self.summarizer
-            else:
-                job = self._job(trajectory, self.reasoner, self._budget(self.reasoner),
-                                ReasonerConstraint(self.vocab, next_roles), plan.sampling)
-                result = await self._run(job)
-                usage.add(self.reasoner, result, reasoning=True)
-                first_token_s = first_token_s if first_token_s is not None else result.first_token_s
-                parsed = parse_reasoner(self._text(result), next_roles)
-                if isinstance(parsed, ParseFailure):
-                    raise APIError(500, f"the reasoner's output could not be parsed: {parsed.reason}",
-                                   code="generation_failed")
-                thought, next_role = parsed
-            trajectory.turns.append(Turn(role=self.reasoner, thought=thought, next_role=next_role))
-            if next_role == self.summarizer:
-                return Decision("answer", thought, [], trajectory, usage, first_token_s)
-            if next_role == self.executor:
+        allowed = self._next_roles(plan)
+        action = self.gate.begin(trajectory, allowed)
+        while isinstance(action, Generate):
+            role = action.role
+            if role == self.summarizer:
+                return Decision("answer", last_thought(trajectory, self.reasoner, since=start), [], trajectory, usage,
+                                first_token_s)
+            constraint: TokenConstraint
+            if role == self.reasoner:
+                constraint = ReasonerConstraint(self.vocab, self.gate.next_roles(allowed))
+            elif role == self.executor:
                 assert grammar is not None
                 constraint = CallsConstraint(self.vocab, grammar)
-                job = self._job(trajectory, self.executor, self._budget(self.executor), constraint, plan.sampling)
-                result = await self._run(job)
-                usage.add(self.executor, result, reasoning=False)
-                if not constraint.accepted:
-                    return Decision("length", thought, [], trajectory, usage, first_token_s)
-                calls = parse_calls(self._text(result), plan.tools.callable)
-                problem = calls.reason if isinstance(calls, ParseFailure) else check_calls(calls, plan.tools.callable)
-                if problem is not None or isinstance(calls, ParseFailure):
-                    raise APIError(500, f"the executor's output failed its grammar check: {problem}",
-                                   code="generation_failed")
-                for call in calls:
-                    call.id = f"call_{uuid.uuid4().hex[:24]}"
-                return Decision("tool_calls", thought, calls, trajectory, usage, first_token_s)
-            job = self._job(trajectory, next_role, self._budget(next_role), TextConstraint(self.vocab), plan.sampling)
-            result = await self._run(job)
-            usage.add(next_role, result, reasoning=True)
-            trajectory.turns.append(Turn(role=next_role, content=self._text(result)))
+            else:
+                constraint = TextConstraint(self.vocab)
+            result = await self._run(self._job(trajectory, role, self._budget(role), constraint, plan.sampling))
+            usage.add(role, result, reasoning=role != self.executor)
+            if first_token_s is None:
+                first_token_s = result.first_token_s
+            if isinstance(constraint, CallsConstraint) and not constraint.accepted:
+                return Decision("length", last_thought(trajectory, self.reasoner, since=start), [], trajectory, usage,
+                                first_token_s)
+            action = self.gate.after(trajectory, role, self._text(result), allowed, tools=plan.tools.callable)
+        if isinstance(action, RunCalls):
+            problem = check_calls(action.calls, plan.tools.callable)
+            if problem is not None:
+                raise APIError(500, f"the executor's output failed its grammar check: {problem}",
+                               code="generation_failed")
+            return Decision("tool_calls", action.thought, action.calls, trajectory, usage, first_token_s)
+        if action.failure is not None and not action.limit:
+            raise APIError(500, f"the {action.failure.role}'s output could not be used: {action.failure.reason}",
+                           code="generation_failed")
         return Decision("length", None, [], trajectory, usage, first_token_s)
 
     async def stream_answer(self, plan: TurnPlan, decision: Decision) -> AsyncIterator[str | Answer]:
