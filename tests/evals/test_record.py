@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from sqlalchemy import Engine
+
 from mor.evals.record import (
     canonical_metrics,
     failures_by_role,
@@ -19,7 +21,6 @@ from mor.registry import TrackingSession
 from mor.settings import Settings
 from mor.store import NewItemResult, create_run, get_run, item_results, session_scope, start_run
 from mor_testing import synthetic_result
-from sqlalchemy import Engine
 
 
 def test_row_metrics() -> None:

@@ -186,12 +186,15 @@ def test_the_synthetic_suite_runs_episodes_in_the_specs_eval_batches(agent_dir: 
     texts = ["<|user|> Find the area of a triangle with a base of 10 units. <|reasoner|> Next: executor <|end|>"] * 10
     write_untrained_agent(batched, texts=texts, cache_dir=tmp_path / "cache", mor_config=TINY_MOR,
                           spec_text=TRAIN_SPEC + "eval: {batch_size: 1}\n")
-    for directory, expected in ((batched, [1, 2]), (agent_dir, [2])):
+
+    def reports(directory: Path) -> list[int]:
         target, _ = build_target(str(directory), settings, {"max_new_tokens": 4})
         seen: list[int] = []
         run_suite(parse_suite("synthetic"), target, settings, {"max_items": 2},
                   progress=lambda stage, done, total: seen.append(done))
-        assert seen == expected, directory
+        return seen
+
+    assert (reports(batched), reports(agent_dir)) == ([1, 2], [2])
 
 
 class _ModelsServer:

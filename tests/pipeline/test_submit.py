@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from mor.cli.main import app
 from mor.cluster import ClusterInfo
-from mor.pipeline.agent_files import load_agent_model
+from mor.agent import load_agent_model
 from mor.registry import resolve_model
 from mor.settings import Settings
 
@@ -82,7 +82,7 @@ def test_submit_trains_registers_evaluates_and_stores(
     assert roles[1], "the untrained base fails its items, each on a role"
     # Both runs, recorded by the job, show their failures by role in `mor eval results`, as any other run.
     listed = {entry["id"]: entry for entry in json.loads(CliRunner().invoke(app, ["eval", "results", "--json"]).output)}
-    for (run_id, *_), counts in zip(runs, roles):
+    for (run_id, *_), counts in zip(runs, roles, strict=True):
         summary = listed[run_id]["summary"]
         assert {key: value for key, value in summary.items() if key.startswith("failures/")} == \
             {f"failures/{role}": float(count) for role, count in counts.items()}
@@ -126,10 +126,7 @@ def test_registered_version_loads_back_with_identical_outputs(
     second = resolve_model("models:/tiny-agent/1", ray_settings, destination=tmp_path / "copy")
     parts = {}
     for key, agent_dir in (("a", first), ("b", second)):
-        parts[key] = load_agent_model(
-            base_kind=agent_dir.base.kind, base_name=agent_dir.base.name, base_weights_dir=agent_dir.base_weights_dir,
-            adapters=agent_dir.adapters, tokenizer_dir=agent_dir.tokenizer_dir,
-        )
+        parts[key] = load_agent_model(agent_dir)
     model_a, tokenizer = parts["a"]
     model_b, _ = parts["b"]
     ids = torch.tensor([tokenizer("<|user|> weather in Paris <|reasoner|>")["input_ids"]])
