@@ -12,6 +12,7 @@ import pytest
 from mor.cli.main import app
 from mor.cluster import ClusterInfo
 from mor.data import DEFAULT_ROLES
+from mor.evals.record import record_result, synthetic_rows
 from mor.evals.targets import write_untrained_agent
 from mor.scheduler.service import RayEvalSubmitter
 from mor.settings import Settings
@@ -33,6 +34,7 @@ from mor.store import (
     utcnow,
 )
 from mor_testing import benchmarks_dir as _benchmarks_dir
+from mor_testing import synthetic_result
 from sqlalchemy import Engine
 from typer.testing import CliRunner, Result
 
@@ -186,6 +188,35 @@ def test_results_table_and_plot(db: Engine, tmp_path: Path) -> None:
     assert nothing == []
     bad = _mor("results", "--since", "last tuesday")
     assert bad.exit_code == 2 and "--since: got 'last tuesday'" in _flat(bad)
+
+
+def test_results_show_failures_by_role_of_training_job_runs(db: Engine) -> None:
+    """A run recorded as a training job's eval stage records it, and one stored with the dotted names training
+    jobs wrote before (`failures.<role>`, `accuracy.<category>`), both show their failures by role."""
+    when = datetime(2025, 6, 1, 2, tzinfo=UTC)
+    with session_scope(db) as session:
+        old = create_run(session=session, suite="synthetic", categories=["all"], model_uri="models:/agent/1",
+                         triggered_by="job:old-quickstart", now=when)
+        start_run(session=session, run_id=old.id, now=when)
+        finish_run(session=session, run_id=old.id, status="succeeded", now=when, summary={
+            "accuracy": 0.25, "call_accuracy": 0.5, "accuracy.math": 0.5, "failures.executor": 2.0,
+            "failures.summarizer": 1.0})
+        new = create_run(session=session, suite="synthetic", categories=["all"], model_uri="models:/agent/2",
+                         triggered_by="job:quickstart", now=when + timedelta(days=1))
+        start_run(session=session, run_id=new.id)
+        old_id, new_id = old.id, new.id
+    rows, metrics = synthetic_rows(synthetic_result())
+    record_result(db, new_id, rows=rows, metrics=metrics)
+
+    table = _mor("results", "--suite", "synthetic")
+    assert table.exit_code == 0, table.output
+    shown = {line.split("│")[1].strip(): line for line in table.output.splitlines() if "job:" in line}
+    assert "reasoner 1, executor 2" in shown[str(new_id)] and "0.250" in shown[str(new_id)]
+    assert "executor 2, summarizer 1" in shown[str(old_id)]
+    data = {entry["id"]: entry["summary"] for entry in json.loads(_mor("results", "--json").output)}
+    assert data[old_id] == {"accuracy": 0.25, "call_accuracy": 0.5, "accuracy/math": 0.5, "failures/executor": 2.0,
+                            "failures/summarizer": 1.0}
+    assert data[new_id]["failures/executor"] == 2.0 and data[new_id]["items"] == 4.0
 
 
 def test_compare_shows_deltas_and_flipped_items(db: Engine) -> None:
