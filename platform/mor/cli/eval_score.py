@@ -53,7 +53,7 @@ def score_command(
         if root is None:
             raise BfclDataError(
                 "--data-dir: not given and MOR_BENCHMARKS_DIR is not set; pass --data-dir DIR (the directory "
-                "holding bfcl/) or set MOR_BENCHMARKS_DIR, or fetch the data with `mor eval download`"
+                "holding bfcl/) or set MOR_BENCHMARKS_DIR; to download BFCL v4, see 'Benchmark data' in README.md"
             )
         items = load_items(name, root)
         report = score_results(items, read_results(results), source=str(results))

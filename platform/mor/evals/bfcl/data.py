@@ -124,7 +124,8 @@ def bfcl_dir(data_dir: Path) -> Path:
             return candidate
     raise BfclDataError(
         f"data dir: {str(data_dir)!r} holds no bfcl/{_PREFIX}<category>.json files; give the directory that "
-        "holds bfcl/ (e.g. --data-dir ../shared/benchmarks or MOR_BENCHMARKS_DIR), or run `mor eval download`"
+        "holds bfcl/ (e.g. --data-dir ../shared/benchmarks or MOR_BENCHMARKS_DIR); to download BFCL v4, see "
+        "'Benchmark data' in README.md"
     )
 
 

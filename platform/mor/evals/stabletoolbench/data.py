@@ -173,7 +173,8 @@ def stabletoolbench_dir(data_dir: Path) -> Path:
             return candidate
     raise StbDataError(
         f"data dir: {str(data_dir)!r} holds no {SUITE}/{_QUERIES}/ and {SUITE}/{_DERIVED}/; give the directory "
-        f"that holds {SUITE}/ (e.g. --data-dir ../shared/benchmarks or MOR_BENCHMARKS_DIR), or run `mor eval download`"
+        f"that holds {SUITE}/ (e.g. --data-dir ../shared/benchmarks or MOR_BENCHMARKS_DIR); to download it, see "
+        "'Benchmark data' in README.md"
     )
 
 
