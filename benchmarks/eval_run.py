@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _untrained_quickstart(spec_path: Path, settings: Settings, destination: Path) -> LocalAgentDir:
     """The quickstart spec's base model and MoR adapters, untrained (same tokenizer as its training would build)."""
     from mor.data import render_text
-    from mor.pipeline.prepare import prepare_dataset
+    from mor.data.prepare import prepare_dataset
     from mor.spec import TrainJobSpec, load_spec
 
     spec = load_spec(spec_path)

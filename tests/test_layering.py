@@ -11,6 +11,20 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "mor"
 
+#: The dependency direction: a package (or top-level module) of `mor` imports only those of a lower layer, so
+#: there is no cycle between packages. Function-local imports count too. A new package needs a layer here.
+LAYERS: dict[str, int] = {
+    "hashing": 0, "settings": 0,
+    "model": 1, "store": 1, "registry": 1, "cluster": 1,
+    "spec": 2,
+    "data": 3,
+    "base": 4,
+    "agent": 5,
+    "train": 6, "evals": 6, "serve": 6, "scheduler": 6,
+    "pipeline": 7,
+    "cli": 8,
+}
+
 # Which third-party heavyweights each package may import (directly).
 FORBIDDEN: dict[str, set[str]] = {
     "model": {"ray", "mlflow", "sqlalchemy", "alembic", "mor.spec", "mor.train", "mor.registry", "mor.cli",
@@ -40,6 +54,31 @@ def _imports(path: Path) -> set[str]:
 def _package_files(package: str) -> list[Path]:
     root = PACKAGE / package
     return sorted(root.rglob("*.py")) if root.is_dir() else []
+
+
+def _owner(path: Path) -> str:
+    return path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+
+
+def test_every_package_has_a_layer() -> None:
+    entries = {_owner(path) for path in PACKAGE.glob("*") if path.suffix == ".py" or (path / "__init__.py").is_file()}
+    assert entries - {"__init__", "__main__"} == set(LAYERS)
+
+
+@pytest.mark.parametrize("package", sorted(LAYERS))
+def test_package_imports_only_lower_layers(package: str) -> None:
+    paths = _package_files(package) or [PACKAGE / f"{package}.py"]
+    for path in paths:
+        for name in _imports(path):
+            if not name.startswith("mor."):
+                continue
+            target = name.split(".")[1]
+            if target == package:
+                continue
+            assert target in LAYERS and LAYERS[target] < LAYERS[package], (
+                f"{path.relative_to(PACKAGE)} imports {name}: mor.{package} (layer {LAYERS[package]}) may only import "
+                f"packages of a lower layer, mor.{target} is in layer {LAYERS.get(target)}"
+            )
 
 
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))

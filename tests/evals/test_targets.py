@@ -242,7 +242,7 @@ def served_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import socket
 
     import uvicorn
-    from mor.pipeline.agent_files import load_agent_model
+    from mor.agent import load_agent_model
     from mor.serve import KeySet, ServeArgs, build_api, build_runtime, digest_key
 
     root = tmp_path_factory.mktemp("served")
@@ -250,9 +250,7 @@ def served_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tiny = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
             "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
     agent = write_untrained_agent(root / "agent", texts=texts, cache_dir=root / "cache", mor_config=tiny)
-    model, tokenizer = load_agent_model(base_kind=agent.base.kind, base_name=agent.base.name,
-                                        base_weights_dir=agent.base_weights_dir, adapters=agent.adapters,
-                                        tokenizer_dir=agent.tokenizer_dir)
+    model, tokenizer = load_agent_model(agent)
     args = ServeArgs(model_uri=str(agent.root), api_key_digests=[digest_key("served-key-0123456789")],
                      role_max_tokens={"reasoner": 12, "executor": 48, "summarizer": 8}, max_steps=2)
     runtime = build_runtime(model, tokenizer, args, name="tiny-agent")

@@ -1,7 +1,7 @@
 """The role-gated agent: a loop over role generators (plain HF or MoR), parsing of role outputs, and the
 single-step API over OpenAI chat messages."""
 
-from mor.agent.build import build_agent
+from mor.agent.build import AgentFiles, build_agent, load_agent, load_agent_model
 from mor.agent.generator import BatchRoleGenerator, HFRoleGenerator, MoRRoleGenerator, Prompt, RoleGenerator
 from mor.agent.gate import GatePolicy, RoleGate
 from mor.agent.loop import Agent, AgentAction, AgentConfig, AgentFailure, AgentRun, AgentTask, ExecuteTool
@@ -14,6 +14,7 @@ __all__ = [
     "AgentAction",
     "AgentConfig",
     "AgentFailure",
+    "AgentFiles",
     "AgentRun",
     "AgentTask",
     "BatchRoleGenerator",
@@ -27,6 +28,8 @@ __all__ = [
     "RoleGate",
     "RoleGenerator",
     "build_agent",
+    "load_agent",
+    "load_agent_model",
     "messages_to_trajectory",
     "parse_calls",
     "parse_reasoner",

@@ -1,16 +1,47 @@
-"""Build an agent from a model: a MoR model routes each role to its adapters, a plain model serves every role."""
+"""Build an agent from a model, or load one from its files: the one loader evaluation, serving and training jobs use.
+
+A MoR model routes each role to its adapters; a plain model serves every role.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mor.agent.generator import HFRoleGenerator, MoRRoleGenerator
 from mor.agent.loop import Agent, AgentConfig
+from mor.base import load_base
 from mor.data.schema import DEFAULT_ROLES
-from mor.model import MoRModel
+from mor.model import MoRModel, apply_mor, load_role, read_mor_config
 
-__all__ = ["build_agent"]
+__all__ = ["AgentFiles", "build_agent", "load_agent", "load_agent_model"]
+
+
+class _BaseRef(Protocol):
+    kind: str
+    name: str
+    revision: str | None
+
+
+class AgentFiles(Protocol):
+    """Where an agent's parts are on disk (`mor.registry.LocalAgentDir` is one)."""
+
+    @property
+    def base(self) -> _BaseRef: ...
+
+    @property
+    def base_weights_dir(self) -> Path | None: ...
+
+    @property
+    def adapters(self) -> Mapping[str, Path]: ...
+
+    @property
+    def tokenizer_dir(self) -> Path: ...
 
 
 def build_agent(
@@ -22,8 +53,15 @@ def build_agent(
 ) -> Agent:
     """An `Agent` over `model` (a `MoRModel` or any Hugging Face causal LM) and the tokenizer it was trained with.
 
-    With a `MoRModel` the roles default to the model's own role list (the order gives the role ids).
+    With a `MoRModel` the roles default to the model's own role list (the order gives the role ids). A `config`
+    without `max_context_tokens` gets the model's context length, so a prompt too long for the model is a failure
+    of the role that needed it, not a crash.
     """
+    config = config or AgentConfig()
+    base = model.base_model if isinstance(model, MoRModel) else model
+    context = getattr(getattr(base, "config", None), "max_position_embeddings", None)
+    if config.max_context_tokens is None and context:
+        config = dataclasses.replace(config, max_context_tokens=int(context))
     pad = getattr(tokenizer, "pad_token_id", None)
     if isinstance(model, MoRModel):
         names = list(roles) if roles is not None else model.role_names
@@ -31,3 +69,35 @@ def build_agent(
             raise ValueError(f"roles: got {names}, the MoR model was built with {model.role_names}; omit roles")
         return Agent(MoRRoleGenerator(model, pad_token_id=pad), tokenizer, roles=names, config=config)
     return Agent(HFRoleGenerator(model, pad_token_id=pad), tokenizer, roles=roles or DEFAULT_ROLES, config=config)
+
+
+def load_agent_model(files: AgentFiles) -> tuple[MoRModel, Any]:
+    """The MoR model (eval mode) and tokenizer of an agent: base weights from the agent's own copy when it has
+    one (always for builtin bases), else from the path / hub id; then every role's adapter group."""
+    adapters = dict(files.adapters)
+    if not adapters:
+        raise ValueError("adapters: got none; an agent holds one adapter directory per role")
+    base_ref = files.base
+    if files.base_weights_dir is not None:
+        base = AutoModelForCausalLM.from_pretrained(files.base_weights_dir, dtype=torch.float32)
+    elif base_ref.kind in ("path", "hub"):
+        base, _ = load_base({base_ref.kind: base_ref.name, **({"revision": base_ref.revision}
+                                                                if base_ref.revision else {})})
+    else:
+        raise ValueError(f"base: a {base_ref.kind} base needs its weights in the agent (base/ is missing)")
+    tokenizer = AutoTokenizer.from_pretrained(files.tokenizer_dir)
+    config = read_mor_config(next(iter(adapters.values())))
+    missing = [role for role in config.role_names if role not in adapters]
+    if missing:
+        raise ValueError(f"adapters: roles {missing} of the adapter config have no directory; got {list(adapters)}")
+    model = apply_mor(base, config)
+    for role, directory in adapters.items():
+        load_role(model, directory, role)
+    model.eval()
+    return model, tokenizer
+
+
+def load_agent(files: AgentFiles, config: AgentConfig | None = None) -> Agent:
+    """The agent stored in `files` (see `load_agent_model` and `build_agent`)."""
+    model, tokenizer = load_agent_model(files)
+    return build_agent(model, tokenizer, config=config)

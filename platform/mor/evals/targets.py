@@ -12,7 +12,6 @@ cannot be reached or refuses the request for a reason no model output explains (
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import tempfile
@@ -95,26 +94,10 @@ class AgentTarget:
     def from_agent_dir(
         cls, agent_dir: LocalAgentDir, *, config: AgentConfig | None = None, name: str | None = None
     ) -> AgentTarget:
-        """Load an agent directory (base + role adapters + tokenizer) into a target.
+        """Load an agent directory (base + role adapters + tokenizer) into a target (`mor.agent.load_agent`)."""
+        from mor.agent import load_agent
 
-        A `config` without `max_context_tokens` gets the base model's context length, so a longer prompt is a
-        failure of the role that needed it, not a crash.
-        """
-        from mor.agent import Agent, AgentConfig, MoRRoleGenerator
-        from mor.pipeline.agent_files import load_agent_model
-
-        model, tokenizer = load_agent_model(
-            base_kind=agent_dir.base.kind, base_name=agent_dir.base.name, base_weights_dir=agent_dir.base_weights_dir,
-            adapters=agent_dir.adapters, tokenizer_dir=agent_dir.tokenizer_dir, revision=agent_dir.base.revision,
-        )
-        config = config or AgentConfig()
-        context = getattr(model.base_model.config, "max_position_embeddings", None)
-        if config.max_context_tokens is None and context:
-            config = dataclasses.replace(config, max_context_tokens=int(context))
-        agent = Agent(
-            MoRRoleGenerator(model, pad_token_id=tokenizer.pad_token_id), tokenizer,
-            roles=model.config.role_names, config=config,
-        )
+        agent = load_agent(agent_dir, config)
         label = name or (f"{agent_dir.model_name}/{agent_dir.version}" if agent_dir.model_name else agent_dir.root.name)
         return cls(agent, name=label, agent_dir=agent_dir)
 

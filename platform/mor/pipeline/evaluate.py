@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from mor.hashing import file_sha256
-from mor.agent import Agent, AgentConfig, MoRRoleGenerator
+from mor.agent import Agent, AgentConfig, build_agent, load_agent_model
 from mor.cluster import ProgressReporter
 from mor.evals.record import canonical_metrics, mlflow_prefix, record_failure, record_result, synthetic_rows
 from mor.evals.synthetic import SyntheticEvalResult, evaluate_synthetic
-from mor.pipeline.agent_files import load_agent_model
 from mor.pipeline.prepare import PreparedData
 from mor.model import MoRModel
 from mor.registry import RegisteredAgent, TrackingSession, resolve_model
@@ -146,14 +145,8 @@ def evaluate_registered_agent(
     untrained baseline beside it unless `eval.baseline` is `none`."""
     assert spec.eval is not None
     agent_dir = resolve_model(registered.uri, settings)
-    model, tokenizer = load_agent_model(
-        base_kind=agent_dir.base.kind, base_name=agent_dir.base.name, base_weights_dir=agent_dir.base_weights_dir,
-        adapters=agent_dir.adapters, tokenizer_dir=agent_dir.tokenizer_dir, revision=agent_dir.base.revision,
-    )
-    agent = Agent(
-        MoRRoleGenerator(model, pad_token_id=tokenizer.pad_token_id), tokenizer,
-        roles=model.config.role_names, config=AgentConfig(max_steps=spec.eval.max_steps),
-    )
+    model, tokenizer = load_agent_model(agent_dir)
+    agent = build_agent(model, tokenizer, config=AgentConfig(max_steps=spec.eval.max_steps))
     base_model = f"{agent_dir.base.kind}:{agent_dir.base.name}"
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)

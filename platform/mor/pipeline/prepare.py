@@ -1,41 +1,20 @@
-"""The data stage: trajectories from the spec's sources, the base model and tokenizer, encoded role-tagged samples."""
+"""The data stage of a train job: the data set (`mor.data.prepare`), the base model and tokenizer, encoded role-tagged
+samples."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from mor.base import load_base
-from mor.data import (
-    Tool,
-    Trajectory,
-    fit_samples,
-    generate_synthetic,
-    read_tools,
-    read_trajectories,
-    render,
-    render_text,
-    write_tools,
-    write_trajectories,
-)
-from mor.spec import DataSpec, TrainJobSpec
+from mor.data import fit_samples, render, render_text
+from mor.data.prepare import DatasetFiles, prepare_dataset
+from mor.spec import TrainJobSpec
 
-__all__ = ["PreparedData", "prepare_dataset", "prepare_training", "DatasetFiles"]
-
-
-@dataclass
-class DatasetFiles:
-    """Where a generated data set lives: tools, train and held-out test trajectories."""
-
-    directory: Path
-    tools: list[Tool]
-    train: list[Trajectory]
-    test: list[Trajectory]
+__all__ = ["PreparedData", "prepare_training"]
 
 
 @dataclass
@@ -52,45 +31,6 @@ class PreparedData:
 
 def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def prepare_dataset(data: DataSpec, cache_dir: Path) -> DatasetFiles:
-    """Generate (or reuse from the cache) the trajectories a data spec names."""
-    key = _digest(data.model_dump(mode="json"))
-    directory = cache_dir / "datasets" / key
-    if not (directory / "DONE").is_file():
-        tools: list[Tool] = []
-        train: list[Trajectory] = []
-        test: list[Trajectory] = []
-        for source in data.sources:
-            params = source.synthetic
-            generated = generate_synthetic(
-                tools=params.tools, trajectories=params.trajectories, seed=params.seed,
-                test_fraction=params.test_fraction,
-            )
-            tools.extend(generated.tools)
-            train.extend(generated.train)
-            test.extend(generated.test)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=directory.parent))
-        try:
-            write_tools(staging / "tools.json", tools)
-            write_trajectories(staging / "train.jsonl", train)
-            write_trajectories(staging / "test.jsonl", test)
-            (staging / "DONE").write_text("ok\n")
-            try:
-                os.replace(staging, directory)
-            except OSError:
-                if not (directory / "DONE").is_file():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return DatasetFiles(
-        directory=directory,
-        tools=read_tools(directory / "tools.json"),
-        train=read_trajectories(directory / "train.jsonl"),
-        test=read_trajectories(directory / "test.jsonl"),
-    )
 
 
 def prepare_training(spec: TrainJobSpec, cache_dir: Path) -> PreparedData:

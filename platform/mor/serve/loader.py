@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mor.agent import load_agent_model
 from mor.model import MoRModel
 from mor.serve.args import ServeArgs
 from mor.serve.engine import BatchEngine
@@ -39,18 +40,10 @@ def load_agent(model_uri: str, settings: Settings) -> LoadedAgent:
 
     Raises `mor.registry.RegistryError` for a URI that names nothing loadable.
     """
-    from mor.pipeline.agent_files import load_agent_model
     from mor.registry import resolve_model
 
     agent_dir = resolve_model(model_uri, settings)
-    model, tokenizer = load_agent_model(
-        base_kind=agent_dir.base.kind,
-        base_name=agent_dir.base.name,
-        base_weights_dir=agent_dir.base_weights_dir,
-        adapters=agent_dir.adapters,
-        tokenizer_dir=agent_dir.tokenizer_dir,
-        revision=agent_dir.base.revision,
-    )
+    model, tokenizer = load_agent_model(agent_dir)
     return LoadedAgent(model=model, tokenizer=tokenizer, uri=model_uri,
                        name=served_name(model_uri, agent_dir.model_name, agent_dir.root))
 
