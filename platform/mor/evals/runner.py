@@ -284,7 +284,7 @@ def _run_synthetic(selection: SuiteSelection, target: ChatTarget, settings: Sett
             "give a models:/ URI or an agent directory, not an endpoint"
         )
     from mor.evals.synthetic import evaluate_synthetic
-    from mor.pipeline.prepare import prepare_dataset
+    from mor.data.prepare import prepare_dataset
     from mor.spec import EvalSpec, TrainJobSpec, parse_spec
 
     spec = parse_spec(agent_dir.spec_text, source=str(agent_dir.spec_path))
