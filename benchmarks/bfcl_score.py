@@ -47,7 +47,7 @@ def _time(items: list[BfclItem], outputs: list[Any], repeat: int) -> tuple[float
     passed = 0
     for _ in range(repeat):
         start = time.perf_counter()
-        passed = sum(score_item(item, output).passed for item, output in zip(items, outputs))
+        passed = sum(score_item(item, output).passed for item, output in zip(items, outputs, strict=False))
         rates.append(len(items) / (time.perf_counter() - start))
     return statistics.median(rates), passed
 

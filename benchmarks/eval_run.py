@@ -42,8 +42,11 @@ def _untrained_quickstart(spec_path: Path, settings: Settings, destination: Path
         raise SystemExit(f"{spec_path}: --untrained needs a train spec with a builtin base model")
     dataset = prepare_dataset(spec.data, settings.cache_dir)
     return write_untrained_agent(
-        destination, texts=[render_text(t) for t in dataset.train], cache_dir=settings.cache_dir,
-        base=spec.base_model.model_dump()["builtin"], mor_config=spec.mor.adapter_config(),
+        destination,
+        texts=[render_text(t) for t in dataset.train],
+        cache_dir=settings.cache_dir,
+        base=spec.base_model.model_dump()["builtin"],
+        mor_config=spec.mor.adapter_config(),
         spec_text=spec_path.read_text(),
     )
 
@@ -89,8 +92,10 @@ def main(argv: list[str] | None = None) -> None:
     table.add_row("items run", f"{items} of {full}")
     table.add_row("run time", f"{run.seconds:.1f} s")
     table.add_row("items/s", f"{items / run.seconds:.3f}")
-    table.add_row("s/item mean · p50 · p95", f"{statistics.fmean(latencies):.2f} · {_pct(latencies, 0.5):.2f} · "
-                                            f"{_pct(latencies, 0.95):.2f}")
+    table.add_row(
+        "s/item mean · p50 · p95",
+        f"{statistics.fmean(latencies):.2f} · {_pct(latencies, 0.5):.2f} · {_pct(latencies, 0.95):.2f}",
+    )
     estimate = "" if items == full else " (extrapolated)"
     table.add_row(f"full category{estimate}", f"{run.seconds / items * full / 60:.1f} min")
     table.add_row("accuracy", f"{run.score.accuracy:.3f}")

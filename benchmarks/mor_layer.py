@@ -16,8 +16,9 @@ forward+backward training step (cross-entropy; MoR variants add 0.01 * the load-
   mor_grouped the role-grouped implementation (the CPU default)
   mor_orth  the same plus 0.001 * the orthogonality loss (a parameter-only term; shows its own cost)
 
-Step times (wall clock, and CPU time of the process) are medians of interleaved repeats in one process; peak memory is measured in a fresh process per
-variant (peak RSS, and the step's peak above the RSS of the built model, via /proc's resettable high-water mark).
+Step times (wall clock, and CPU time of the process) are medians of interleaved repeats in one process; peak memory
+is measured in a fresh process per variant (peak RSS, and the step's peak above the RSS of the built model, via
+/proc's resettable high-water mark).
 
 OpenMP threads wait passively unless OMP_WAIT_POLICY is set: on a small machine shared with other work, spinning
 threads turn every small operator after a matmul into a multi-millisecond stall, which punishes whichever variant
@@ -37,8 +38,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -96,7 +97,7 @@ def _inputs(setting: Setting) -> tuple[torch.Tensor, torch.Tensor]:
         spans = int(torch.randint(3, 9, (1,), generator=generator))
         cuts = sorted(torch.randperm(setting.seq - 1, generator=generator)[: spans - 1].add(1).tolist())
         bounds = [0, *cuts, setting.seq]
-        for span, (start, stop) in enumerate(zip(bounds, bounds[1:])):
+        for span, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
             role = 2 if span == len(bounds) - 2 else span % 2
             role_ids[row, start:stop] = role
     return input_ids, role_ids
@@ -118,8 +119,11 @@ def _build(variant: str, setting: Setting) -> Callable[[], None]:
         from peft import LoraConfig, get_peft_model
 
         rank = int(variant.removeprefix("lora"))
-        peft_model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=TARGETS),
-                                    autocast_adapter_dtype=False)  # adapters in the base dtype, as MoR's
+        peft_model = get_peft_model(
+            base,
+            LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=TARGETS),
+            autocast_adapter_dtype=False,
+        )  # adapters in the base dtype, as MoR's
 
         def step() -> None:
             peft_model.zero_grad(set_to_none=True)
@@ -218,7 +222,9 @@ def _time_interleaved(
     return wall, cpu
 
 
-def _table(times: dict[str, list[float]], cpu_times: dict[str, list[float]], memory: dict[str, dict[str, float]]) -> str:
+def _table(
+    times: dict[str, list[float]], cpu_times: dict[str, list[float]], memory: dict[str, dict[str, float]]
+) -> str:
     median = {variant: statistics.median(values) for variant, values in times.items()}
     cpu = {variant: statistics.median(values) for variant, values in cpu_times.items()}
     header = (
@@ -260,8 +266,12 @@ def _table(times: dict[str, list[float]], cpu_times: dict[str, list[float]], mem
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--shape", choices=sorted(SHAPES), default="small",
-                        help="model and batch preset (llama-3.2-1b: the issue's GPU setting, batch 4 x 1024)")
+    parser.add_argument(
+        "--shape",
+        choices=sorted(SHAPES),
+        default="small",
+        help="model and batch preset (llama-3.2-1b: the issue's GPU setting, batch 4 x 1024)",
+    )
     for name in ("hidden", "intermediate", "layers", "heads", "kv-heads", "vocab", "batch", "seq"):
         parser.add_argument(f"--{name}", type=int, default=None, help="override the preset")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -274,13 +284,28 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip the per-variant memory processes")
     parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    preset = dict(zip(("hidden", "intermediate", "layers", "heads", "kv_heads", "vocab", "batch", "seq"),
-                      SHAPES[args.shape]))
+    preset = dict(
+        zip(
+            ("hidden", "intermediate", "layers", "heads", "kv_heads", "vocab", "batch", "seq"),
+            SHAPES[args.shape],
+            strict=False,
+        )
+    )
     shape = {key: getattr(args, key) if getattr(args, key) is not None else value for key, value in preset.items()}
     dtype = "bfloat16" if args.dtype == "bf16" else args.dtype
-    setting = Setting(shape["hidden"], shape["intermediate"], shape["layers"], shape["heads"], shape["vocab"],
-                      shape["batch"], shape["seq"], args.seed, kv_heads=shape["kv_heads"], device=args.device,
-                      dtype=dtype)
+    setting = Setting(
+        shape["hidden"],
+        shape["intermediate"],
+        shape["layers"],
+        shape["heads"],
+        shape["vocab"],
+        shape["batch"],
+        shape["seq"],
+        args.seed,
+        kv_heads=shape["kv_heads"],
+        device=args.device,
+        dtype=dtype,
+    )
     shape_argv = [f"--{key.replace('_', '-')}={value}" for key, value in shape.items()]
     shape_argv += [f"--seed={args.seed}", f"--device={args.device}", f"--dtype={dtype}"]
     if args.memory_of:
@@ -288,8 +313,13 @@ def main() -> None:
         return
     variants = [variant for variant in args.variants.split(",") if variant]
     started = time.perf_counter()
-    where = torch.cuda.get_device_name() if args.device == "cuda" else (
-        f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
+    where = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else (
+            f"{torch.get_num_threads()} threads, {os.cpu_count()} CPUs, OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}"
+        )
+    )
     print(
         f"MoR layer benchmark: Llama hidden {setting.hidden}, intermediate {setting.intermediate}, {setting.layers} "
         f"layers, vocab {setting.vocab}, batch {setting.batch} x seq {setting.seq}, {dtype} on {args.device}; "

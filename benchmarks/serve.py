@@ -50,9 +50,14 @@ from mor.serve import BatchEngine, GenerationJob, ServeArgs, build_runtime, dige
 from mor.serve.protocol import parse_chat_request
 from mor.serve.runtime import AgentRuntime
 
-PAPER = MoRConfig(rank=16, roles={"reasoner": {"routed": 4, "top_k": 3, "shared": True},
-                                  "executor": {"routed": 4, "top_k": 3, "shared": True},
-                                  "summarizer": {"routed": 3, "top_k": 2, "shared": True}})
+PAPER = MoRConfig(
+    rank=16,
+    roles={
+        "reasoner": {"routed": 4, "top_k": 3, "shared": True},
+        "executor": {"routed": 4, "top_k": 3, "shared": True},
+        "summarizer": {"routed": 3, "top_k": 2, "shared": True},
+    },
+)
 
 
 def _randomize_adapters(model: MoRModel, seed: int) -> MoRModel:
@@ -70,14 +75,28 @@ def _bases(large: bool) -> dict[str, LlamaConfig]:
     tiny = {k: v for k, v in tiny.items() if k not in ("architectures", "model_type")}
     bases = {
         "tiny-llama": LlamaConfig(**tiny, vocab_size=1024),
-        "llama-100m": LlamaConfig(hidden_size=1024, intermediate_size=2816, num_hidden_layers=8,
-                                  num_attention_heads=16, num_key_value_heads=16, vocab_size=4096,
-                                  max_position_embeddings=2048, tie_word_embeddings=True),
+        "llama-100m": LlamaConfig(
+            hidden_size=1024,
+            intermediate_size=2816,
+            num_hidden_layers=8,
+            num_attention_heads=16,
+            num_key_value_heads=16,
+            vocab_size=4096,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        ),
     }
     if large:  # the shape of Llama-3.2-1B (vocabulary cut to 4096): 5 GB in float32, minutes per run on a CPU
-        bases["llama-1b-shape"] = LlamaConfig(hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-                                              num_attention_heads=32, num_key_value_heads=8, vocab_size=4096,
-                                              max_position_embeddings=2048, tie_word_embeddings=True)
+        bases["llama-1b-shape"] = LlamaConfig(
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            vocab_size=4096,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+        )
     return bases
 
 
@@ -150,9 +169,16 @@ def _sequential(config: LlamaConfig, rows: int, seed: int, new: int, where: Plac
     plain = lora.unload()
     mor = _randomize_adapters(where.put(apply_mor(plain, PAPER, adapter_dtype=where.dtype)), seed)
     mor_run = _engine_decode(mor, True, rows, 300, new, seed)
-    return DecodeRow(base="llama-1b-shape", rows=rows, base_tps=base_run[0], mor_tps=mor_run[0],
-                     lora_tps=lora_run[0], base_ttft_ms=1000 * base_run[1], mor_ttft_ms=1000 * mor_run[1],
-                     bound=weight_read_bound(mor))
+    return DecodeRow(
+        base="llama-1b-shape",
+        rows=rows,
+        base_tps=base_run[0],
+        mor_tps=mor_run[0],
+        lora_tps=lora_run[0],
+        base_ttft_ms=1000 * base_run[1],
+        mor_ttft_ms=1000 * mor_run[1],
+        bound=weight_read_bound(mor),
+    )
 
 
 @dataclass(frozen=True)
@@ -185,9 +211,18 @@ def bench_decode(repeats: int, seed: int, large: bool, where: Placement) -> list
                 runs["mor"].append(_engine_decode(mor, True, rows, 300, 64, seed))
             tps = {key: statistics.median(r[0] for r in value) for key, value in runs.items()}
             ttft = {key: 1000 * statistics.median(r[1] for r in value) for key, value in runs.items()}
-            out.append(DecodeRow(base=name, rows=rows, base_tps=tps["base"], mor_tps=tps["mor"],
-                                 lora_tps=tps["lora"], base_ttft_ms=ttft["base"], mor_ttft_ms=ttft["mor"],
-                                 bound=weight_read_bound(mor)))
+            out.append(
+                DecodeRow(
+                    base=name,
+                    rows=rows,
+                    base_tps=tps["base"],
+                    mor_tps=tps["mor"],
+                    lora_tps=tps["lora"],
+                    base_ttft_ms=ttft["base"],
+                    mor_ttft_ms=ttft["mor"],
+                    bound=weight_read_bound(mor),
+                )
+            )
     return out
 
 
@@ -202,9 +237,11 @@ def decode_operator_table(where: Placement) -> str:
     config = _bases(False)["tiny-llama"]
     torch.manual_seed(0)
     plain = where.put(LlamaForCausalLM(config).eval())
-    models = {"base": plain, "lora64": _lora64(copy.deepcopy(plain)),
-              "mor": _randomize_adapters(where.put(apply_mor(copy.deepcopy(plain), PAPER, adapter_dtype=where.dtype)),
-                                         0)}
+    models = {
+        "base": plain,
+        "lora64": _lora64(copy.deepcopy(plain)),
+        "mor": _randomize_adapters(where.put(apply_mor(copy.deepcopy(plain), PAPER, adapter_dtype=where.dtype)), 0),
+    }
     prompt = torch.randint(10, 1000, (1, 32), device=where.device)
     token = torch.tensor([[7]], device=where.device)
 
@@ -213,12 +250,18 @@ def decode_operator_table(where: Placement) -> str:
         name = cache_argument_name(model)
         cache = DynamicCache()
         with torch.no_grad():
-            model(input_ids=prompt, use_cache=True, **{name: cache},
-                  **({"role_ids": roles["role_ids"].expand(1, 32)} if role else {}))
+            model(
+                input_ids=prompt,
+                use_cache=True,
+                **{name: cache},
+                **({"role_ids": roles["role_ids"].expand(1, 32)} if role else {}),
+            )
         snapshot = [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
 
         def step() -> None:
-            for layer, (keys, values) in zip(cache.layers, snapshot):  # decode from the same prefix every time
+            for layer, (keys, values) in zip(
+                cache.layers, snapshot, strict=False
+            ):  # decode from the same prefix every time
                 layer.keys, layer.values = keys.clone(), values.clone()
             with torch.no_grad():
                 model(input_ids=token, use_cache=True, **{name: cache}, **roles)
@@ -236,14 +279,16 @@ def decode_operator_table(where: Placement) -> str:
 
 
 def _tiny_agent(dataset: SyntheticDataset, seed: int, cache: Path) -> tuple[MoRModel, Any]:
-    base, tokenizer = build_builtin("tiny-llama", texts=[render_text(t) for t in dataset.train],
-                                    roles=DEFAULT_ROLES, cache_dir=cache)
+    base, tokenizer = build_builtin(
+        "tiny-llama", texts=[render_text(t) for t in dataset.train], roles=DEFAULT_ROLES, cache_dir=cache
+    )
     torch.manual_seed(seed)
     return _randomize_adapters(apply_mor(base, PAPER), seed), tokenizer
 
 
-async def _conversation(runtime: AgentRuntime, task: Any, dataset: SyntheticDataset,
-                        latencies: list[float], ttfts: list[float]) -> int:
+async def _conversation(
+    runtime: AgentRuntime, task: Any, dataset: SyntheticDataset, latencies: list[float], ttfts: list[float]
+) -> int:
     """One multi-turn conversation; returns the number of requests it took."""
     tools = [tool.to_openai() for tool in task.tools]
     messages: list[dict[str, Any]] = [{"role": "user", "content": task.query}]
@@ -257,13 +302,28 @@ async def _conversation(runtime: AgentRuntime, task: Any, dataset: SyntheticData
             latencies.append(time.perf_counter() - started)
             if decision.first_token_s is not None:
                 ttfts.append(decision.first_token_s)
-            messages.append({"role": "assistant", "content": decision.thought, "tool_calls": [
-                {"id": call.id, "type": "function",
-                 "function": {"name": call.name, "arguments": json.dumps(call.arguments)}}
-                for call in decision.calls]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": decision.thought,
+                    "tool_calls": [
+                        {
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": json.dumps(call.arguments)},
+                        }
+                        for call in decision.calls
+                    ],
+                }
+            )
             for call in decision.calls:
-                messages.append({"role": "tool", "tool_call_id": call.id,
-                                 "content": json.dumps(box.execute(call.name, call.arguments))})
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.id,
+                        "content": json.dumps(box.execute(call.name, call.arguments)),
+                    }
+                )
             continue
         if decision.kind == "answer":
             await runtime.answer(plan, decision)
@@ -288,22 +348,37 @@ class ThroughputRow:
     mixed_share: float
 
 
-def bench_throughput(model: MoRModel, tokenizer: Any, dataset: SyntheticDataset, clients_list: list[int],
-                     modes: list[str], per_client: int) -> list[ThroughputRow]:
+def bench_throughput(
+    model: MoRModel,
+    tokenizer: Any,
+    dataset: SyntheticDataset,
+    clients_list: list[int],
+    modes: list[str],
+    per_client: int,
+) -> list[ThroughputRow]:
     """Section 3."""
     tasks = [t for t in dataset.test if t.metadata.category in ("single", "multi")]  # one or two calls each
     out = []
     for clients in clients_list:
         for mode in modes:
-            args = ServeArgs(model_uri="bench", api_key_digests=[digest_key("bench-key-123")], batching=mode,
-                             max_batch_size=64, role_max_tokens={"reasoner": 32, "executor": 64, "summarizer": 32},
-                             max_steps=3)
+            args = ServeArgs(
+                model_uri="bench",
+                api_key_digests=[digest_key("bench-key-123")],
+                batching=mode,
+                max_batch_size=64,
+                role_max_tokens={"reasoner": 32, "executor": 64, "summarizer": 32},
+                max_steps=3,
+            )
             runtime = build_runtime(model, tokenizer, args, name="bench")
             latencies: list[float] = []
             ttfts: list[float] = []
 
-            async def everyone(runtime: AgentRuntime = runtime, clients: int = clients,
-                               latencies: list[float] = latencies, ttfts: list[float] = ttfts) -> list[int]:
+            async def everyone(
+                runtime: AgentRuntime = runtime,
+                clients: int = clients,
+                latencies: list[float] = latencies,
+                ttfts: list[float] = ttfts,
+            ) -> list[int]:
                 async def client(index: int) -> int:
                     total = 0
                     for k in range(per_client):
@@ -318,36 +393,54 @@ def bench_throughput(model: MoRModel, tokenizer: Any, dataset: SyntheticDataset,
             seconds = time.perf_counter() - started
             stats = runtime.engine.stats
             runtime.engine.close()
-            out.append(ThroughputRow(
-                mode=mode, clients=clients, conversations=clients * per_client, requests=requests, seconds=seconds,
-                tokens=stats.generated_tokens, latency_s=statistics.mean(latencies), ttft_s=statistics.mean(ttfts),
-                rows_per_forward=stats.mean_rows_per_decode,
-                mixed_share=stats.mixed_role_forwards / stats.decode_forwards if stats.decode_forwards else 0.0,
-            ))
+            out.append(
+                ThroughputRow(
+                    mode=mode,
+                    clients=clients,
+                    conversations=clients * per_client,
+                    requests=requests,
+                    seconds=seconds,
+                    tokens=stats.generated_tokens,
+                    latency_s=statistics.mean(latencies),
+                    ttft_s=statistics.mean(ttfts),
+                    rows_per_forward=stats.mean_rows_per_decode,
+                    mixed_share=stats.mixed_role_forwards / stats.decode_forwards if stats.decode_forwards else 0.0,
+                )
+            )
             print(f"  {mode:>10} x {clients:>2} clients: {out[-1].conversations / seconds:.2f} conv/s", flush=True)
     return out
 
 
 def _print_decode(rows: list[DecodeRow]) -> None:
     print("\nDecode tokens/s through the serving engine (greedy, 300-token prompt, 64 new tokens, median)")
-    print("bound: MoR/base if a step were all weight reads, base bytes / (base + active adapter bytes); overheads "
-          "both share lift the real ratio above it, the MoR layers' operator launches pull it below")
-    print(f"{'base':<15}{'rows':>5}{'bare base':>12}{'LoRA r=64':>11}{'MoR agent':>12}{'LoRA/base':>10}"
-          f"{'MoR/base':>10}{'bound':>7}{'TTFT base':>12}{'TTFT MoR':>11}")
+    print(
+        "bound: MoR/base if a step were all weight reads, base bytes / (base + active adapter bytes); overheads "
+        "both share lift the real ratio above it, the MoR layers' operator launches pull it below"
+    )
+    print(
+        f"{'base':<15}{'rows':>5}{'bare base':>12}{'LoRA r=64':>11}{'MoR agent':>12}{'LoRA/base':>10}"
+        f"{'MoR/base':>10}{'bound':>7}{'TTFT base':>12}{'TTFT MoR':>11}"
+    )
     for row in rows:
-        print(f"{row.base:<15}{row.rows:>5}{row.base_tps:>12.1f}{row.lora_tps:>11.1f}{row.mor_tps:>12.1f}"
-              f"{row.lora_tps / row.base_tps:>10.2f}{row.ratio:>10.2f}"
-              f"{row.bound:>7.2f}{row.base_ttft_ms:>10.1f}ms{row.mor_ttft_ms:>9.1f}ms")
+        print(
+            f"{row.base:<15}{row.rows:>5}{row.base_tps:>12.1f}{row.lora_tps:>11.1f}{row.mor_tps:>12.1f}"
+            f"{row.lora_tps / row.base_tps:>10.2f}{row.ratio:>10.2f}"
+            f"{row.bound:>7.2f}{row.base_ttft_ms:>10.1f}ms{row.mor_ttft_ms:>9.1f}ms"
+        )
 
 
 def _print_throughput(rows: list[ThroughputRow]) -> None:
     print("\nConversation throughput of the role-gated runtime (tool-use conversations, in process)")
-    print(f"{'clients':>7}{'batching':>12}{'conv/s':>8}{'req/s':>8}{'tok/s':>8}{'latency':>9}{'TTFT':>8}"
-          f"{'rows/fwd':>9}{'mixed':>7}")
+    print(
+        f"{'clients':>7}{'batching':>12}{'conv/s':>8}{'req/s':>8}{'tok/s':>8}{'latency':>9}{'TTFT':>8}"
+        f"{'rows/fwd':>9}{'mixed':>7}"
+    )
     for row in rows:
-        print(f"{row.clients:>7}{row.mode:>12}{row.conversations / row.seconds:>8.2f}"
-              f"{row.requests / row.seconds:>8.2f}{row.tokens / row.seconds:>8.0f}{row.latency_s:>8.2f}s"
-              f"{row.ttft_s * 1000:>6.0f}ms{row.rows_per_forward:>9.1f}{row.mixed_share:>7.0%}")
+        print(
+            f"{row.clients:>7}{row.mode:>12}{row.conversations / row.seconds:>8.2f}"
+            f"{row.requests / row.seconds:>8.2f}{row.tokens / row.seconds:>8.0f}{row.latency_s:>8.2f}s"
+            f"{row.ttft_s * 1000:>6.0f}ms{row.rows_per_forward:>9.1f}{row.mixed_share:>7.0%}"
+        )
 
 
 def _cached_test_agent() -> str | None:
@@ -359,9 +452,12 @@ def _cached_test_agent() -> str | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--agent", default=None,
-                        help="agent directory or models:/ URI for the throughput part; default the small trained "
-                             "agent the serve tests cache under .pytest_cache, else a tiny-llama with random adapters")
+    parser.add_argument(
+        "--agent",
+        default=None,
+        help="agent directory or models:/ URI for the throughput part; default the small trained "
+        "agent the serve tests cache under .pytest_cache, else a tiny-llama with random adapters",
+    )
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--modes", default="cross-role,same-role,off")
     parser.add_argument("--per-client", type=int, default=2, help="conversations per client")
@@ -372,8 +468,12 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--large", action="store_true", help="also decode with a Llama-3.2-1B-shaped base (slow)")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="decode section only")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "bf16"], default="float32",
-                        help="decode section only (base and adapters)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float32", "bfloat16", "bf16"],
+        default="float32",
+        help="decode section only (base and adapters)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
@@ -406,8 +506,14 @@ def _run_throughput(options: argparse.Namespace) -> list[dict[str, Any]]:
         print("\nThroughput agent: tiny-llama with random adapters (run tests/serve once for a trained one)")
         model, tokenizer = _tiny_agent(dataset, options.seed, Path(tempfile.mkdtemp(prefix="mor-bench-")))
     print("\nThroughput runs:", flush=True)
-    throughput = bench_throughput(model, tokenizer, dataset, [int(c) for c in options.clients.split(",")],
-                                  options.modes.split(","), options.per_client)
+    throughput = bench_throughput(
+        model,
+        tokenizer,
+        dataset,
+        [int(c) for c in options.clients.split(",")],
+        options.modes.split(","),
+        options.per_client,
+    )
     _print_throughput(throughput)
     return [row.__dict__ for row in throughput]
 

@@ -34,12 +34,21 @@ def synthetic_result() -> SyntheticEvalResult:
     """A synthetic evaluation of four held-out items: one passes, two fail on the executor, one on the reasoner."""
     from mor.evals.synthetic import SyntheticEvalResult, SyntheticItemResult, summarize
 
-    def item(item_id: str, category: str | None, role: str | None = None,
-             reason: str | None = None) -> SyntheticItemResult:
+    def item(
+        item_id: str, category: str | None, role: str | None = None, reason: str | None = None
+    ) -> SyntheticItemResult:
         return SyntheticItemResult(
-            item_id=item_id, category=category, passed=role is None, calls_match=role is None,
-            answer_ok=role is None, failing_role=role, failure_reason=reason, output=None if role else "42",
-            predicted_calls=[], expected_calls=[{"name": "add", "arguments": {"a": 1}}], latency_s=0.25,
+            item_id=item_id,
+            category=category,
+            passed=role is None,
+            calls_match=role is None,
+            answer_ok=role is None,
+            failing_role=role,
+            failure_reason=reason,
+            output=None if role else "42",
+            predicted_calls=[],
+            expected_calls=[{"name": "add", "arguments": {"a": 1}}],
+            latency_s=0.25,
         )
 
     items = [

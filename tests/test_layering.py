@@ -14,21 +14,41 @@ PACKAGE = Path(__file__).resolve().parents[1] / "platform" / "mor"
 #: The dependency direction: a package (or top-level module) of `mor` imports only those of a lower layer, so
 #: there is no cycle between packages. Function-local imports count too. A new package needs a layer here.
 LAYERS: dict[str, int] = {
-    "hashing": 0, "settings": 0,
-    "model": 1, "store": 1, "registry": 1, "cluster": 1,
+    "hashing": 0,
+    "settings": 0,
+    "model": 1,
+    "store": 1,
+    "registry": 1,
+    "cluster": 1,
     "spec": 2,
     "data": 3,
     "base": 4,
     "agent": 5,
-    "train": 6, "evals": 6, "serve": 6, "scheduler": 6,
+    "train": 6,
+    "evals": 6,
+    "serve": 6,
+    "scheduler": 6,
     "pipeline": 7,
     "cli": 8,
 }
 
 # Which third-party heavyweights each package may import (directly).
 FORBIDDEN: dict[str, set[str]] = {
-    "model": {"ray", "mlflow", "sqlalchemy", "alembic", "mor.spec", "mor.train", "mor.registry", "mor.cli",
-              "mor.store", "mor.serve", "mor.evals", "mor.agent", "mor.data"},
+    "model": {
+        "ray",
+        "mlflow",
+        "sqlalchemy",
+        "alembic",
+        "mor.spec",
+        "mor.train",
+        "mor.registry",
+        "mor.cli",
+        "mor.store",
+        "mor.serve",
+        "mor.evals",
+        "mor.agent",
+        "mor.data",
+    },
     "spec": {"ray", "mlflow", "sqlalchemy", "mor.train", "mor.registry", "mor.cli", "mor.store", "mor.serve"},
     "data": {"ray", "mlflow", "sqlalchemy", "mor.cli", "mor.store", "mor.registry"},
     "agent": {"mlflow", "sqlalchemy", "mor.cli", "mor.store", "mor.registry"},
@@ -122,8 +142,11 @@ def test_no_test_module_imports_ray_when_collected() -> None:
     offenders = []
     for path in sorted((PACKAGE.parents[1] / "tests").rglob("*.py")):
         for node in ast.parse(path.read_text()).body:
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
-                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else ([node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            )
             if any(name == "ray" or name.startswith("ray.") for name in names):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert not offenders, f"import Ray inside the test (or under TYPE_CHECKING): {offenders}"

@@ -11,10 +11,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from lockfile import installed_differences, read_pins
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
+
+from lockfile import installed_differences, read_pins
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_LOCK = ROOT / "requirements" / "lock.txt"
@@ -63,8 +64,10 @@ def test_locks_agree_and_every_pin_has_a_hash() -> None:
 @pytest.mark.skipif(os.environ.get("MOR_DEPS") == "latest", reason="drift check: newest versions, not the lock")
 def test_installed_packages_are_the_locked_versions() -> None:
     """What the tests run on is what the lock pins (so a fresh install gets exactly what CI tested)."""
-    wrong = {name: f"locked {locked}, installed {installed}"
-             for name, (locked, installed) in installed_differences(read_pins(TEST_LOCK)).items()}
+    wrong = {
+        name: f"locked {locked}, installed {installed}"
+        for name, (locked, installed) in installed_differences(read_pins(TEST_LOCK)).items()
+    }
     assert not wrong, f"install from requirements/test-lock.txt (README set-up): {wrong}"
 
 

@@ -29,7 +29,9 @@ def test_default_home_is_dot_mor_in_the_user_home_not_the_user_home_itself(clean
     assert settings.ray_address is None
 
 
-def test_environment_variables_set_every_field(clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_environment_variables_set_every_field(
+    clean_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MOR_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5000")
     monkeypatch.setenv("MOR_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -56,6 +58,9 @@ def test_upper_case_field_names_in_the_environment_are_not_settings(
 def test_two_homes_share_no_state(tmp_path: Path) -> None:
     first = Settings(home=tmp_path / "a", mlflow_tracking_uri=None, database_url=None, ray_address=None)
     second = Settings(home=tmp_path / "b", mlflow_tracking_uri=None, database_url=None, ray_address=None)
-    for left, right in [(first.tracking_uri, second.tracking_uri), (first.db_url, second.db_url),
-                        (str(first.ray_dir), str(second.ray_dir))]:
+    for left, right in [
+        (first.tracking_uri, second.tracking_uri),
+        (first.db_url, second.db_url),
+        (str(first.ray_dir), str(second.ray_dir)),
+    ]:
         assert left != right

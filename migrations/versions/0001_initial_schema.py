@@ -132,9 +132,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("run_id", "category", "item_id", name=op.f("uq_item_results_run_id_category_item_id")),
     )
     # Covers "score over time per category": WHERE suite, category; GROUP BY run_id; count(passed).
-    op.create_index(
-        "ix_item_results_suite_category_run", "item_results", ["suite", "category", "run_id", "passed"]
-    )
+    op.create_index("ix_item_results_suite_category_run", "item_results", ["suite", "category", "run_id", "passed"])
 
     op.create_table(
         "schedule_fires",
@@ -163,9 +161,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_schedule_fires")),
         # The once-only guarantee: one row per (schedule, cron time), whatever the number of schedulers.
-        sa.UniqueConstraint(
-            "schedule_id", "scheduled_for", name=op.f("uq_schedule_fires_schedule_id_scheduled_for")
-        ),
+        sa.UniqueConstraint("schedule_id", "scheduled_for", name=op.f("uq_schedule_fires_schedule_id_scheduled_for")),
     )
     op.create_index("ix_schedule_fires_status_not_before", "schedule_fires", ["status", "not_before"])
 

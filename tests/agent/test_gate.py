@@ -8,8 +8,11 @@ from mor.agent.gate import AgentFailure, Finish, GatePolicy, Generate, RoleGate,
 from mor.data import Tool, ToolCall, Trajectory, Turn
 
 ROLES = ["reasoner", "executor", "summarizer", "planner"]
-WEATHER = Tool(name="weather", description="Weather in a city.",
-               parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]})
+WEATHER = Tool(
+    name="weather",
+    description="Weather in a city.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+)
 
 
 def _trajectory() -> Trajectory:
@@ -20,8 +23,11 @@ def test_a_full_episode_numbers_calls_over_the_conversation() -> None:
     gate, trajectory = RoleGate(GatePolicy(), ROLES), _trajectory()
     assert gate.begin(trajectory) == Generate("reasoner")
     assert gate.after(trajectory, "reasoner", "Look it up. Next: executor") == Generate("executor")
-    action = gate.after(trajectory, "executor", '[{"name": "weather", "arguments": {"city": "Oslo"}}, '
-                                                '{"name": "weather", "arguments": {"city": "Bergen"}}]')
+    action = gate.after(
+        trajectory,
+        "executor",
+        '[{"name": "weather", "arguments": {"city": "Oslo"}}, {"name": "weather", "arguments": {"city": "Bergen"}}]',
+    )
     assert isinstance(action, RunCalls) and action.thought == "Look it up."
     assert [call.id for call in action.calls] == ["call_1", "call_2"]
     add_observations(trajectory, action.calls, ['{"temp": 3}', '{"temp": 5}'])
@@ -34,8 +40,17 @@ def test_a_full_episode_numbers_calls_over_the_conversation() -> None:
     assert gate.after(trajectory, "reasoner", "Done. Next: summarizer") == Generate("summarizer")
     assert gate.after(trajectory, "summarizer", "3, 5 and -2 degrees.") == Finish("3, 5 and -2 degrees.")
     assert [turn.role for turn in trajectory.turns] == [
-        "user", "reasoner", "executor", "observation", "observation", "reasoner", "executor", "observation",
-        "reasoner", "summarizer"]
+        "user",
+        "reasoner",
+        "executor",
+        "observation",
+        "observation",
+        "reasoner",
+        "executor",
+        "observation",
+        "reasoner",
+        "summarizer",
+    ]
 
 
 def test_a_custom_roles_text_goes_back_to_the_reasoner() -> None:
@@ -46,10 +61,13 @@ def test_a_custom_roles_text_goes_back_to_the_reasoner() -> None:
     assert trajectory.turns[-1] == Turn(role="planner", content="1. look up Oslo")
 
 
-@pytest.mark.parametrize(("policy", "reason"), [
-    (GatePolicy(max_steps=1), "step limit"),
-    (GatePolicy(max_calls=1), "call limit"),
-])
+@pytest.mark.parametrize(
+    ("policy", "reason"),
+    [
+        (GatePolicy(max_steps=1), "step limit"),
+        (GatePolicy(max_calls=1), "call limit"),
+    ],
+)
 def test_limits_hand_over_to_the_summarizer(policy: GatePolicy, reason: str) -> None:
     gate, trajectory = RoleGate(policy, ROLES), _trajectory()
     gate.begin(trajectory)
@@ -68,16 +86,20 @@ def test_limits_hand_over_to_the_summarizer(policy: GatePolicy, reason: str) -> 
 
 def test_choosing_the_executor_with_no_call_left_hands_over() -> None:
     gate, trajectory = RoleGate(GatePolicy(max_calls=1, max_steps=5), ROLES), _trajectory()
-    trajectory.turns.append(Turn(role="executor", calls=[ToolCall(name="weather", arguments={"city": "Oslo"},
-                                                                  id="call_1")]))  # made in an earlier message
+    trajectory.turns.append(
+        Turn(role="executor", calls=[ToolCall(name="weather", arguments={"city": "Oslo"}, id="call_1")])
+    )  # made in an earlier message
     assert gate.after(trajectory, "reasoner", "Again. Next: executor") == Generate("summarizer")
 
 
-@pytest.mark.parametrize(("role", "output", "reason"), [
-    ("reasoner", "no role named here", "Next: <role>"),
-    ("executor", '{"name": "teleport", "arguments": {}}', "unknown function"),
-    ("summarizer", "", "empty answer"),
-])
+@pytest.mark.parametrize(
+    ("role", "output", "reason"),
+    [
+        ("reasoner", "no role named here", "Next: <role>"),
+        ("executor", '{"name": "teleport", "arguments": {}}', "unknown function"),
+        ("summarizer", "", "empty answer"),
+    ],
+)
 def test_unusable_output_ends_the_episode_as_the_roles_failure(role: str, output: str, reason: str) -> None:
     gate, trajectory = RoleGate(GatePolicy(), ROLES), _trajectory()
     before = list(trajectory.turns)

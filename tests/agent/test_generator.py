@@ -11,9 +11,18 @@ from mor.model import MoRConfig, apply_mor
 
 def _tiny_llama(vocab: int) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                         tie_word_embeddings=True, max_position_embeddings=512))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            tie_word_embeddings=True,
+            max_position_embeddings=512,
+        )
+    )
     with torch.no_grad():
         torch.nn.init.normal_(model.get_input_embeddings().weight, std=0.2)
     return model
@@ -27,8 +36,9 @@ def _single(dataset: SyntheticDataset) -> Trajectory:
 
 def _memorize(model, trajectory: Trajectory, tokenizer, *, lr: float, max_steps: int) -> float:
     """Train `model` (whatever requires grad) on one trajectory until its labels are reproduced."""
-    batch = collate([Renderer(tokenizer, DEFAULT_ROLES).encode(trajectory).to_dict()],
-                    pad_token_id=tokenizer.pad_token_id)
+    batch = collate(
+        [Renderer(tokenizer, DEFAULT_ROLES).encode(trajectory).to_dict()], pad_token_id=tokenizer.pad_token_id
+    )
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=lr)
     model.train()
@@ -81,14 +91,22 @@ def test_mor_adapters_reproduce_the_episode_with_role_routing(dataset: Synthetic
 
     renderer = Renderer(tokenizer, DEFAULT_ROLES)
     prompt = renderer.prompt(gold.model_copy(update={"turns": gold.turns[:2]}), "executor")
-    new = agent.generator.generate(prompt.input_ids, prompt.role_ids, "executor", max_new_tokens=60,
-                                   stop_ids=renderer.end_ids)
-    direct = mor_model.generate(torch.tensor([prompt.input_ids]), role_ids=torch.tensor([prompt.role_ids]),
-                                role="executor", max_new_tokens=60, do_sample=False,
-                                eos_token_id=renderer.end_ids[0], pad_token_id=tokenizer.pad_token_id)
-    assert new == direct[0, len(prompt.input_ids):].tolist()
-    as_reasoner = agent.generator.generate(prompt.input_ids, prompt.role_ids, "reasoner", max_new_tokens=60,
-                                           stop_ids=renderer.end_ids)
+    new = agent.generator.generate(
+        prompt.input_ids, prompt.role_ids, "executor", max_new_tokens=60, stop_ids=renderer.end_ids
+    )
+    direct = mor_model.generate(
+        torch.tensor([prompt.input_ids]),
+        role_ids=torch.tensor([prompt.role_ids]),
+        role="executor",
+        max_new_tokens=60,
+        do_sample=False,
+        eos_token_id=renderer.end_ids[0],
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    assert new == direct[0, len(prompt.input_ids) :].tolist()
+    as_reasoner = agent.generator.generate(
+        prompt.input_ids, prompt.role_ids, "reasoner", max_new_tokens=60, stop_ids=renderer.end_ids
+    )
     assert as_reasoner != new  # the role picks the adapters: the reasoner's LoRAs did not learn to call
     with pytest.raises(ValueError, match="the MoR model was built with"):
         build_agent(mor_model, tokenizer, roles=["a", "b", "c"])
@@ -99,20 +117,26 @@ def test_batched_generation_matches_one_by_one(dataset: SyntheticDataset, tokeni
     torch.manual_seed(1)
     mor_model = apply_mor(_tiny_llama(len(tokenizer)), MoRConfig(rank=4, alpha=8, roles=roles))
     with torch.no_grad():  # non-zero adapters, so that the role of a row changes its output
-        for name, parameter in mor_model.named_parameters():
+        for parameter in mor_model.parameters():
             if parameter.requires_grad:
                 parameter.normal_(0.0, 0.2)
     renderer = Renderer(tokenizer, DEFAULT_ROLES)
     prompts = []
-    for trajectory, role, upto in zip(dataset.test[:3], ["reasoner", "executor", "summarizer"], [1, 2, -1]):
+    for trajectory, role, upto in zip(
+        dataset.test[:3], ["reasoner", "executor", "summarizer"], [1, 2, -1], strict=False
+    ):
         prompt = renderer.prompt(trajectory.model_copy(update={"turns": trajectory.turns[:upto]}), role)
         prompts.append((prompt.input_ids, prompt.role_ids, role))
     assert len({len(ids) for ids, _, _ in prompts}) == 3  # different lengths: the batch is padded
-    for generator in (MoRRoleGenerator(mor_model, pad_token_id=tokenizer.pad_token_id),
-                      HFRoleGenerator(_tiny_llama(len(tokenizer)), pad_token_id=tokenizer.pad_token_id)):
+    for generator in (
+        MoRRoleGenerator(mor_model, pad_token_id=tokenizer.pad_token_id),
+        HFRoleGenerator(_tiny_llama(len(tokenizer)), pad_token_id=tokenizer.pad_token_id),
+    ):
         batched = generator.generate_batch(prompts, max_new_tokens=[12, 8, 10], stop_ids=renderer.end_ids)
-        single = [generator.generate(ids, r, role, max_new_tokens=budget, stop_ids=renderer.end_ids)
-                  for (ids, r, role), budget in zip(prompts, [12, 8, 10])]
+        single = [
+            generator.generate(ids, r, role, max_new_tokens=budget, stop_ids=renderer.end_ids)
+            for (ids, r, role), budget in zip(prompts, [12, 8, 10], strict=False)
+        ]
         assert batched == single
         assert [len(row) for row in batched] == [12, 8, 10] or any(renderer.end_ids[0] in row for row in batched)
 

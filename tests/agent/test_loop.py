@@ -16,8 +16,15 @@ class Scripted:
         self.outputs = outputs
         self.prompts: list[tuple[str, int]] = []
 
-    def generate(self, input_ids: Sequence[int], role_ids: Sequence[int], role: str, *, max_new_tokens: int,
-                 stop_ids: Sequence[int]) -> list[int]:
+    def generate(
+        self,
+        input_ids: Sequence[int],
+        role_ids: Sequence[int],
+        role: str,
+        *,
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+    ) -> list[int]:
         self.prompts.append((role, len(input_ids)))
         assert len(role_ids) == len(input_ids)
         ids = self.tokenizer(self.outputs[role], add_special_tokens=False)["input_ids"]
@@ -62,16 +69,20 @@ def test_a_bad_executor_output_is_a_recorded_failure(dataset: SyntheticDataset, 
 
 def test_unknown_function_and_the_limits_hand_over_to_the_summarizer(dataset: SyntheticDataset, tokenizer) -> None:
     gold = _by_category(dataset)["single"]
-    scripted = Scripted(tokenizer, {
-        "reasoner": "I will call a tool. Next: executor",
-        "executor": '{"name": "' + gold.calls[0].name + '", "arguments": ' + '{"x": 1}}',
-        "summarizer": "I could not finish.",
-    })
+    scripted = Scripted(
+        tokenizer,
+        {
+            "reasoner": "I will call a tool. Next: executor",
+            "executor": '{"name": "' + gold.calls[0].name + '", "arguments": ' + '{"x": 1}}',
+            "summarizer": "I could not finish.",
+        },
+    )
     config = AgentConfig(max_steps=3, max_calls=10)
     run = Agent(scripted, tokenizer, config=config).run(gold.query or "", gold.tools, dataset.toolbox().execute)
     assert run.failures == [] and run.answer == "I could not finish."
-    assert len(run.calls) == 3 and all("error" in (t.content or "") for t in run.trajectory.turns
-                                        if t.role == "observation")
+    assert len(run.calls) == 3 and all(
+        "error" in (t.content or "") for t in run.trajectory.turns if t.role == "observation"
+    )
     assert [role for role, _ in scripted.prompts] == ["reasoner", "executor"] * 3 + ["summarizer"]
     hand_over = run.trajectory.turns[-2]
     assert hand_over.role == "reasoner" and hand_over.thought is None and hand_over.next_role == "summarizer"
@@ -92,8 +103,14 @@ def test_unknown_function_and_the_limits_hand_over_to_the_summarizer(dataset: Sy
 
 def test_an_environment_exception_becomes_an_observation(dataset: SyntheticDataset, tokenizer) -> None:
     gold = _by_category(dataset)["single"]
-    scripted = Scripted(tokenizer, {"reasoner": "Next: executor", "summarizer": "Sorry.",
-                                    "executor": '{"name": "' + gold.calls[0].name + '", "arguments": {}}'})
+    scripted = Scripted(
+        tokenizer,
+        {
+            "reasoner": "Next: executor",
+            "summarizer": "Sorry.",
+            "executor": '{"name": "' + gold.calls[0].name + '", "arguments": {}}',
+        },
+    )
 
     def explode(name: str, arguments: dict) -> dict:
         raise RuntimeError("backend down")
@@ -123,10 +140,15 @@ def test_single_step_api_over_openai_messages(dataset: SyntheticDataset, tokeniz
 def test_single_step_forces_the_summarizer_after_the_step_limit(dataset: SyntheticDataset, tokenizer) -> None:
     scripted = Scripted(tokenizer, {"reasoner": "Next: executor", "summarizer": "I stop here."})
     agent = Agent(scripted, tokenizer, config=AgentConfig(max_steps=1))
-    history = [{"role": "user", "content": "hi"},
-               {"role": "assistant", "content": None, "tool_calls": [
-                   {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-               {"role": "tool", "tool_call_id": "call_1", "content": "{}"}]
+    history = [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "{}"},
+    ]
     action = agent.step(history)
     assert action.finished and action.content == "I stop here." and scripted.prompts[0][0] == "summarizer"
 
@@ -143,7 +165,7 @@ def test_run_batch_equals_runs_one_by_one(dataset: SyntheticDataset, tokenizer) 
     tasks = [AgentTask(t.query or "", t.tools, id=t.id) for t in dataset.test[:40]]
     batched = agent.run_batch(tasks, box.execute, batch_size=16)
     assert [run.trajectory.id for run in batched] == [task.id for task in tasks]
-    for run, gold in zip(batched, dataset.test[:40]):
+    for run, gold in zip(batched, dataset.test[:40], strict=False):
         assert run.ok and run.answer == gold.answer and [c.key() for c in run.calls] == [c.key() for c in gold.calls]
     single = agent.run(tasks[5].query, tasks[5].tools, box.execute, trajectory_id=tasks[5].id)
     assert single.trajectory == batched[5].trajectory

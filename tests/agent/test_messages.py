@@ -7,17 +7,28 @@ import pytest
 from mor.agent import messages_to_trajectory, tool_calls_message
 from mor.data import ToolCall
 
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {
-    "city": {"type": "string"}}, "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
 
 
 def test_conversation_to_turns() -> None:
     messages = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "Weather in Paris?"},
-        {"role": "assistant", "content": "First I will call get_weather.",
-         "tool_calls": [{"id": "c1", "type": "function",
-                         "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+        {
+            "role": "assistant",
+            "content": "First I will call get_weather.",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}
+            ],
+        },
         {"role": "tool", "tool_call_id": "c1", "content": '{"temperature": 20}'},
         {"role": "assistant", "content": "It is 20 degrees."},
         {"role": "user", "content": [{"type": "text", "text": "And "}, {"type": "text", "text": "Rome?"}]},
@@ -39,10 +50,16 @@ def test_conversation_to_turns() -> None:
 
 
 def test_action_message_round_trips() -> None:
-    message = tool_calls_message("First I will call get_weather.",
-                                 [ToolCall(name="get_weather", arguments={"city": "Oslo"}, id="call_1")])
-    assert message == {"role": "assistant", "content": "First I will call get_weather.", "tool_calls": [
-        {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]}
+    message = tool_calls_message(
+        "First I will call get_weather.", [ToolCall(name="get_weather", arguments={"city": "Oslo"}, id="call_1")]
+    )
+    assert message == {
+        "role": "assistant",
+        "content": "First I will call get_weather.",
+        "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}
+        ],
+    }
     back = messages_to_trajectory([{"role": "user", "content": "x"}, message])
     assert back.turns[2].calls[0].arguments == {"city": "Oslo"}
     assert tool_calls_message(None, [], content="Done.") == {"role": "assistant", "content": "Done."}

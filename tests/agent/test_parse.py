@@ -9,7 +9,9 @@ TOOLS = [Tool(name="get_weather"), Tool(name="add_numbers")]
 
 def test_reasoner_output() -> None:
     assert parse_reasoner("First I will call get_weather. Next: executor<|end|>", ROLES) == (
-        "First I will call get_weather.", "executor")
+        "First I will call get_weather.",
+        "executor",
+    )
     assert parse_reasoner("Next: summarizer", ROLES) == (None, "summarizer")
     assert parse_reasoner("Done. Next: summarizer.", ROLES) == ("Done.", "summarizer")
 
@@ -24,8 +26,11 @@ def test_reasoner_failures() -> None:
 def test_calls_one_per_line_or_as_array() -> None:
     one = parse_calls('{"name": "get_weather", "arguments": {"city": "Paris"}}', TOOLS)
     assert one == [ToolCall(name="get_weather", arguments={"city": "Paris"})]
-    lines = parse_calls('{"name": "get_weather", "arguments": {"city": "Rome"}}\n'
-                        '{"name": "add_numbers", "arguments": {"a": 1, "b": 2}}', TOOLS)
+    lines = parse_calls(
+        '{"name": "get_weather", "arguments": {"city": "Rome"}}\n'
+        '{"name": "add_numbers", "arguments": {"a": 1, "b": 2}}',
+        TOOLS,
+    )
     assert [c.name for c in lines] == ["get_weather", "add_numbers"]
     array = parse_calls('[{"name": "add_numbers", "arguments": "{\\"a\\": 1, \\"b\\": 2}"}]', TOOLS)
     assert array == [ToolCall(name="add_numbers", arguments={"a": 1, "b": 2})]

@@ -13,8 +13,9 @@ from mor.data import DEFAULT_ROLES
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, texts: list[str]) -> tuple[LlamaForCausalLM, object]:
-    model, tokenizer = build_builtin("tiny-llama", texts=texts, roles=DEFAULT_ROLES,
-                                     cache_dir=tmp_path_factory.mktemp("circuits"))
+    model, tokenizer = build_builtin(
+        "tiny-llama", texts=texts, roles=DEFAULT_ROLES, cache_dir=tmp_path_factory.mktemp("circuits")
+    )
     model.set_attn_implementation("eager")
     return model, tokenizer
 
@@ -43,10 +44,10 @@ def test_untrained_base_continues_a_repeated_sequence(built: tuple[LlamaForCausa
     ids = _repeated(tokenizer, 500, length, seed=1)
     with torch.no_grad():
         output = model(ids, output_attentions=True)
-    predicted = output.logits[:, length + 1:-1].argmax(-1)
+    predicted = output.logits[:, length + 1 : -1].argmax(-1)
     first_pass = output.logits[:, 1:length].argmax(-1)
-    assert (predicted == ids[:, length + 2:]).float().mean() > 0.6  # copies what followed last time (chance: 1 in 500)
-    assert (first_pass == ids[:, 2:length + 1]).float().mean() < 0.05  # nothing to copy yet
+    assert (predicted == ids[:, length + 2 :]).float().mean() > 0.6  # copies what followed last time (chance: 1 in 500)
+    assert (first_pass == ids[:, 2 : length + 1]).float().mean() < 0.05  # nothing to copy yet
     sink = output.attentions[1][:, 0][:, 5:length, 0].mean()
     assert sink > 0.9  # with no earlier match the induction head rests on bos
 
@@ -57,7 +58,7 @@ def test_two_tokens_of_context_disambiguate(built: tuple[LlamaForCausalLM, objec
     ids = _repeated(tokenizer, 10, length, seed=2)  # ten symbols: one token of context is ambiguous
     with torch.no_grad():
         logits = model(ids).logits
-    accuracy = (logits[:, length + 1:-1].argmax(-1) == ids[:, length + 2:]).float().mean()
+    accuracy = (logits[:, length + 1 : -1].argmax(-1) == ids[:, length + 2 :]).float().mean()
     assert accuracy > 0.25  # one-token matching would be near chance (0.1) here
 
 
@@ -69,9 +70,17 @@ def test_builtin_config_has_circuits_and_untied_head(built: tuple[LlamaForCausal
 
 
 def _llama(**overrides: object) -> LlamaForCausalLM:
-    fields = dict(hidden_size=160, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                  num_key_value_heads=4, head_dim=64, vocab_size=64, tie_word_embeddings=False,
-                  rope_parameters={"rope_type": "default", "rope_theta": 1.0e12})
+    fields = dict(
+        hidden_size=160,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        head_dim=64,
+        vocab_size=64,
+        tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": 1.0e12},
+    )
     fields.update(overrides)
     return LlamaForCausalLM(LlamaConfig(**fields))
 
@@ -81,8 +90,11 @@ def _llama(**overrides: object) -> LlamaForCausalLM:
     [
         ({"hidden_size": 96}, CopyCircuits(token_norm=5.0), r"circuits\.code_dim: got 36, expected at most"),
         ({"tie_word_embeddings": True}, CopyCircuits(), r"model\.tie_word_embeddings: .*false"),
-        ({"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}, CopyCircuits(),
-         r"circuits\.match_span: .*raise rope_theta"),
+        (
+            {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}},
+            CopyCircuits(),
+            r"circuits\.match_span: .*raise rope_theta",
+        ),
         ({}, CopyCircuits(token_norm=13.0), r"circuits\.token_norm: got 13\.0"),
         ({"num_hidden_layers": 1}, CopyCircuits(), r"model\.num_hidden_layers: got 1, expected at least 2"),
     ],
@@ -99,5 +111,6 @@ def test_circuits_change_the_cache_key(texts: list[str]) -> None:
 
     config = builtin_config("tiny-llama")
     stronger = replace(config, circuits=replace(config.circuits, match=30.0))
-    assert builtin_fingerprint(config, DEFAULT_ROLES, texts[:5]) != builtin_fingerprint(stronger, DEFAULT_ROLES,
-                                                                                        texts[:5])
+    assert builtin_fingerprint(config, DEFAULT_ROLES, texts[:5]) != builtin_fingerprint(
+        stronger, DEFAULT_ROLES, texts[:5]
+    )

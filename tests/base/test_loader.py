@@ -16,8 +16,16 @@ def saved_model(tmp_path: Path, texts: list[str]) -> Path:
     """A tiny Llama and a tokenizer written with save_pretrained, as a user's checkpoint would be."""
     tokenizer = train_tokenizer(texts, roles=DEFAULT_ROLES, vocab_size=400)
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
     target = tmp_path / "ckpt"
     model.save_pretrained(target)
     tokenizer.save_pretrained(target)

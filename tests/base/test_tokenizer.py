@@ -42,7 +42,7 @@ def test_a_word_tokenizes_the_same_in_a_query_and_in_json(texts: list[str]) -> N
     call = tokenizer.tokenize('{"city": "Qzxville"}')
 
     def preceded_by(pieces: list[str]) -> str:
-        starts = [i for i in range(len(pieces)) if pieces[i:i + len(word)] == word]
+        starts = [i for i in range(len(pieces)) if pieces[i : i + len(word)] == word]
         assert starts, pieces
         return pieces[starts[0] - 1]
 

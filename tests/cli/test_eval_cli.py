@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
+from typer.testing import CliRunner, Result
+
 from mor.cli.main import app
 from mor.cluster import ClusterInfo
 from mor.data import DEFAULT_ROLES
@@ -35,14 +38,13 @@ from mor.store import (
 )
 from mor_testing import benchmarks_dir as _benchmarks_dir
 from mor_testing import synthetic_result
-from sqlalchemy import Engine
-from typer.testing import CliRunner, Result
 
-UTC = timezone.utc
-TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
-            "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
-
-
+UTC = UTC
+TINY_MOR = {
+    "rank": 2,
+    "target_modules": ["q_proj", "v_proj"],
+    "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES},
+}
 
 
 @pytest.fixture
@@ -73,17 +75,45 @@ def _flat(result: Result) -> str:
 
 
 def test_schedule_add_list_pause_resume_remove(db: Engine) -> None:
-    added = _mor("schedule", "add", "bfcl-nightly", "--cron", "0 2 * * *", "--suite", "bfcl",
-                 "--category", "simple_python", "--category", "multiple", "--model", "models:/mor-agent@champion",
-                 "--max-items", "20", "--max-retries", "2", "--catch-up", "skip", "--timezone", "Europe/Paris")
+    added = _mor(
+        "schedule",
+        "add",
+        "bfcl-nightly",
+        "--cron",
+        "0 2 * * *",
+        "--suite",
+        "bfcl",
+        "--category",
+        "simple_python",
+        "--category",
+        "multiple",
+        "--model",
+        "models:/mor-agent@champion",
+        "--max-items",
+        "20",
+        "--max-retries",
+        "2",
+        "--catch-up",
+        "skip",
+        "--timezone",
+        "Europe/Paris",
+    )
     assert added.exit_code == 0, added.output
     assert "Schedule bfcl-nightly added (next fire " in _flat(added)
     with session_scope(db) as session:
         schedule = get_schedule(session=session, name="bfcl-nightly")
-    assert (schedule.cron, schedule.suite, schedule.categories, schedule.model_uri) == \
-        ("0 2 * * *", "bfcl", ["simple_python", "multiple"], "models:/mor-agent@champion")
-    assert (schedule.timezone, schedule.catch_up, schedule.max_retries, schedule.config) == \
-        ("Europe/Paris", "skip", 2, {"max_items": 20})
+    assert (schedule.cron, schedule.suite, schedule.categories, schedule.model_uri) == (
+        "0 2 * * *",
+        "bfcl",
+        ["simple_python", "multiple"],
+        "models:/mor-agent@champion",
+    )
+    assert (schedule.timezone, schedule.catch_up, schedule.max_retries, schedule.config) == (
+        "Europe/Paris",
+        "skip",
+        2,
+        {"max_items": 20},
+    )
     assert schedule.next_fire_at is not None and schedule.next_fire_at.hour in (0, 1)  # 02:00 Paris in UTC
     assert schedule.created_by is not None and schedule.created_by.startswith("user:")
 
@@ -98,8 +128,7 @@ def test_schedule_add_list_pause_resume_remove(db: Engine) -> None:
     with session_scope(db) as session:
         assert not get_schedule(session=session, name="bfcl-nightly").paused
 
-    duplicate = _mor("schedule", "add", "bfcl-nightly", "--cron", "@daily", "--suite", "bfcl",
-                     "--model", "models:/x@y")
+    duplicate = _mor("schedule", "add", "bfcl-nightly", "--cron", "@daily", "--suite", "bfcl", "--model", "models:/x@y")
     assert duplicate.exit_code == 1 and "schedule 'bfcl-nightly' already exists" in _flat(duplicate)
     removed = _mor("schedule", "remove", "bfcl-nightly")
     assert removed.exit_code == 0 and "removed" in removed.output
@@ -113,14 +142,22 @@ def test_schedule_add_list_pause_resume_remove(db: Engine) -> None:
     ("args", "message"),
     [
         (["--cron", "0 2 * *", "--suite", "bfcl", "--model", "models:/a@b"], "cron: got '0 2 * *', has 4 fields"),
-        (["--cron", "@daily", "--suite", "bfcl/simple", "--model", "models:/a@b"],
-         "the v4 name of python 'simple' is simple_python"),
-        (["--cron", "@daily", "--suite", "bfcl", "--model", "models:/a@b", "--catch-up", "always"],
-         "catch_up: got 'always', must be one of skip, run_once, run_all"),
-        (["--cron", "@daily", "--suite", "bfcl", "--model", "./no-such-agent"],
-         "--model: got './no-such-agent', neither a models:/ or runs:/ URI"),
-        (["--cron", "@daily", "--suite", "bfcl", "--model", "models:/a@b", "--max-items", "0"],
-         "max_items: got 0, must be a whole number >= 1"),
+        (
+            ["--cron", "@daily", "--suite", "bfcl/simple", "--model", "models:/a@b"],
+            "the v4 name of python 'simple' is simple_python",
+        ),
+        (
+            ["--cron", "@daily", "--suite", "bfcl", "--model", "models:/a@b", "--catch-up", "always"],
+            "catch_up: got 'always', must be one of skip, run_once, run_all",
+        ),
+        (
+            ["--cron", "@daily", "--suite", "bfcl", "--model", "./no-such-agent"],
+            "--model: got './no-such-agent', neither a models:/ or runs:/ URI",
+        ),
+        (
+            ["--cron", "@daily", "--suite", "bfcl", "--model", "models:/a@b", "--max-items", "0"],
+            "max_items: got 0, must be a whole number >= 1",
+        ),
     ],
 )
 def test_schedule_add_refuses_bad_values(db: Engine, args: list[str], message: str) -> None:
@@ -131,28 +168,53 @@ def test_schedule_add_refuses_bad_values(db: Engine, args: list[str], message: s
         assert list_schedules(session=session) == []
 
 
-def _finished_run(db: Engine, when: datetime, model: str, verdicts: dict[tuple[str, str], bool],
-                  roles: dict[tuple[str, str], str] | None = None) -> int:
+def _finished_run(
+    db: Engine,
+    when: datetime,
+    model: str,
+    verdicts: dict[tuple[str, str], bool],
+    roles: dict[tuple[str, str], str] | None = None,
+) -> int:
     """A succeeded bfcl run finished at `when`, with one item row per verdict."""
     roles = roles or {}
     categories = sorted({category for category, _ in verdicts})
     with session_scope(db) as session:
-        run = create_run(session=session, suite="bfcl", categories=categories, model_uri=model,
-                         triggered_by="schedule:bfcl-nightly", now=when)
+        run = create_run(
+            session=session,
+            suite="bfcl",
+            categories=categories,
+            model_uri=model,
+            triggered_by="schedule:bfcl-nightly",
+            now=when,
+        )
         start_run(session=session, run_id=run.id, now=when)
-        add_item_results(session=session, run_id=run.id, results=[
-            NewItemResult(category, item, passed, None if passed else "wrong_value",
-                          None if passed else roles.get((category, item), "executor"))
-            for (category, item), passed in verdicts.items()
-        ])
+        add_item_results(
+            session=session,
+            run_id=run.id,
+            results=[
+                NewItemResult(
+                    category,
+                    item,
+                    passed,
+                    None if passed else "wrong_value",
+                    None if passed else roles.get((category, item), "executor"),
+                )
+                for (category, item), passed in verdicts.items()
+            ],
+        )
         passed = sum(verdicts.values())
         failures: dict[str, float] = {}
         for key, ok in verdicts.items():
             if not ok:
                 role = roles.get(key, "executor")
                 failures[f"failures/{role}"] = failures.get(f"failures/{role}", 0.0) + 1
-        finish_run(session=session, run_id=run.id, status="succeeded", now=when + timedelta(minutes=5),
-                   summary={"accuracy": passed / len(verdicts), "items": float(len(verdicts)), **failures})
+        finish_run(
+            session=session,
+            run_id=run.id,
+            status="succeeded",
+            now=when + timedelta(minutes=5),
+            summary={"accuracy": passed / len(verdicts), "items": float(len(verdicts)), **failures},
+        )
         return run.id
 
 
@@ -195,14 +257,36 @@ def test_results_show_failures_by_role_of_training_job_runs(db: Engine) -> None:
     jobs wrote before (`failures.<role>`, `accuracy.<category>`), both show their failures by role."""
     when = datetime(2025, 6, 1, 2, tzinfo=UTC)
     with session_scope(db) as session:
-        old = create_run(session=session, suite="synthetic", categories=["all"], model_uri="models:/agent/1",
-                         triggered_by="job:old-quickstart", now=when)
+        old = create_run(
+            session=session,
+            suite="synthetic",
+            categories=["all"],
+            model_uri="models:/agent/1",
+            triggered_by="job:old-quickstart",
+            now=when,
+        )
         start_run(session=session, run_id=old.id, now=when)
-        finish_run(session=session, run_id=old.id, status="succeeded", now=when, summary={
-            "accuracy": 0.25, "call_accuracy": 0.5, "accuracy.math": 0.5, "failures.executor": 2.0,
-            "failures.summarizer": 1.0})
-        new = create_run(session=session, suite="synthetic", categories=["all"], model_uri="models:/agent/2",
-                         triggered_by="job:quickstart", now=when + timedelta(days=1))
+        finish_run(
+            session=session,
+            run_id=old.id,
+            status="succeeded",
+            now=when,
+            summary={
+                "accuracy": 0.25,
+                "call_accuracy": 0.5,
+                "accuracy.math": 0.5,
+                "failures.executor": 2.0,
+                "failures.summarizer": 1.0,
+            },
+        )
+        new = create_run(
+            session=session,
+            suite="synthetic",
+            categories=["all"],
+            model_uri="models:/agent/2",
+            triggered_by="job:quickstart",
+            now=when + timedelta(days=1),
+        )
         start_run(session=session, run_id=new.id)
         old_id, new_id = old.id, new.id
     rows, metrics = synthetic_rows(synthetic_result())
@@ -214,20 +298,38 @@ def test_results_show_failures_by_role_of_training_job_runs(db: Engine) -> None:
     assert "reasoner 1, executor 2" in shown[str(new_id)] and "0.250" in shown[str(new_id)]
     assert "executor 2, summarizer 1" in shown[str(old_id)]
     data = {entry["id"]: entry["summary"] for entry in json.loads(_mor("results", "--json").output)}
-    assert data[old_id] == {"accuracy": 0.25, "call_accuracy": 0.5, "accuracy/math": 0.5, "failures/executor": 2.0,
-                            "failures/summarizer": 1.0}
+    assert data[old_id] == {
+        "accuracy": 0.25,
+        "call_accuracy": 0.5,
+        "accuracy/math": 0.5,
+        "failures/executor": 2.0,
+        "failures/summarizer": 1.0,
+    }
     assert data[new_id]["failures/executor"] == 2.0 and data[new_id]["items"] == 4.0
 
 
 def test_compare_shows_deltas_and_flipped_items(db: Engine) -> None:
-    a = _finished_run(db, datetime(2025, 6, 1, 2, tzinfo=UTC), "models:/mor-agent@champion", {
-        ("simple_python", "simple_python_0"): True, ("simple_python", "simple_python_1"): False,
-        ("multiple", "multiple_0"): True,
-    }, roles={("simple_python", "simple_python_1"): "reasoner"})
-    b = _finished_run(db, datetime(2025, 6, 2, 2, tzinfo=UTC), "models:/mor-agent@champion", {
-        ("simple_python", "simple_python_0"): True, ("simple_python", "simple_python_1"): True,
-        ("multiple", "multiple_0"): False,
-    })
+    a = _finished_run(
+        db,
+        datetime(2025, 6, 1, 2, tzinfo=UTC),
+        "models:/mor-agent@champion",
+        {
+            ("simple_python", "simple_python_0"): True,
+            ("simple_python", "simple_python_1"): False,
+            ("multiple", "multiple_0"): True,
+        },
+        roles={("simple_python", "simple_python_1"): "reasoner"},
+    )
+    b = _finished_run(
+        db,
+        datetime(2025, 6, 2, 2, tzinfo=UTC),
+        "models:/mor-agent@champion",
+        {
+            ("simple_python", "simple_python_0"): True,
+            ("simple_python", "simple_python_1"): True,
+            ("multiple", "multiple_0"): False,
+        },
+    )
     shown = _mor("compare", str(a), str(b))
     assert shown.exit_code == 0, shown.output
     text = _flat(shown)
@@ -255,11 +357,16 @@ def test_run_refuses_bad_input_before_touching_anything(home: Path) -> None:
 
 
 @pytest.fixture
-def ray_home(local_cluster: ClusterInfo, ray_settings: Settings, tmp_path: Path,
-             monkeypatch: pytest.MonkeyPatch) -> Settings:
+def ray_home(
+    local_cluster: ClusterInfo, ray_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Settings:
     """The session cluster's MOR_HOME (so the commands find that cluster), with results and MLflow in tmp."""
-    settings = ray_settings.model_copy(update={"database_url": f"sqlite:///{tmp_path / 'results.db'}",
-                                               "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})
+    settings = ray_settings.model_copy(
+        update={
+            "database_url": f"sqlite:///{tmp_path / 'results.db'}",
+            "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        }
+    )
     monkeypatch.setenv("MOR_HOME", str(settings.home))
     monkeypatch.setenv("MOR_DATABASE_URL", settings.db_url)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", settings.tracking_uri)
@@ -274,8 +381,18 @@ def test_run_evaluates_once_as_a_ray_job(ray_home: Settings, tmp_path: Path) -> 
     agent = tmp_path / "agent"
     texts = ["<|user|> Find the area of a triangle with a base of 10 units. <|reasoner|> Next: executor <|end|>"] * 10
     write_untrained_agent(agent, texts=texts, cache_dir=tmp_path / "cache", mor_config=TINY_MOR)
-    result = _mor("run", "bfcl/simple_python", "--model", str(agent), "--max-items", "2", "--max-new-tokens", "4",
-                  "--data-dir", str(_benchmarks_dir()))
+    result = _mor(
+        "run",
+        "bfcl/simple_python",
+        "--model",
+        str(agent),
+        "--max-items",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--data-dir",
+        str(_benchmarks_dir()),
+    )
     assert result.exit_code == 0, result.output
     text = _flat(result)
     assert "Submitted run 1 (bfcl/simple_python of " in text and "as job mor-eval-run1-" in text
@@ -286,9 +403,14 @@ def test_run_evaluates_once_as_a_ray_job(ray_home: Settings, tmp_path: Path) -> 
             run = get_run(session=session, run_id=1)
             rows = item_results(session=session, run_id=1)
         assert (run.status, run.triggered_by.startswith("user:"), run.config) == (
-            "succeeded", True, {"max_items": 2, "max_new_tokens": 4, "data_dir": str(_benchmarks_dir().resolve())})
+            "succeeded",
+            True,
+            {"max_items": 2, "max_new_tokens": 4, "data_dir": str(_benchmarks_dir().resolve())},
+        )
         assert [(row.item_id, row.passed, row.failing_role) for row in rows] == [
-            ("simple_python_0", False, "reasoner"), ("simple_python_1", False, "reasoner")]
+            ("simple_python_0", False, "reasoner"),
+            ("simple_python_1", False, "reasoner"),
+        ]
         assert RayEvalSubmitter(ray_home).client.info(run.ray_job_id).metadata["mor.kind"] == "eval"
     finally:
         engine.dispose()
@@ -300,9 +422,16 @@ def test_serve_once_fires_what_is_due(ray_home: Settings, tmp_path: Path) -> Non
     engine = make_engine(ray_home.db_url)
     try:
         with session_scope(engine) as session:  # due a minute ago; its model is missing, so the run fails fast
-            create_schedule(session=session, name="due", cron="* * * * *", suite="bfcl", categories=["simple_python"],
-                            model_uri=str(tmp_path / "missing"), config={"max_items": 1},
-                            now=utcnow() - timedelta(minutes=1, seconds=5))
+            create_schedule(
+                session=session,
+                name="due",
+                cron="* * * * *",
+                suite="bfcl",
+                categories=["simple_python"],
+                model_uri=str(tmp_path / "missing"),
+                config={"max_items": 1},
+                now=utcnow() - timedelta(minutes=1, seconds=5),
+            )
         result = _mor("serve", "--once", "--data-dir", str(_benchmarks_dir()))
         assert result.exit_code == 0, result.output
         assert "Evaluation scheduler on sqlite:///" in _flat(result) and "stopped." in result.output

@@ -8,11 +8,22 @@ from mor.cli.follow import summary_table, untrained_level_evals
 
 
 def _summary(accuracy: float, baseline: float | None, verdict: str | None) -> dict[str, object]:
-    result: dict[str, object] = {"suite": "synthetic", "run_id": 7, "items": 100,
-                                 "metrics": {"accuracy": accuracy, "failures.executor": 85.0}, "verdict": verdict}
+    result: dict[str, object] = {
+        "suite": "synthetic",
+        "run_id": 7,
+        "items": 100,
+        "metrics": {"accuracy": accuracy, "failures.executor": 85.0},
+        "verdict": verdict,
+    }
     result["baseline"] = None if baseline is None else {"accuracy": baseline, "run_id": 8, "reused": True}
-    return {"job_name": "quickstart", "steps": 315, "train_seconds": 400.0, "final_loss": 0.98,
-            "mlflow_run_id": "abc", "evals": [result]}
+    return {
+        "job_name": "quickstart",
+        "steps": 315,
+        "train_seconds": 400.0,
+        "final_loss": 0.98,
+        "mlflow_run_id": "abc",
+        "evals": [result],
+    }
 
 
 def _render(summary: dict[str, object]) -> str:

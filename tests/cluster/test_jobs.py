@@ -93,9 +93,7 @@ def test_a_missing_or_wrong_token_is_refused(local_cluster: ClusterInfo) -> None
         JobClient(local_cluster.dashboard_url, token="not-the-token")
 
 
-def test_an_explicit_address_wins_over_ray_address(
-    local_cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_explicit_address_wins_over_ray_address(local_cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:1")  # what Ray's own client would prefer
     client = JobClient(local_cluster.dashboard_url, token=local_cluster.token)
     assert isinstance(client.list(), list)

@@ -98,8 +98,13 @@ def test_an_explicit_address_is_used_as_is(tmp_path: Path) -> None:
     settings = settings_for(tmp_path / "home")
     info = ensure_local_cluster(settings, "10.1.2.3:8265")
     assert (info.address, info.dashboard_url, info.local) == ("10.1.2.3:8265", "http://10.1.2.3:8265", False)
-    env_settings = Settings(home=tmp_path / "home", ray_address="https://ray.example.com/", mlflow_tracking_uri=None,
-                            database_url=None, benchmarks_dir=None)
+    env_settings = Settings(
+        home=tmp_path / "home",
+        ray_address="https://ray.example.com/",
+        mlflow_tracking_uri=None,
+        database_url=None,
+        benchmarks_dir=None,
+    )
     assert ensure_local_cluster(env_settings).dashboard_url == "https://ray.example.com"
     assert not (tmp_path / "home" / "ray" / "cluster.json").exists()
 

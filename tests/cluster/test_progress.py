@@ -46,8 +46,15 @@ def test_reporter_writes_lines_with_an_eta_per_stage() -> None:
     assert len(lines) == 3
     assert [parse_progress_line(line) for line in lines] == [first, second, other]
     payload = json.loads(lines[1].split(" ", 1)[1])
-    assert payload == {"stage": "train", "step": 2, "total": 10, "metrics": {"loss": 2.0, "tokens_per_s": 512.0},
-                       "eta_s": 16.0, "elapsed_s": 4.0, "time": 1.7e9}
+    assert payload == {
+        "stage": "train",
+        "step": 2,
+        "total": 10,
+        "metrics": {"loss": 2.0, "tokens_per_s": 512.0},
+        "eta_s": 16.0,
+        "elapsed_s": 4.0,
+        "time": 1.7e9,
+    }
 
 
 def test_reporter_throttles_but_keeps_stage_boundaries() -> None:

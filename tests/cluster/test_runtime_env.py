@@ -10,8 +10,9 @@ from mor.settings import Settings
 
 
 def test_local_job_gets_every_setting_and_this_source_tree(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri=None, database_url=None, ray_address=None,
-                        benchmarks_dir=None)
+    settings = Settings(
+        home=tmp_path / "home", mlflow_tracking_uri=None, database_url=None, ray_address=None, benchmarks_dir=None
+    )
     env = job_runtime_env(settings, local=True, env_vars={"MOR_JOB_ID": "j1"})
     assert set(env) == {"env_vars"}
     variables = env["env_vars"]
@@ -25,8 +26,13 @@ def test_local_job_gets_every_setting_and_this_source_tree(tmp_path: Path) -> No
 
 
 def test_remote_job_ships_the_package_and_only_explicit_urls(tmp_path: Path) -> None:
-    settings = Settings(home=tmp_path / "home", mlflow_tracking_uri="http://mlflow:5000",
-                        database_url=None, ray_address="http://head:8265", benchmarks_dir=None)
+    settings = Settings(
+        home=tmp_path / "home",
+        mlflow_tracking_uri="http://mlflow:5000",
+        database_url=None,
+        ray_address="http://head:8265",
+        benchmarks_dir=None,
+    )
     env = job_runtime_env(settings, local=False, working_dir=tmp_path, pip=["pyyaml"])
     assert env["py_modules"] == [str(mor_source_root() / "mor")]
     assert (mor_source_root() / "mor" / "__init__.py").is_file()

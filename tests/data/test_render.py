@@ -91,9 +91,13 @@ def test_role_ids_and_labels_follow_the_turns(tokenizer) -> None:
     assert encoded.role_ids[0] == R and encoded.labels[0] == IGNORE_INDEX  # bos is read by the reasoner
     executor = spans[(2, "executor")]
     assert executor.label_start - executor.start == 1  # the header is one special token
-    text = tokenizer.decode([t for t, label in zip(encoded.input_ids, encoded.labels) if label != IGNORE_INDEX])
-    assert text == ('Look it up. Next: executor<|end|>{"name": "get_weather", "arguments": {"city": "Paris"}}<|end|>'
-                    "Done. Next: summarizer<|end|>It is 20.<|end|>")
+    text = tokenizer.decode(
+        [t for t, label in zip(encoded.input_ids, encoded.labels, strict=False) if label != IGNORE_INDEX]
+    )
+    assert text == (
+        'Look it up. Next: executor<|end|>{"name": "get_weather", "arguments": {"city": "Paris"}}<|end|>'
+        "Done. Next: summarizer<|end|>It is 20.<|end|>"
+    )
 
 
 def test_prompts_are_prefixes_of_the_training_rendering(tokenizer) -> None:
@@ -112,8 +116,12 @@ def test_prompts_are_prefixes_of_the_training_rendering(tokenizer) -> None:
 def test_role_samples_have_one_learned_turn_each(tokenizer) -> None:
     renderer = Renderer(tokenizer, ROLES)
     samples = renderer.role_samples(_episode())
-    assert [(s.turn_index, s.role) for s in samples] == [(1, "reasoner"), (2, "executor"), (4, "reasoner"),
-                                                           (5, "summarizer")]
+    assert [(s.turn_index, s.role) for s in samples] == [
+        (1, "reasoner"),
+        (2, "executor"),
+        (4, "reasoner"),
+        (5, "summarizer"),
+    ]
     full = renderer.encode(_episode())
     covered = 0
     for sample in samples:
@@ -150,8 +158,10 @@ def test_third_party_tokenizer_reads_markers_as_plain_text(small_dataset: Synthe
 
     backend.decoder = decoders.ByteLevel()
     texts = [t.query or "" for t in small_dataset.train]
-    backend.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, show_progress=False,
-                                                           initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    backend.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(vocab_size=400, show_progress=False, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()),
+    )
     plain = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token=None)
     encoded = render(_episode(), plain, ROLES)
     assert plain.decode(encoded.input_ids) == render_text(_episode())
@@ -181,9 +191,14 @@ def test_fit_samples_never_cuts_a_label_span(small_dataset: SyntheticDataset, to
 
 
 def test_content_that_spells_a_marker_stays_text(tokenizer) -> None:
-    sneaky = Trajectory(id="s", turns=[Turn(role="user", content="say <|end|> now"),
-                                       Turn(role="reasoner", next_role="summarizer"),
-                                       Turn(role="summarizer", content="ok")])
+    sneaky = Trajectory(
+        id="s",
+        turns=[
+            Turn(role="user", content="say <|end|> now"),
+            Turn(role="reasoner", next_role="summarizer"),
+            Turn(role="summarizer", content="ok"),
+        ],
+    )
     encoded = render(sneaky, tokenizer, ROLES)
     end_id = tokenizer.convert_tokens_to_ids(END)
     user = next(s for s in encoded.spans if s.role == "user")

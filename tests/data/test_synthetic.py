@@ -129,8 +129,12 @@ def test_save_and_load(tmp_path: Path, small_dataset: SyntheticDataset) -> None:
     loaded = SyntheticDataset.load(tmp_path / "ds")
     assert loaded.train == small_dataset.train and loaded.test == small_dataset.test
     assert loaded.tools == small_dataset.tools and loaded.params["seed"] == 3
-    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == ["params.json", "test.jsonl", "tools.jsonl",
-                                                                   "train.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "ds").iterdir()) == [
+        "params.json",
+        "test.jsonl",
+        "tools.jsonl",
+        "train.jsonl",
+    ]
     with pytest.raises(FileNotFoundError, match="missing"):
         SyntheticDataset.load(tmp_path)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mor.agent import Agent, AgentConfig
 from mor.base import train_tokenizer
 from mor.data import DEFAULT_ROLES
@@ -31,8 +32,15 @@ def data_dir() -> Path:
 @pytest.fixture(scope="module")
 def items(data_dir: Path) -> dict[str, BfclItem]:
     chosen: dict[str, BfclItem] = {}
-    for category, count in (("simple_python", 3), ("simple_java", 1), ("simple_javascript", 1), ("multiple", 1),
-                            ("parallel", 1), ("irrelevance", 2), ("live_relevance", 1)):
+    for category, count in (
+        ("simple_python", 3),
+        ("simple_java", 1),
+        ("simple_javascript", 1),
+        ("multiple", 1),
+        ("parallel", 1),
+        ("irrelevance", 2),
+        ("live_relevance", 1),
+    ):
         for item in load_items(category, data_dir)[:count]:
             chosen[item.id] = item
     return chosen
@@ -45,8 +53,11 @@ def tokenizer(items: dict[str, BfclItem]) -> Any:
 
 
 def _reference_calls(item: BfclItem) -> list[dict[str, Any]]:
-    return [{"name": name.replace(".", "_"), "arguments": arguments}
-            for call in reference_output(item) for name, arguments in call.items()]
+    return [
+        {"name": name.replace(".", "_"), "arguments": arguments}
+        for call in reference_output(item)
+        for name, arguments in call.items()
+    ]
 
 
 Policy = Callable[[BfclItem, str], str]
@@ -72,8 +83,15 @@ class ItemScripted:
         self.items = list(items.values())
         self.policy = policy
 
-    def generate(self, input_ids: Sequence[int], role_ids: Sequence[int], role: str, *, max_new_tokens: int,
-                 stop_ids: Sequence[int]) -> list[int]:
+    def generate(
+        self,
+        input_ids: Sequence[int],
+        role_ids: Sequence[int],
+        role: str,
+        *,
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+    ) -> list[int]:
         prompt = self.tokenizer.decode(list(input_ids))
         item = max((i for i in self.items if i.question in prompt), key=lambda i: len(i.question))
         ids = self.tokenizer(self.policy(item, role), add_special_tokens=False)["input_ids"]
@@ -92,14 +110,16 @@ def test_tools_offered_for_python_items(items: dict[str, BfclItem]) -> None:
         "function": {
             "name": "calculate_triangle_area",
             "description": "Calculate the area of a triangle given its base and height. Note that the provided "
-                           "function is in Python 3 syntax.",
+            "function is in Python 3 syntax.",
             "parameters": {
                 "type": "object",
                 "properties": {
                     "base": {"type": "integer", "description": "The base of the triangle."},
                     "height": {"type": "integer", "description": "The height of the triangle."},
-                    "unit": {"type": "string",
-                             "description": "The unit of measure (defaults to 'units' if not specified)"},
+                    "unit": {
+                        "type": "string",
+                        "description": "The unit of measure (defaults to 'units' if not specified)",
+                    },
                 },
                 "required": ["base", "height"],
             },
@@ -117,12 +137,13 @@ def test_tools_offered_for_java_and_javascript_items_take_source_text(items: dic
     assert controller == {
         "type": "string",
         "description": "The IResultSetController instance responsible for controlling the result set. "
-                       "Give this Java any value as Java source text.",
+        "Give this Java any value as Java source text.",
     }
     (js,) = bfcl_tools(items["simple_javascript_0"])
     flag = js["function"]["parameters"]["properties"]["isComplete"]
-    assert flag["type"] == "string" and flag["description"].endswith("Give this JavaScript Boolean value as "
-                                                                      "JavaScript source text.")
+    assert flag["type"] == "string" and flag["description"].endswith(
+        "Give this JavaScript Boolean value as JavaScript source text."
+    )
 
 
 def test_the_oracle_passes_every_item_with_no_failing_role(tokenizer: Any, items: dict[str, BfclItem]) -> None:
@@ -132,12 +153,19 @@ def test_the_oracle_passes_every_item_with_no_failing_role(tokenizer: Any, items
         assert run.passed, (item.id, run.reason, run.message)
         assert run.failing_role is None and run.reason is None
     parallel = run_bfcl_item(target, items["parallel_0"])
-    assert parallel.output["calls"] == [{"spotify_play": {"artist": "Taylor Swift", "duration": 20}},
-                                        {"spotify_play": {"artist": "Maroon 5", "duration": 15}}]
+    assert parallel.output["calls"] == [
+        {"spotify_play": {"artist": "Taylor Swift", "duration": 20}},
+        {"spotify_play": {"artist": "Maroon 5", "duration": 15}},
+    ]
     assert parallel.output["thought"] == "I will call the function."
     row = parallel.to_row()
-    assert (row.category, row.item_id, row.passed, row.failure_reason, row.failing_role) == \
-        ("parallel", "parallel_0", True, None, None)
+    assert (row.category, row.item_id, row.passed, row.failure_reason, row.failing_role) == (
+        "parallel",
+        "parallel_0",
+        True,
+        None,
+        None,
+    )
     assert row.latency_ms is not None and row.latency_ms > 0
 
 
@@ -153,8 +181,9 @@ def _saboteur(change: str) -> Policy:
             if change == "unknown_function":
                 return json.dumps({"name": "teleport", "arguments": {"to": "Mars"}})
             if change == "call_anyway":
-                return json.dumps({"name": bfcl_tools(item)[0]["function"]["name"], "arguments": {"weight": 70.0,
-                                                                                                   "height": 1.8}})
+                return json.dumps(
+                    {"name": bfcl_tools(item)[0]["function"]["name"], "arguments": {"weight": 70.0, "height": 1.8}}
+                )
             calls = _reference_calls(item)
             if change == "wrong_value":
                 calls[0]["arguments"]["base"] = 11
@@ -210,8 +239,9 @@ class PlainModel:
     def __init__(self, content: str) -> None:
         self.content = content
 
-    def respond(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]], *,
-                tool_choice: str = "auto") -> TargetReply:
+    def respond(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]], *, tool_choice: str = "auto"
+    ) -> TargetReply:
         return TargetReply(content=self.content, latency_s=0.25)
 
 
@@ -222,8 +252,11 @@ def test_a_plain_model_is_scored_without_roles(items: dict[str, BfclItem]) -> No
     assert (wrong.reason, wrong.failing_role) == ("wrong_value", None)
     prose = run_bfcl_item(PlainModel("The area is 25 square units."), items["simple_python_0"])
     assert (prose.reason, prose.failing_role) == ("no_call", None)
-    assert prose.output == {"calls": [], "content": "The area is 25 square units.",
-                            "error_type": "simple_function_checker:wrong_count"}
+    assert prose.output == {
+        "calls": [],
+        "content": "The area is 25 square units.",
+        "error_type": "simple_function_checker:wrong_count",
+    }
 
 
 class FunctionCaller:
@@ -234,8 +267,9 @@ class FunctionCaller:
     def __init__(self, name: str, arguments: str) -> None:
         self.call = TargetCall(name, {}, arguments, "c1")
 
-    def respond(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]], *,
-                tool_choice: str = "auto") -> TargetReply:
+    def respond(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]], *, tool_choice: str = "auto"
+    ) -> TargetReply:
         return TargetReply(calls=[self.call], failure="arguments are not JSON")
 
 
@@ -247,14 +281,18 @@ def test_undecodable_call_arguments_are_unparseable(items: dict[str, BfclItem]) 
 def test_a_category_run_and_its_metrics(tokenizer: Any, items: dict[str, BfclItem], data_dir: Path) -> None:
     target = _target(tokenizer, items, oracle)
     seen: list[tuple[int, int]] = []
-    python = run_bfcl_category(target, "bfcl/simple_python", data_dir, max_items=2,
-                               progress=lambda done, total: seen.append((done, total)))
-    assert python.category == "simple_python" and [i.item_id for i in python.items] == ["simple_python_0",
-                                                                                      "simple_python_1"]
+    python = run_bfcl_category(
+        target, "bfcl/simple_python", data_dir, max_items=2, progress=lambda done, total: seen.append((done, total))
+    )
+    assert python.category == "simple_python" and [i.item_id for i in python.items] == [
+        "simple_python_0",
+        "simple_python_1",
+    ]
     assert seen == [(1, 2), (2, 2)] and python.score.accuracy == 1.0 and python.seconds > 0
     java = run_bfcl_category(target, "simple_java", data_dir, item_ids=["simple_java_0"])
-    javascript = run_bfcl_category(_target(tokenizer, items, _saboteur("no_call")), "simple_javascript", data_dir,
-                                   max_items=1)
+    javascript = run_bfcl_category(
+        _target(tokenizer, items, _saboteur("no_call")), "simple_javascript", data_dir, max_items=1
+    )
     assert javascript.failures_by_role == {"reasoner": 1} and javascript.failures_by_reason == {"no_call": 1}
     metrics = bfcl_metrics([python, java, javascript])
     assert metrics["items"] == 4.0 and metrics["accuracy"] == 0.75

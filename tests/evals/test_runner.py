@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mor.data import DEFAULT_ROLES
 from mor.evals.bfcl import CATEGORIES
 from mor.evals.runner import (
@@ -26,16 +27,17 @@ from mor.evals.targets import AgentTarget, OpenAITarget, write_untrained_agent
 from mor.settings import Settings
 from mor_testing import benchmarks_dir as _benchmarks_dir
 
-TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
-            "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
+TINY_MOR = {
+    "rank": 2,
+    "target_modules": ["q_proj", "v_proj"],
+    "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES},
+}
 TRAIN_SPEC = """\
 kind: train
 name: tiny-untrained
 base_model: {builtin: tiny-llama}
 data: {sources: [{synthetic: {tools: 6, trajectories: 40, seed: 3}}]}
 """
-
-
 
 
 @pytest.fixture(scope="module")
@@ -45,16 +47,18 @@ def data_dir() -> Path:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(home=tmp_path / "home", mlflow_tracking_uri=None, database_url=None, ray_address=None,
-                    benchmarks_dir=None)
+    return Settings(
+        home=tmp_path / "home", mlflow_tracking_uri=None, database_url=None, ray_address=None, benchmarks_dir=None
+    )
 
 
 @pytest.fixture(scope="module")
 def agent_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("agent")
     texts = ["<|user|> Find the area of a triangle with a base of 10 units. <|reasoner|> Next: executor <|end|>"] * 10
-    write_untrained_agent(root / "agent", texts=texts, cache_dir=root / "cache", mor_config=TINY_MOR,
-                          spec_text=TRAIN_SPEC)
+    write_untrained_agent(
+        root / "agent", texts=texts, cache_dir=root / "cache", mor_config=TINY_MOR, spec_text=TRAIN_SPEC
+    )
     return root / "agent"
 
 
@@ -81,8 +85,10 @@ def test_parse_suite() -> None:
 
 
 def test_check_options(tmp_path: Path) -> None:
-    assert check_options({"max_items": 3, "data_dir": str(tmp_path / "x" / ".."), "mode": None}) == \
-        {"max_items": 3, "data_dir": str(tmp_path)}
+    assert check_options({"max_items": 3, "data_dir": str(tmp_path / "x" / ".."), "mode": None}) == {
+        "max_items": 3,
+        "data_dir": str(tmp_path),
+    }
     with pytest.raises(ValueError, match=r"options: \['max_item'\] are not run options"):
         check_options({"max_item": 3})
     with pytest.raises(ValueError, match="max_items: got 0, must be a whole number >= 1"):
@@ -107,8 +113,9 @@ class Answering:
         self.content = content
         self.questions: list[str] = []
 
-    def respond(self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]], *,
-                tool_choice: str = "auto") -> TargetReply:
+    def respond(
+        self, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]], *, tool_choice: str = "auto"
+    ) -> TargetReply:
         self.questions.append(str(messages[-1]["content"]))
         return TargetReply(content=self.content, latency_s=0.5)
 
@@ -116,17 +123,25 @@ class Answering:
 def test_run_bfcl_rows_and_metrics(data_dir: Path, settings: Settings) -> None:
     target = Answering("I would rather not call anything.")
     progress: list[tuple[str, int, int]] = []
-    result = run_suite(parse_suite("bfcl", ["simple_python", "irrelevance"]), target, settings,
-                       {"max_items": 2, "data_dir": str(data_dir)},
-                       progress=lambda stage, done, total: progress.append((stage, done, total)))
+    result = run_suite(
+        parse_suite("bfcl", ["simple_python", "irrelevance"]),
+        target,
+        settings,
+        {"max_items": 2, "data_dir": str(data_dir)},
+        progress=lambda stage, done, total: progress.append((stage, done, total)),
+    )
     assert [(row.category, row.item_id, row.passed, row.failure_reason, row.failing_role) for row in result.rows] == [
         ("simple_python", "simple_python_0", False, "no_call", None),
         ("simple_python", "simple_python_1", False, "no_call", None),
         ("irrelevance", "irrelevance_0", True, None, None),
         ("irrelevance", "irrelevance_1", True, None, None),
     ]
-    assert progress == [("bfcl/simple_python", 1, 2), ("bfcl/simple_python", 2, 2), ("bfcl/irrelevance", 1, 2),
-                        ("bfcl/irrelevance", 2, 2)]
+    assert progress == [
+        ("bfcl/simple_python", 1, 2),
+        ("bfcl/simple_python", 2, 2),
+        ("bfcl/irrelevance", 1, 2),
+        ("bfcl/irrelevance", 2, 2),
+    ]
     assert result.metrics["accuracy"] == 0.5 and result.metrics["accuracy/irrelevance"] == 1.0
     assert result.metrics["reasons/no_call"] == 2.0 and result.metrics["mean_latency_s"] == 0.5
     assert result.judge_kind is None and len(target.questions) == 4
@@ -140,8 +155,9 @@ def test_the_data_dir_comes_from_the_options_or_the_settings(data_dir: Path, set
     assert [row.item_id for row in result.rows] == ["simple_python_0"]
 
 
-def test_an_untrained_agent_fails_bfcl_items_on_its_reasoner(agent_dir: Path, data_dir: Path,
-                                                              settings: Settings) -> None:
+def test_an_untrained_agent_fails_bfcl_items_on_its_reasoner(
+    agent_dir: Path, data_dir: Path, settings: Settings
+) -> None:
     target, info = build_target(str(agent_dir), settings, {"max_new_tokens": 4, "max_steps": 2})
     assert isinstance(target, AgentTarget) and target.agent_dir is not None
     assert (info.uri, info.name, info.version, info.base_model) == (str(agent_dir), "agent", None, "builtin:tiny-llama")
@@ -149,7 +165,9 @@ def test_an_untrained_agent_fails_bfcl_items_on_its_reasoner(agent_dir: Path, da
     assert target.agent.config.max_context_tokens == 1024
     result = run_suite(parse_suite("bfcl/simple_python"), target, settings, {"max_items": 2, "data_dir": str(data_dir)})
     assert [(row.item_id, row.passed, row.failing_role) for row in result.rows] == [
-        ("simple_python_0", False, "reasoner"), ("simple_python_1", False, "reasoner")]
+        ("simple_python_0", False, "reasoner"),
+        ("simple_python_1", False, "reasoner"),
+    ]
     assert all(row.failure_reason == "unparseable" for row in result.rows)  # the reasoner's turn was unusable
     assert all("no end marker within 4 tokens" in (row.detail or "") for row in result.rows)
     assert result.metrics["failures/reasoner"] == 2.0
@@ -157,13 +175,19 @@ def test_an_untrained_agent_fails_bfcl_items_on_its_reasoner(agent_dir: Path, da
 
 def test_stabletoolbench_groups_give_rule_based_rows(data_dir: Path, settings: Settings) -> None:
     """No judge endpoint configured: the rule-based judge decides, and the run says so."""
-    result = run_suite(parse_suite("stabletoolbench/G1_instruction"), Answering("I would rather not call anything."),
-                       settings, {"max_items": 2, "data_dir": str(data_dir), "mode": "cot"})
+    result = run_suite(
+        parse_suite("stabletoolbench/G1_instruction"),
+        Answering("I would rather not call anything."),
+        settings,
+        {"max_items": 2, "data_dir": str(data_dir), "mode": "cot"},
+    )
     assert [(row.category, row.passed, row.failure_reason, row.failing_role) for row in result.rows] == [
-        ("G1_instruction", False, "judged_unsolved", None)] * 2
+        ("G1_instruction", False, "judged_unsolved", None)
+    ] * 2
     assert [row.item_id for row in result.rows] == ["588", "608"]
-    assert result.judge_kind == "rule-based" and all(row.detail == "rule-based judge: score 0.00"
-                                                     for row in result.rows)
+    assert result.judge_kind == "rule-based" and all(
+        row.detail == "rule-based judge: score 0.00" for row in result.rows
+    )
     assert result.metrics["accuracy/G1_instruction"] == 0.0 and result.metrics["G1_instruction/sopr"] == 0.0
     assert result.metrics["sopr"] == 0.0 and result.metrics["items"] == 2.0
 
@@ -178,20 +202,31 @@ def test_the_synthetic_suite_uses_the_agents_own_held_out_set(agent_dir: Path, s
         run_suite(parse_suite("synthetic"), Answering("x"), settings, {})
 
 
-def test_the_synthetic_suite_runs_episodes_in_the_specs_eval_batches(agent_dir: Path, settings: Settings,
-                                                                     tmp_path: Path) -> None:
+def test_the_synthetic_suite_runs_episodes_in_the_specs_eval_batches(
+    agent_dir: Path, settings: Settings, tmp_path: Path
+) -> None:
     """Progress is reported per batch: the spec's `eval.batch_size: 1` gives one report per item, the default
     (16) one for both."""
     batched = tmp_path / "agent"
     texts = ["<|user|> Find the area of a triangle with a base of 10 units. <|reasoner|> Next: executor <|end|>"] * 10
-    write_untrained_agent(batched, texts=texts, cache_dir=tmp_path / "cache", mor_config=TINY_MOR,
-                          spec_text=TRAIN_SPEC + "eval: {batch_size: 1}\n")
+    write_untrained_agent(
+        batched,
+        texts=texts,
+        cache_dir=tmp_path / "cache",
+        mor_config=TINY_MOR,
+        spec_text=TRAIN_SPEC + "eval: {batch_size: 1}\n",
+    )
 
     def reports(directory: Path) -> list[int]:
         target, _ = build_target(str(directory), settings, {"max_new_tokens": 4})
         seen: list[int] = []
-        run_suite(parse_suite("synthetic"), target, settings, {"max_items": 2},
-                  progress=lambda stage, done, total: seen.append(done))
+        run_suite(
+            parse_suite("synthetic"),
+            target,
+            settings,
+            {"max_items": 2},
+            progress=lambda stage, done, total: seen.append(done),
+        )
         return seen
 
     assert (reports(batched), reports(agent_dir)) == ([1, 2], [2])
@@ -201,8 +236,9 @@ class _ModelsServer:
     def __init__(self) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the http.server API
-                data = json.dumps({"object": "list", "data": [{"id": "served-1", "object": "model", "created": 0,
-                                                               "owned_by": "x"}]}).encode()
+                data = json.dumps(
+                    {"object": "list", "data": [{"id": "served-1", "object": "model", "created": 0, "owned_by": "x"}]}
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -225,8 +261,9 @@ def models_server() -> Iterator[_ModelsServer]:
     server.httpd.server_close()
 
 
-def test_an_endpoint_uri_builds_an_openai_target(models_server: _ModelsServer, settings: Settings,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_endpoint_uri_builds_an_openai_target(
+    models_server: _ModelsServer, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     target, info = build_target(models_server.url, settings, {})
     assert isinstance(target, OpenAITarget) and (info.name, info.version) == ("served-1", None)
     named, info = build_target(models_server.url, settings, {"endpoint_model": "gpt-x"})

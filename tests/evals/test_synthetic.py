@@ -6,8 +6,16 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from mor.agent import Agent, AgentConfig, ReplayGenerator, build_agent
 from mor.base import train_tokenizer
-from mor.data import DEFAULT_ROLES, Renderer, SyntheticDataset, ToolCall, Trajectory, Turn, generate_synthetic
-from mor.data import render_text
+from mor.data import (
+    DEFAULT_ROLES,
+    Renderer,
+    SyntheticDataset,
+    ToolCall,
+    Trajectory,
+    Turn,
+    generate_synthetic,
+    render_text,
+)
 from mor.evals.synthetic import SyntheticItemResult, evaluate_synthetic, summarize
 
 
@@ -27,8 +35,13 @@ def _replay_agent(references: list[Trajectory], tokenizer) -> Agent:
 
 def test_replaying_the_references_scores_everything_correct(dataset: SyntheticDataset, tokenizer) -> None:
     seen: list[tuple[int, int]] = []
-    result = evaluate_synthetic(_replay_agent(dataset.test, tokenizer), dataset.test, toolbox=dataset.toolbox(),
-                                batch_size=8, progress=lambda done, total: seen.append((done, total)))
+    result = evaluate_synthetic(
+        _replay_agent(dataset.test, tokenizer),
+        dataset.test,
+        toolbox=dataset.toolbox(),
+        batch_size=8,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     summary = result.summary
     assert summary.items == len(dataset.test) == 60 and summary.passed == 60
     assert summary.accuracy == summary.call_accuracy == summary.answer_accuracy == 1.0
@@ -52,11 +65,16 @@ def test_failures_are_attributed_to_the_role_that_left_the_reference(dataset: Sy
     call = gold.turns[executor_at].calls[0]
 
     early_stop = gold.model_copy(deep=True)
-    early_stop.turns = [gold.turns[0], Turn(role="reasoner", thought="Done.", next_role="summarizer"),
-                        Turn(role="summarizer", content="I cannot help.")]
+    early_stop.turns = [
+        gold.turns[0],
+        Turn(role="reasoner", thought="Done.", next_role="summarizer"),
+        Turn(role="summarizer", content="I cannot help."),
+    ]
     wrong_call = gold.model_copy(deep=True)
-    changed = {key: (value + 1 if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{value}x")
-               for key, value in call.arguments.items()}
+    changed = {
+        key: (value + 1 if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{value}x")
+        for key, value in call.arguments.items()
+    }
     wrong_call.turns[executor_at] = Turn(role="executor", calls=[ToolCall(name=call.name, arguments=changed)])
     bad_json = gold.model_copy(deep=True)
     bad_json.turns[executor_at] = Turn(role="executor", content='{"name": "' + call.name + '", "arguments": {')
@@ -82,8 +100,16 @@ def test_failures_are_attributed_to_the_role_that_left_the_reference(dataset: Sy
 
 def test_an_untrained_base_scores_near_zero(dataset: SyntheticDataset, tokenizer) -> None:
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
-                                         num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=2))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    )
     agent = build_agent(model, tokenizer, config=AgentConfig(max_new_tokens={}, default_max_new_tokens=24))
     result = evaluate_synthetic(agent, dataset.test, max_items=6, batch_size=6)
     assert result.summary.accuracy == 0.0 and result.summary.items == 6
@@ -95,9 +121,14 @@ def test_summary_arithmetic() -> None:
     def item(passed: bool, calls: bool, answer: bool, role: str | None, category: str, latency: float):
         return SyntheticItemResult("i", category, passed, calls, answer, role, None, None, [], [], latency)
 
-    summary = summarize([item(True, True, True, None, "single", 1.0), item(False, True, False, "summarizer", "single",
-                         2.0), item(False, False, False, "executor", "multi", 3.0), item(True, True, True, None,
-                         "multi", 4.0)])
+    summary = summarize(
+        [
+            item(True, True, True, None, "single", 1.0),
+            item(False, True, False, "summarizer", "single", 2.0),
+            item(False, False, False, "executor", "multi", 3.0),
+            item(True, True, True, None, "multi", 4.0),
+        ]
+    )
     assert (summary.items, summary.passed, summary.accuracy) == (4, 2, 0.5)
     assert summary.call_accuracy == 0.75 and summary.answer_accuracy == 0.5
     assert summary.failures_by_role == {"summarizer": 1, "executor": 1}

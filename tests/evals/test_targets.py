@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from mor.agent import Agent, AgentConfig
 from mor.base import train_tokenizer
 from mor.data import DEFAULT_ROLES
@@ -43,8 +44,15 @@ class Scripted:
         self.tokenizer = tokenizer
         self.outputs = outputs
 
-    def generate(self, input_ids: Sequence[int], role_ids: Sequence[int], role: str, *, max_new_tokens: int,
-                 stop_ids: Sequence[int]) -> list[int]:
+    def generate(
+        self,
+        input_ids: Sequence[int],
+        role_ids: Sequence[int],
+        role: str,
+        *,
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+    ) -> list[int]:
         ids = self.tokenizer(self.outputs[role], add_special_tokens=False)["input_ids"]
         return (ids + list(stop_ids))[:max_new_tokens]
 
@@ -54,8 +62,11 @@ def _agent_target(tokenizer: Any, **outputs: str) -> AgentTarget:
 
 
 def test_agent_target_returns_the_executors_calls_with_the_reasoners_thought(tokenizer: Any) -> None:
-    target = _agent_target(tokenizer, reasoner="I will look it up. Next: executor",
-                           executor='{"name": "get_weather", "arguments": {"city": "Paris"}}')
+    target = _agent_target(
+        tokenizer,
+        reasoner="I will look it up. Next: executor",
+        executor='{"name": "get_weather", "arguments": {"city": "Paris"}}',
+    )
     assert isinstance(target, ChatTarget)
     reply = target.respond(QUESTION, [WEATHER])
     assert reply.calls == [TargetCall("get_weather", {"city": "Paris"}, None, "call_1")]
@@ -85,8 +96,11 @@ def test_agent_target_names_the_role_whose_output_was_unusable(tokenizer: Any) -
 
 
 def test_agent_target_tool_choice(tokenizer: Any) -> None:
-    target = _agent_target(tokenizer, reasoner="Call it. Next: executor",
-                           executor='{"name": "get_weather", "arguments": {"city": "Paris"}}')
+    target = _agent_target(
+        tokenizer,
+        reasoner="Call it. Next: executor",
+        executor='{"name": "get_weather", "arguments": {"city": "Paris"}}',
+    )
     reply = target.respond(QUESTION, [WEATHER], tool_choice="none")
     assert reply.calls == [] and reply.failing_role == "reasoner" and "tool_choice='none'" in (reply.failure or "")
     with pytest.raises(ValueError, match="tool_choice: got 'any'"):
@@ -95,8 +109,11 @@ def test_agent_target_tool_choice(tokenizer: Any) -> None:
 
 def test_an_untrained_agent_directory_loads_and_fails_with_a_role(tmp_path: Path) -> None:
     texts = ["<|user|> What is the weather in Paris? <|reasoner|> look it up Next: executor <|end|>"] * 10
-    tiny = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
-            "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
+    tiny = {
+        "rank": 2,
+        "target_modules": ["q_proj", "v_proj"],
+        "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES},
+    }
     agent_dir = write_untrained_agent(tmp_path / "agent", texts=texts, cache_dir=tmp_path / "cache", mor_config=tiny)
     assert agent_dir.roles == list(DEFAULT_ROLES) and agent_dir.base_weights_dir is not None
     budget = AgentConfig(max_new_tokens={}, default_max_new_tokens=4)
@@ -157,9 +174,13 @@ def server() -> Iterator[_Server]:
 
 def _completion(message: dict[str, Any], finish: str = "stop", **extra: Any) -> dict[str, Any]:
     return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", **message}, "finish_reason": finish}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17}, **extra,
+        "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+        **extra,
     }
 
 
@@ -169,10 +190,20 @@ def _call(name: str, arguments: str) -> dict[str, Any]:
 
 def test_openai_target_against_our_served_agent(server: _Server) -> None:
     mor = {"decision": "tool_calls", "role_tokens": {"reasoner": 6, "executor": 9}}
-    server.replies.append((200, _completion(
-        {"content": None, "reasoning_content": "Look it up.",
-         "tool_calls": [_call("get_weather", '{"city": "Paris"}')]},
-        "tool_calls", mor=mor)))
+    server.replies.append(
+        (
+            200,
+            _completion(
+                {
+                    "content": None,
+                    "reasoning_content": "Look it up.",
+                    "tool_calls": [_call("get_weather", '{"city": "Paris"}')],
+                },
+                "tool_calls",
+                mor=mor,
+            ),
+        )
+    )
     target = OpenAITarget(server.url, "key-1", "mor-agent")
     assert gate_roles_of(target) is None  # not known before the first reply
     reply = target.respond(QUESTION, [WEATHER])
@@ -187,12 +218,26 @@ def test_openai_target_against_our_served_agent(server: _Server) -> None:
 
 
 def test_openai_target_attributes_served_agent_failures_to_roles(server: _Server) -> None:
-    server.replies.append((200, _completion({"content": "Look it up.", "tool_calls": [_call("get_weather", '{"ci')]},
-                                            "tool_calls", mor={"decision": "tool_calls", "role_tokens": {}})))
+    server.replies.append(
+        (
+            200,
+            _completion(
+                {"content": "Look it up.", "tool_calls": [_call("get_weather", '{"ci')]},
+                "tool_calls",
+                mor={"decision": "tool_calls", "role_tokens": {}},
+            ),
+        )
+    )
     length_mor = {"decision": "length", "role_tokens": {"reasoner": 3, "executor": 40}}
     server.replies.append((200, _completion({"content": None, "reasoning_content": "Look"}, "length", mor=length_mor)))
-    error = {"error": {"message": "the reasoner's output could not be parsed: no 'Next: <role>'",
-                       "type": "server_error", "param": None, "code": "generation_failed"}}
+    error = {
+        "error": {
+            "message": "the reasoner's output could not be parsed: no 'Next: <role>'",
+            "type": "server_error",
+            "param": None,
+            "code": "generation_failed",
+        }
+    }
     server.replies.extend([(500, error)] * 3)  # the client retries a 500 twice
     target = OpenAITarget(server.url, None, "mor-agent", max_retries=2)
     bad_json = target.respond(QUESTION, [WEATHER])
@@ -206,11 +251,13 @@ def test_openai_target_attributes_served_agent_failures_to_roles(server: _Server
 
 
 def test_openai_target_against_a_third_party_server(server: _Server) -> None:
-    server.replies.append((200, {"object": "list", "data": [{"id": "gpt-x", "object": "model", "created": 0,
-                                                             "owned_by": "me"}]}))
+    server.replies.append(
+        (200, {"object": "list", "data": [{"id": "gpt-x", "object": "model", "created": 0, "owned_by": "me"}]})
+    )
     server.replies.append((200, _completion({"content": "I cannot check the weather."})))
-    server.replies.append((200, _completion({"content": None, "tool_calls": [_call("get_weather", "[1]")]},
-                                            "tool_calls")))
+    server.replies.append(
+        (200, _completion({"content": None, "tool_calls": [_call("get_weather", "[1]")]}, "tool_calls"))
+    )
     target = OpenAITarget(server.url, "sk-test")
     reply = target.respond(QUESTION, [])
     assert target.model == "gpt-x" and server.requests[0][0] == "GET /v1/models"
@@ -242,23 +289,37 @@ def served_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     import socket
 
     import uvicorn
+
     from mor.agent import load_agent_model
     from mor.serve import KeySet, ServeArgs, build_api, build_runtime, digest_key
 
     root = tmp_path_factory.mktemp("served")
     texts = ["<|user|> Find the area of a triangle with a base of 10 units. <|reasoner|> Next: executor <|end|>"] * 10
-    tiny = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
-            "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
+    tiny = {
+        "rank": 2,
+        "target_modules": ["q_proj", "v_proj"],
+        "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES},
+    }
     agent = write_untrained_agent(root / "agent", texts=texts, cache_dir=root / "cache", mor_config=tiny)
     model, tokenizer = load_agent_model(agent)
-    args = ServeArgs(model_uri=str(agent.root), api_key_digests=[digest_key("served-key-0123456789")],
-                     role_max_tokens={"reasoner": 12, "executor": 48, "summarizer": 8}, max_steps=2)
+    args = ServeArgs(
+        model_uri=str(agent.root),
+        api_key_digests=[digest_key("served-key-0123456789")],
+        role_max_tokens={"reasoner": 12, "executor": 48, "summarizer": 8},
+        max_steps=2,
+    )
     runtime = build_runtime(model, tokenizer, args, name="tiny-agent")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_api(runtime, KeySet.from_keys(["served-key-0123456789"])),
-                                           host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            build_api(runtime, KeySet.from_keys(["served-key-0123456789"])),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -11,9 +11,11 @@ from mor.model import DEFAULT_TARGET_MODULES, MoRConfig, MoRConfigError, RoleCon
 def test_defaults_are_the_paper_setting() -> None:
     config = MoRConfig()
     assert (config.rank, config.alpha, config.dropout, config.scaling) == (16, 32.0, 0.0, 2.0)
-    assert config.target_modules == list(DEFAULT_TARGET_MODULES) == [
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
-    ]
+    assert (
+        config.target_modules
+        == list(DEFAULT_TARGET_MODULES)
+        == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
     assert config.roles == {
         "reasoner": RoleConfig(routed=4, top_k=3, shared=True),
         "executor": RoleConfig(routed=4, top_k=3, shared=True),
@@ -40,8 +42,10 @@ def test_round_trip_through_dict_and_json_keeps_role_order() -> None:
         ({"rank": 0}, r"rank: got 0, must be > 0; e.g. rank: 16"),
         ({"rank": -3}, r"rank: got -3, must be > 0"),
         ({"roles": {}}, r"roles: got \{\}, must define at least one role"),
-        ({"roles": {"executor": {"routed": 4, "top_k": 6}}},
-         r"roles.executor.top_k: got 6, must be ≤ routed \(4\); e.g. top_k: 3"),
+        (
+            {"roles": {"executor": {"routed": 4, "top_k": 6}}},
+            r"roles.executor.top_k: got 6, must be ≤ routed \(4\); e.g. top_k: 3",
+        ),
         ({"roles": {"executor": {"routed": 4, "top_k": 0}}}, r"roles.executor.top_k: got 0, must be ≥ 1"),
         ({"roles": {"executor": {"routed": -1}}}, r"roles.executor.routed: got -1, must be ≥ 0"),
         ({"roles": {"executor": {"routed": 0, "shared": False}}}, r"roles.executor: routed is 0 and shared is false"),
@@ -97,7 +101,9 @@ def test_nested_in_another_model_each_error_keeps_its_field_path() -> None:
 
 def test_role_id_rejects_unknown_roles() -> None:
     config = MoRConfig()
-    with pytest.raises(MoRConfigError, match=r"role: got 'critic', must be one of \['reasoner', 'executor', 'summarizer'\]"):
+    with pytest.raises(
+        MoRConfigError, match=r"role: got 'critic', must be one of \['reasoner', 'executor', 'summarizer'\]"
+    ):
         config.role_id("critic")
     with pytest.raises(MoRConfigError, match=r"role: got id 3, must be in 0..2"):
         config.role_id(3)

@@ -20,8 +20,14 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 def _llama(layers: int) -> LlamaForCausalLM:
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=layers, num_attention_heads=4,
-                         num_key_value_heads=4, vocab_size=128)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=128,
+    )
     return LlamaForCausalLM(config).train()
 
 
@@ -94,8 +100,9 @@ def test_operator_count_per_adapted_module_meets_the_gpu_target() -> None:
 
 def test_layout_pads_routers_and_points_each_lora_at_its_coefficient() -> None:
     # roles: (routed, top_k, shared, down rows) at rank 2; role 1 has no shared LoRA, role 2 no routed experts
-    layout = FusedLayout.build([(3, 2, True, 4 * 2 + 3 + 1), (2, 5, False, 2 * 2 + 2), (0, 0, True, 1 * 2 + 1)], 2,
-                               torch.device("cpu"))
+    layout = FusedLayout.build(
+        [(3, 2, True, 4 * 2 + 3 + 1), (2, 5, False, 2 * 2 + 2), (0, 0, True, 1 * 2 + 1)], 2, torch.device("cpu")
+    )
     assert (layout.max_routed, layout.max_top_k, layout.num_loras) == (3, 2, 7)
     assert layout.pad_bias.tolist() == [[0, 0, 0], [0, 0, float("-inf")], [0, 0, 0]]
     assert layout.rank_mask.tolist() == [[1, 1], [1, 1], [1, 0]]
@@ -118,8 +125,12 @@ def _decode_step(model: torch.nn.Module, **role: torch.Tensor) -> Callable[[], N
     def step() -> None:
         with torch.no_grad():
             cache = DynamicCache()
-            model(input_ids=prompt, use_cache=True, **{cache_argument_name(model): cache},
-                  **{name: value.expand(1, 16) for name, value in role.items()})
+            model(
+                input_ids=prompt,
+                use_cache=True,
+                **{cache_argument_name(model): cache},
+                **{name: value.expand(1, 16) for name, value in role.items()},
+            )
             model(input_ids=new_token, use_cache=True, **{cache_argument_name(model): cache}, **role)
 
     return step
@@ -143,28 +154,42 @@ def _fused_inputs(config: MoRConfig, layers: int, seed: int) -> tuple[torch.Tens
         for role in config.roles.values():
             down_rows = role.num_loras * config.rank + role.routed + int(role.shared)
             downs.append(torch.randn(down_rows, in_features, generator=generator, dtype=torch.float64))
-            ups.append(torch.randn(out_features, role.num_loras * config.rank, generator=generator,
-                                   dtype=torch.float64))
+            ups.append(
+                torch.randn(out_features, role.num_loras * config.rank, generator=generator, dtype=torch.float64)
+            )
     for role in config.roles.values():
-        rows.append((role.routed, min(role.top_k, role.routed), role.shared,
-                     role.num_loras * config.rank + role.routed + int(role.shared)))
+        rows.append(
+            (
+                role.routed,
+                min(role.top_k, role.routed),
+                role.shared,
+                role.num_loras * config.rank + role.routed + int(role.shared),
+            )
+        )
     x = torch.randn(7, in_features, generator=generator, dtype=torch.float64)
     return x, [*downs, *ups], FusedLayout.build(rows, config.rank, torch.device("cpu"))
 
 
-_UNEVEN_ROLES = MoRConfig(rank=2, roles={
-    "reasoner": RoleConfig(routed=4, top_k=3, shared=True),
-    "executor": RoleConfig(routed=2, top_k=1, shared=False),
-    "summarizer": RoleConfig(routed=0, shared=True),
-})
+_UNEVEN_ROLES = MoRConfig(
+    rank=2,
+    roles={
+        "reasoner": RoleConfig(routed=4, top_k=3, shared=True),
+        "executor": RoleConfig(routed=2, top_k=1, shared=False),
+        "summarizer": RoleConfig(routed=0, shared=True),
+    },
+)
 
 
-@pytest.mark.parametrize(("config", "layers", "dropout"), [
-    (MoRConfig(rank=2), 1, 0.0),
-    (MoRConfig(rank=2), 3, 0.0),
-    (_UNEVEN_ROLES, 2, 0.0),
-    (_UNEVEN_ROLES, 1, 0.4),
-], ids=["paper", "three_siblings", "uneven_roles", "dropout"])
+@pytest.mark.parametrize(
+    ("config", "layers", "dropout"),
+    [
+        (MoRConfig(rank=2), 1, 0.0),
+        (MoRConfig(rank=2), 3, 0.0),
+        (_UNEVEN_ROLES, 2, 0.0),
+        (_UNEVEN_ROLES, 1, 0.4),
+    ],
+    ids=["paper", "three_siblings", "uneven_roles", "dropout"],
+)
 def test_hand_written_backward_matches_numerical_gradients(config: MoRConfig, layers: int, dropout: float) -> None:
     """`gradcheck` (float64) of the fused deltas and balance losses with respect to the input and every parameter."""
     x, parameters, layout = _fused_inputs(config, layers, seed=len(config.roles) + layers)
@@ -176,10 +201,12 @@ def test_hand_written_backward_matches_numerical_gradients(config: MoRConfig, la
     def loss(x: torch.Tensor, *parameters: torch.Tensor) -> torch.Tensor:
         torch.manual_seed(0)  # the same dropout mask in every evaluation
         plan = build_routing_plan(role_ids, roles)
-        layer_params = [(parameters[m * roles : (m + 1) * roles],
-                         parameters[(layers + m) * roles : (layers + m + 1) * roles]) for m in range(layers)]
+        layer_params = [
+            (parameters[m * roles : (m + 1) * roles], parameters[(layers + m) * roles : (layers + m + 1) * roles])
+            for m in range(layers)
+        ]
         deltas, records = fused_deltas(x, layer_params, layout, plan, scaling=0.5, dropout=dropout, record_as=names)
-        total = sum((delta * weight).sum() for delta, weight in zip(deltas, weights))
+        total = sum((delta * weight).sum() for delta, weight in zip(deltas, weights, strict=False))
         return total + sum(record.aux_loss.sum() * (m + 1) for m, record in enumerate(records))
 
     inputs = [x.requires_grad_(True), *(p.requires_grad_(True) for p in parameters)]
@@ -192,8 +219,9 @@ def test_a_sibling_delta_left_unused_gets_zero_gradients() -> None:
     for parameter in parameters:
         parameter.requires_grad_(True)
     plan = build_routing_plan(torch.tensor([0, 1, 2, 2, 0, 1, 0]), 3)
-    deltas, _ = fused_deltas(x, [(parameters[0:3], parameters[6:9]), (parameters[3:6], parameters[9:12])], layout,
-                             plan, scaling=1.0)
+    deltas, _ = fused_deltas(
+        x, [(parameters[0:3], parameters[6:9]), (parameters[3:6], parameters[9:12])], layout, plan, scaling=1.0
+    )
     deltas[0].sum().backward()  # the second layer's delta is never used
     assert all(p.grad is not None and torch.count_nonzero(p.grad) > 0 for p in parameters[6:9])
     assert all(p.grad is None or torch.count_nonzero(p.grad) == 0 for p in parameters[9:12])

@@ -35,7 +35,10 @@ def test_save_and_load_round_trip_is_exact(tmp_path: Path) -> None:
     assert manifest["base_model"]["class"] == "Phi3ForCausalLM"
     assert manifest["base_model"]["modules"]["model.layers.0.self_attn.qkv_proj"] == [96, 32]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "mor_config.json", "role-executor.safetensors", "role-reasoner.safetensors", "role-summarizer.safetensors"
+        "mor_config.json",
+        "role-executor.safetensors",
+        "role-reasoner.safetensors",
+        "role-summarizer.safetensors",
     ]
     tensors = load_file(tmp_path / "role-executor.safetensors")
     assert "model.layers.1.mlp.gate_up_proj.mor_roles.executor.up" in tensors
@@ -86,9 +89,20 @@ def test_loading_into_a_different_base_model_says_what_differs(tmp_path: Path) -
     assert "model.layers.0.self_attn.q_proj" in message and "model.layers.0.self_attn.qkv_proj" in message
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    wider = LlamaForCausalLM(LlamaConfig(vocab_size=VOCAB, hidden_size=48, intermediate_size=48, num_hidden_layers=2,
-                                         num_attention_heads=4, num_key_value_heads=2))
-    with pytest.raises(MoRLoadError, match=r"shape mismatches: model.layers.0.mlp.down_proj: adapter \(out, in\) \(32, 48\) vs model \(48, 48\)"):
+    wider = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=48,
+            intermediate_size=48,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
+    with pytest.raises(
+        MoRLoadError,
+        match=r"shape mismatches: model.layers.0.mlp.down_proj: adapter \(out, in\) \(32, 48\) vs model \(48, 48\)",
+    ):
         load_mor(wider, tmp_path)
 
 

@@ -226,8 +226,11 @@ def test_layers_sharing_an_input_fuse_in_inference_and_match_the_grouped_math() 
 
 def test_a_changed_input_or_weight_is_never_served_a_stale_fused_result() -> None:
     mor_model = apply_mor(build_base())
-    q, k = (layer for name, layer in mor_model.mor_layers() if name.endswith(("layers.0.self_attn.q_proj",
-                                                                            "layers.0.self_attn.k_proj")))
+    q, k = (
+        layer
+        for name, layer in mor_model.mor_layers()
+        if name.endswith(("layers.0.self_attn.q_proj", "layers.0.self_attn.k_proj"))
+    )
     group = q.shared_input_group
     assert group is not None and k.shared_input_group is group
     x = torch.randn(1, 4, q.in_features)

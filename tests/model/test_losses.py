@@ -57,8 +57,10 @@ def test_orthogonality_loss_matches_the_pairwise_definition() -> None:
     generator = torch.Generator().manual_seed(2)
     down = torch.randn(loras * rank, 16, generator=generator)
     up = torch.randn(12, loras * rank, generator=generator)
-    expected = _pairwise([down[i * rank : (i + 1) * rank] for i in range(loras)],
-                         [up[:, i * rank : (i + 1) * rank] for i in range(loras)])
+    expected = _pairwise(
+        [down[i * rank : (i + 1) * rank] for i in range(loras)],
+        [up[:, i * rank : (i + 1) * rank] for i in range(loras)],
+    )
     got = orthogonality_loss(down, up, rank)
     assert torch.allclose(got, expected, rtol=1e-4)
     assert orthogonality_loss(down[:rank], up[:, :rank], rank).item() == 0.0  # one LoRA: no pairs

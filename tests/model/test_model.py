@@ -66,10 +66,17 @@ def test_fast_model_matches_dense_math_and_trains(architecture: str, impl: str) 
         loss.backward()
         grads = {n: p.grad.clone() for n, p in mor_model.named_parameters() if p.requires_grad}
         stats = mor_model.router_stats()
-        results[name] = (out.logits.detach(), mor_model.aux_loss().detach(), mor_model.aux_loss("mean").detach(),
-                         grads, stats)
+        results[name] = (
+            out.logits.detach(),
+            mor_model.aux_loss().detach(),
+            mor_model.aux_loss("mean").detach(),
+            grads,
+            stats,
+        )
     (logits, aux, aux_mean, grads, stats), (dense_logits, dense_aux, dense_mean, dense_grads, dense_stats) = (
-        results[impl], results["dense"])
+        results[impl],
+        results["dense"],
+    )
     assert (logits - dense_logits).abs().max().item() < 1e-4
     assert abs(aux.item() - dense_aux.item()) < 1e-4 and abs(aux_mean.item() - dense_mean.item()) < 1e-5
     assert stats == dense_stats
@@ -128,7 +135,9 @@ def test_unknown_target_module_names_the_field_and_the_model_layers() -> None:
 
 
 def test_phi3_fused_modules_need_all_their_logical_names() -> None:
-    with pytest.raises(MoRConfigError, match=r"'q_proj' is fused into 'qkv_proj' in Phi3ForCausalLM.*\['k_proj', 'v_proj'\]"):
+    with pytest.raises(
+        MoRConfigError, match=r"'q_proj' is fused into 'qkv_proj' in Phi3ForCausalLM.*\['k_proj', 'v_proj'\]"
+    ):
         apply_mor(build_base("phi3"), MoRConfig(target_modules=["q_proj", "o_proj"]))
     direct = apply_mor(build_base("phi3"), MoRConfig(target_modules=["qkv_proj", "down_proj"]))
     assert {name.rsplit(".", 1)[-1] for name, _ in direct.mor_layers()} == {"qkv_proj", "down_proj"}
@@ -179,8 +188,9 @@ def test_aux_loss_orth_loss_and_router_stats_after_forward() -> None:
     assert torch.allclose(mor_model.orth_loss(), per_layer, rtol=1e-5)
 
 
-def _greedy_without_cache(mor_model: MoRModel, input_ids: torch.Tensor, prompt_roles: torch.Tensor,
-                          row_roles: torch.Tensor, steps: int) -> torch.Tensor:
+def _greedy_without_cache(
+    mor_model: MoRModel, input_ids: torch.Tensor, prompt_roles: torch.Tensor, row_roles: torch.Tensor, steps: int
+) -> torch.Tensor:
     ids, roles = input_ids, prompt_roles
     with torch.no_grad():
         for _ in range(steps):
@@ -197,10 +207,21 @@ def test_generate_with_kv_cache_matches_full_recompute(architecture: str) -> Non
     row_roles = torch.tensor([1, 2])
     expected = _greedy_without_cache(mor_model, input_ids, prompt_roles, row_roles, steps=5)
     common = dict(max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=None)
-    cached = mor_model.generate(input_ids, attention_mask=torch.ones_like(input_ids), role_ids=prompt_roles,
-                                role=["executor", "summarizer"], **common)
-    uncached = mor_model.generate(input_ids, attention_mask=torch.ones_like(input_ids), role_ids=prompt_roles,
-                                  role=[1, 2], use_cache=False, **common)
+    cached = mor_model.generate(
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        role_ids=prompt_roles,
+        role=["executor", "summarizer"],
+        **common,
+    )
+    uncached = mor_model.generate(
+        input_ids,
+        attention_mask=torch.ones_like(input_ids),
+        role_ids=prompt_roles,
+        role=[1, 2],
+        use_cache=False,
+        **common,
+    )
     assert torch.equal(cached, expected)
     assert torch.equal(uncached, expected)
 
@@ -219,9 +240,16 @@ def test_generate_routes_every_cached_step_with_the_rows_role(architecture: str)
         lambda *_: routed.append(mor_model._routing.current().role_ids.view(2, -1).tolist())
     )
     try:
-        mor_model.generate(input_ids, attention_mask=torch.ones_like(input_ids), role_ids=prompt_roles,
-                           role=["executor", "summarizer"], max_new_tokens=3, do_sample=False, pad_token_id=0,
-                           eos_token_id=None)
+        mor_model.generate(
+            input_ids,
+            attention_mask=torch.ones_like(input_ids),
+            role_ids=prompt_roles,
+            role=["executor", "summarizer"],
+            max_new_tokens=3,
+            do_sample=False,
+            pad_token_id=0,
+            eos_token_id=None,
+        )
     finally:
         hook.remove()
     assert routed == [prompt_roles.tolist(), [[1], [2]], [[1], [2]]]
@@ -321,18 +349,23 @@ def test_copied_or_pickled_model_gets_its_own_routing_state() -> None:
     assert isinstance(layer, MoRLinear) and layer._routing is clone._routing is not mor_model._routing
     input_ids, role_ids = _batch()
     with torch.no_grad():
-        assert torch.equal(clone(input_ids=input_ids, role_ids=role_ids).logits,
-                           mor_model(input_ids=input_ids, role_ids=role_ids).logits)
+        assert torch.equal(
+            clone(input_ids=input_ids, role_ids=role_ids).logits,
+            mor_model(input_ids=input_ids, role_ids=role_ids).logits,
+        )
     assert isinstance(clone.base_model, nn.Module)
     import pickle
 
     restored = pickle.loads(pickle.dumps(mor_model))
     with torch.no_grad():
-        assert torch.equal(restored(input_ids=input_ids, role_ids=role_ids).logits,
-                           mor_model(input_ids=input_ids, role_ids=role_ids).logits)
+        assert torch.equal(
+            restored(input_ids=input_ids, role_ids=role_ids).logits,
+            mor_model(input_ids=input_ids, role_ids=role_ids).logits,
+        )
 
 
 # --- DistributedDataParallel: two gloo processes on CPU -------------------------------------------------------------
+
 
 def _ddp_model(impl: str = "auto") -> MoRModel:
     mor_model = apply_mor(build_base(), MoRConfig(rank=4))

@@ -12,9 +12,16 @@ from .conftest import build_base
 
 def _llama_3_2_1b() -> LlamaForCausalLM:
     config = LlamaConfig(
-        vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
-        num_attention_heads=32, num_key_value_heads=8, head_dim=64, tie_word_embeddings=True,
-        max_position_embeddings=131072, rope_theta=500000.0,
+        vocab_size=128256,
+        hidden_size=2048,
+        intermediate_size=8192,
+        num_hidden_layers=16,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=64,
+        tie_word_embeddings=True,
+        max_position_embeddings=131072,
+        rope_theta=500000.0,
     )
     with torch.device("meta"):
         return LlamaForCausalLM(config)
@@ -22,9 +29,17 @@ def _llama_3_2_1b() -> LlamaForCausalLM:
 
 def _phi_3_5_mini() -> Phi3ForCausalLM:
     config = Phi3Config(
-        vocab_size=32064, hidden_size=3072, intermediate_size=8192, num_hidden_layers=32,
-        num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=131072,
-        tie_word_embeddings=False, pad_token_id=32000, bos_token_id=1, eos_token_id=32000,
+        vocab_size=32064,
+        hidden_size=3072,
+        intermediate_size=8192,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=131072,
+        tie_word_embeddings=False,
+        pad_token_id=32000,
+        bos_token_id=1,
+        eos_token_id=32000,
     )
     with torch.device("meta"):
         return Phi3ForCausalLM(config)

@@ -8,18 +8,20 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from sqlalchemy import Engine
+
 from mor.data import DEFAULT_ROLES
 from mor.evals.targets import write_untrained_agent
 from mor.pipeline.eval_job import EVAL_SUMMARY_MARKER, EXPERIMENT, main, run_eval_job
 from mor.settings import Settings
 from mor.store import create_run, get_run, item_results, make_engine, session_scope, upgrade
 from mor_testing import benchmarks_dir as _benchmarks_dir
-from sqlalchemy import Engine
 
-TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
-            "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
-
-
+TINY_MOR = {
+    "rank": 2,
+    "target_modules": ["q_proj", "v_proj"],
+    "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES},
+}
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +40,13 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, tracking_uri: str) -> Settings:
-    return Settings(home=tmp_path / "home", mlflow_tracking_uri=tracking_uri, database_url=database_url,
-                    ray_address=None, benchmarks_dir=None)
+    return Settings(
+        home=tmp_path / "home",
+        mlflow_tracking_uri=tracking_uri,
+        database_url=database_url,
+        ray_address=None,
+        benchmarks_dir=None,
+    )
 
 
 @pytest.fixture
@@ -54,15 +61,25 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def sqlite_settings(tmp_path: Path, sqlite_engine: Engine, tracking_uri: str) -> Settings:
-    return Settings(home=tmp_path / "home", mlflow_tracking_uri=tracking_uri,
-                    database_url=sqlite_engine.url.render_as_string(hide_password=False), ray_address=None,
-                    benchmarks_dir=None)
+    return Settings(
+        home=tmp_path / "home",
+        mlflow_tracking_uri=tracking_uri,
+        database_url=sqlite_engine.url.render_as_string(hide_password=False),
+        ray_address=None,
+        benchmarks_dir=None,
+    )
 
 
 def _queued_run(engine: Engine, model_uri: str, **config: object) -> int:
     with session_scope(engine) as session:
-        return create_run(session=session, suite="bfcl", categories=["simple_python", "irrelevance"],
-                          model_uri=model_uri, triggered_by="user:test", config=config).id
+        return create_run(
+            session=session,
+            suite="bfcl",
+            categories=["simple_python", "irrelevance"],
+            model_uri=model_uri,
+            triggered_by="user:test",
+            config=config,
+        ).id
 
 
 def test_a_queued_run_is_evaluated_and_recorded(engine: Engine, settings: Settings, agent_dir: Path) -> None:
@@ -75,8 +92,11 @@ def test_a_queued_run_is_evaluated_and_recorded(engine: Engine, settings: Settin
         rows = item_results(session=session, run_id=run_id)
     assert run.status == "succeeded" and run.ray_job_id == "mor-eval-test-1" and run.error is None
     assert run.started_at is not None and run.finished_at is not None and run.judge_kind is None
-    assert run.model is not None and (run.model.uri, run.model.name, run.model.base_model) == \
-        (str(agent_dir), "agent", "builtin:tiny-llama")
+    assert run.model is not None and (run.model.uri, run.model.name, run.model.base_model) == (
+        str(agent_dir),
+        "agent",
+        "builtin:tiny-llama",
+    )
     # The untrained agent never finishes a reasoner turn: every AST item fails on the reasoner, and with no call
     # made the irrelevance items pass.
     assert [(row.category, row.item_id, row.passed, row.failing_role) for row in rows] == [
@@ -94,8 +114,12 @@ def test_a_queued_run_is_evaluated_and_recorded(engine: Engine, settings: Settin
     assert client.get_experiment(mlflow_run.info.experiment_id).name == EXPERIMENT
     assert mlflow_run.info.status == "FINISHED" and mlflow_run.info.run_name == f"bfcl#{run_id}"
     tags = mlflow_run.data.tags
-    assert (tags["mor.suite"], tags["mor.model"], tags["mor.eval_run_id"], tags["mor.job_id"]) == \
-        ("bfcl", str(agent_dir), str(run_id), "mor-eval-test-1")
+    assert (tags["mor.suite"], tags["mor.model"], tags["mor.eval_run_id"], tags["mor.job_id"]) == (
+        "bfcl",
+        str(agent_dir),
+        str(run_id),
+        "mor-eval-test-1",
+    )
     assert mlflow_run.data.metrics["eval/bfcl/accuracy"] == 0.5
     assert mlflow_run.data.metrics["eval/bfcl/accuracy/irrelevance"] == 1.0
     assert mlflow_run.data.params["max_items"] == "2"
@@ -123,7 +147,10 @@ def test_only_a_queued_run_is_started(sqlite_engine: Engine, sqlite_settings: Se
 
 
 def test_main_prints_the_summary_or_exits_1(
-    sqlite_engine: Engine, sqlite_settings: Settings, agent_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    sqlite_engine: Engine,
+    sqlite_settings: Settings,
+    agent_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     engine, settings = sqlite_engine, sqlite_settings

@@ -12,9 +12,9 @@ from sqlalchemy import create_engine, inspect, text
 from transformers import AutoModelForCausalLM
 from typer.testing import CliRunner
 
+from mor.agent import load_agent_model
 from mor.cli.main import app
 from mor.cluster import ClusterInfo
-from mor.agent import load_agent_model
 from mor.registry import resolve_model
 from mor.settings import Settings
 
@@ -26,7 +26,9 @@ kind: train
 name: tiny
 base_model: {builtin: tiny-llama}
 data: {sources: [{synthetic: {tools: 8, trajectories: 60, seed: 2}}]}
-mor: {rank: 4, roles: {reasoner: {routed: 2, top_k: 1}, executor: {routed: 2, top_k: 1}, summarizer: {routed: 2, top_k: 1}}}
+mor:
+  rank: 4
+  roles: {reasoner: {routed: 2, top_k: 1}, executor: {routed: 2, top_k: 1}, summarizer: {routed: 2, top_k: 1}}
 train: {max_steps: 6, batch_size: 2, max_seq_len: 512, workers: 2, checkpoint_every: 3, log_every: 2, lr: 1.0e-3}
 register: {model_name: tiny-agent, alias: candidate}
 eval: {suites: [synthetic], max_items: 3, max_steps: 2}
@@ -75,8 +77,10 @@ def test_submit_trains_registers_evaluates_and_stores(
         for run_id, *_ in runs:
             items = connection.execute(text("SELECT count(*) FROM item_results WHERE run_id = :r"), {"r": run_id})
             assert items.scalar() == 3
-        failing = text("SELECT failing_role, count(*) FROM item_results WHERE run_id = :r AND failing_role IS NOT "
-                       "NULL GROUP BY failing_role")
+        failing = text(
+            "SELECT failing_role, count(*) FROM item_results WHERE run_id = :r AND failing_role IS NOT "
+            "NULL GROUP BY failing_role"
+        )
         roles = [dict(connection.execute(failing, {"r": run_id}).all()) for run_id, *_ in runs]
     engine.dispose()
     assert roles[1], "the untrained base fails its items, each on a role"
@@ -84,8 +88,9 @@ def test_submit_trains_registers_evaluates_and_stores(
     listed = {entry["id"]: entry for entry in json.loads(CliRunner().invoke(app, ["eval", "results", "--json"]).output)}
     for (run_id, *_), counts in zip(runs, roles, strict=True):
         summary = listed[run_id]["summary"]
-        assert {key: value for key, value in summary.items() if key.startswith("failures/")} == \
-            {f"failures/{role}": float(count) for role, count in counts.items()}
+        assert {key: value for key, value in summary.items() if key.startswith("failures/")} == {
+            f"failures/{role}": float(count) for role, count in counts.items()
+        }
         assert summary["items"] == 3.0
     table = " ".join(CliRunner().invoke(app, ["eval", "results", "--suite", "synthetic"]).output.split())
     for role, count in roles[1].items():
@@ -97,8 +102,9 @@ def test_submit_trains_registers_evaluates_and_stores(
     else:
         assert code == 3, output
         assert "NO BETTER THAN THE UNTRAINED BASE" in output and "no better than the untrained base" in output
-    assert run.data.tags["mor.eval.synthetic.verdict"] == ("above_untrained" if trained > untrained
-                                                          else "not_above_untrained")
+    assert run.data.tags["mor.eval.synthetic.verdict"] == (
+        "above_untrained" if trained > untrained else "not_above_untrained"
+    )
 
 
 def test_a_second_job_on_the_same_base_and_items_reuses_the_baseline(

@@ -101,8 +101,10 @@ def test_a_failed_upload_leaves_the_registry_as_it_was(
     with TrackingSession.start(mlflow_settings, experiment=unique_name) as session:
         _register(session, agent_parts, unique_name, alias="candidate")
         # A real unreadable file: a symlink to nowhere inside the executor's adapter directory.
-        os.symlink(agent_parts.adapters["executor"] / "gone.safetensors",
-                   agent_parts.adapters["executor"] / "extra.safetensors")
+        os.symlink(
+            agent_parts.adapters["executor"] / "gone.safetensors",
+            agent_parts.adapters["executor"] / "extra.safetensors",
+        )
         with pytest.raises(RegistryError) as error:
             _register(session, agent_parts, unique_name, alias="candidate", artifact_path="agent-2")
     message = str(error.value)

@@ -12,9 +12,7 @@ from .conftest import AgentParts, make_settings
 
 
 @pytest.mark.postgres
-def test_track_register_and_resolve_on_postgres(
-    postgres_url: str, tmp_path: Path, agent_parts: AgentParts
-) -> None:
+def test_track_register_and_resolve_on_postgres(postgres_url: str, tmp_path: Path, agent_parts: AgentParts) -> None:
     settings = make_settings(tmp_path / "home", tracking_uri=postgres_url)
     with TrackingSession.start(settings, experiment="pg-quickstart") as session:
         session.log_spec({"name": "pg-quickstart", "train": {"workers": 2}}, spec_text=agent_parts.spec_text)

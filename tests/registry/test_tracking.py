@@ -70,9 +70,7 @@ def test_interrupt_marks_the_run_killed(mlflow_settings: Settings, unique_name: 
     assert tracking_client(mlflow_settings).get_run(session.run_id).info.status == "KILLED"
 
 
-def test_attach_continues_a_running_run_and_refuses_a_finished_one(
-    mlflow_settings: Settings, unique_name: str
-) -> None:
+def test_attach_continues_a_running_run_and_refuses_a_finished_one(mlflow_settings: Settings, unique_name: str) -> None:
     owner = TrackingSession.start(mlflow_settings, experiment=unique_name)
     worker = TrackingSession.attach(mlflow_settings, owner.run_id)
     worker.log_metrics({"ce": 2.0}, step=3)

@@ -7,7 +7,7 @@ existing job), and every call is logged, so tests can tell "called twice" from "
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import Column, DateTime, Engine, Integer, MetaData, String, Table, func, insert, select
 
@@ -84,7 +84,7 @@ class JobLedger:
                         run_id=scheduled.run_id,
                         attempt=scheduled.attempt,
                         owner=self.owner,
-                        submitted_at=datetime.now(timezone.utc),
+                        submitted_at=datetime.now(UTC),
                     )
                 )
         if self.crash is not None and not self.crash_before:

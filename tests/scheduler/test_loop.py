@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +30,7 @@ from mor.store import (
 
 from ._ledger import JobLedger, call_count, create_tables, jobs
 
-UTC = timezone.utc
+UTC = UTC
 WORKER = Path(__file__).with_name("_worker.py")
 
 
@@ -57,13 +57,24 @@ class FakeClock:
 
 def _schedule(engine: Engine, name: str, cron: str, now: datetime, **options: object) -> None:
     with session_scope(engine) as session:
-        create_schedule(session=session, name=name, cron=cron, suite="bfcl", categories=["simple_python"],
-                        model_uri="models:/mor-agent@champion", now=now, **options)
+        create_schedule(
+            session=session,
+            name=name,
+            cron=cron,
+            suite="bfcl",
+            categories=["simple_python"],
+            model_uri="models:/mor-agent@champion",
+            now=now,
+            **options,
+        )
 
 
 def _fired_times(engine: Engine, name: str | None = None) -> list[datetime]:
-    return [datetime.fromisoformat(job["scheduled_for"]) for job in jobs(engine)
-            if name is None or job["schedule_name"] == name]
+    return [
+        datetime.fromisoformat(job["scheduled_for"])
+        for job in jobs(engine)
+        if name is None or job["schedule_name"] == name
+    ]
 
 
 def _runs(engine: Engine) -> list[EvalRun]:
@@ -95,7 +106,11 @@ def test_a_cron_a_few_seconds_out_fires_on_time(engine: Engine) -> None:
     assert 0 <= lateness < 1.0, f"fired {lateness:.3f} s after its time"
     [run] = _runs(engine)
     assert (run.status, run.ray_job_id, run.scheduled_for, run.triggered_by) == (
-        "queued", fired[0]["submission_id"], target, "schedule:soon")
+        "queued",
+        fired[0]["submission_id"],
+        target,
+        "schedule:soon",
+    )
 
 
 def test_tick_fires_each_due_time_once_and_records_the_run(engine: Engine) -> None:
@@ -127,8 +142,9 @@ def test_tick_fires_each_due_time_once_and_records_the_run(engine: Engine) -> No
     ("policy", "expected_hours", "skipped"),
     [("run_all", [2, 3, 4, 5], None), ("run_once", [5], (2, 4)), ("skip", [], (2, 5))],
 )
-def test_catch_up_after_downtime(engine: Engine, policy: str, expected_hours: list[int],
-                                 skipped: tuple[int, int] | None) -> None:
+def test_catch_up_after_downtime(
+    engine: Engine, policy: str, expected_hours: list[int], skipped: tuple[int, int] | None
+) -> None:
     start = datetime(2025, 6, 1, 1, 30, tzinfo=UTC)
     _schedule(engine, "hourly", "0 * * * *", start, catch_up=policy)
     clock = FakeClock(datetime(2025, 6, 1, 5, 30, tzinfo=UTC))  # the scheduler was down from 01:30 to 05:30
@@ -155,8 +171,7 @@ def test_skip_still_fires_a_slightly_late_tick(engine: Engine) -> None:
 def test_failed_submissions_and_runs_are_retried_with_each_error_recorded(engine: Engine) -> None:
     clock = FakeClock(datetime(2025, 6, 1, 1, 0, tzinfo=UTC))
     _schedule(engine, "nightly", "0 2 * * *", clock.now, max_retries=2)
-    scheduler = Scheduler(engine, JobLedger(engine, fail_attempts={1}), clock=clock,
-                          retry_delay=timedelta(minutes=10))
+    scheduler = Scheduler(engine, JobLedger(engine, fail_attempts={1}), clock=clock, retry_delay=timedelta(minutes=10))
     clock.now = datetime(2025, 6, 1, 2, 0, 1, tzinfo=UTC)
     report = scheduler.tick()
     assert [(f.attempt, f.job_id) for f in report.submit_errors] == [(1, None)]
@@ -192,8 +207,13 @@ def test_a_job_that_dies_unreported_is_failed_and_retried(engine: Engine) -> Non
     clock = FakeClock(datetime(2025, 6, 1, 2, 0, 1, tzinfo=UTC))
     _schedule(engine, "nightly", "0 2 * * *", datetime(2025, 6, 1, 1, tzinfo=UTC), max_retries=1)
     states: dict[str, str] = {}
-    scheduler = Scheduler(engine, JobLedger(engine), clock=clock, retry_delay=timedelta(0),
-                          job_status=lambda job_id: states.get(job_id, "RUNNING"))
+    scheduler = Scheduler(
+        engine,
+        JobLedger(engine),
+        clock=clock,
+        retry_delay=timedelta(0),
+        job_status=lambda job_id: states.get(job_id, "RUNNING"),
+    )
     [first] = scheduler.tick().submitted
     assert scheduler.tick().lost_jobs == []
     states[first.job_id] = "FAILED"
@@ -226,8 +246,9 @@ def _crash() -> None:
 def test_restart_neither_loses_nor_repeats(engine: Engine, crash_before: bool) -> None:
     clock = FakeClock(datetime(2025, 6, 1, 2, 0, 1, tzinfo=UTC))
     _schedule(engine, "nightly", "0 2 * * *", datetime(2025, 6, 1, 1, tzinfo=UTC))
-    crashing = Scheduler(engine, JobLedger(engine, crash=_crash, crash_before=crash_before), clock=clock,
-                         owner_id="sched-0")
+    crashing = Scheduler(
+        engine, JobLedger(engine, crash=_crash, crash_before=crash_before), clock=clock, owner_id="sched-0"
+    )
     with pytest.raises(_Crash):
         crashing.tick()
     with session_scope(engine) as session:
@@ -267,8 +288,9 @@ def test_a_dead_schedulers_claim_is_taken_over_after_its_lease(engine: Engine) -
     clock = FakeClock(datetime(2025, 6, 1, 2, 0, 1, tzinfo=UTC))
     _schedule(engine, "nightly", "0 2 * * *", datetime(2025, 6, 1, 1, tzinfo=UTC))
     with pytest.raises(_Crash):
-        Scheduler(engine, JobLedger(engine, crash=_crash), clock=clock, owner_id="dead",
-                  lease=timedelta(minutes=5)).tick()
+        Scheduler(
+            engine, JobLedger(engine, crash=_crash), clock=clock, owner_id="dead", lease=timedelta(minutes=5)
+        ).tick()
     survivor = Scheduler(engine, JobLedger(engine), clock=clock, owner_id="alive")
     clock.advance(minutes=4)
     assert survivor.tick().submitted == []
@@ -279,8 +301,12 @@ def test_a_dead_schedulers_claim_is_taken_over_after_its_lease(engine: Engine) -
 
 def test_restart_after_a_real_process_dies_mid_submission(engine: Engine, database_url: str) -> None:
     _schedule(engine, "nightly", "0 2 * * *", datetime(2025, 6, 1, 1, tzinfo=UTC))  # long due
-    result = subprocess.run([sys.executable, str(WORKER), database_url, "sched-0", "crash-after-submit"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(WORKER), database_url, "sched-0", "crash-after-submit"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 17, result.stderr
     assert len(jobs(engine)) == 1
     [run] = _runs(engine)
@@ -302,8 +328,7 @@ def test_two_scheduler_threads_share_the_work_without_double_fires(engine: Engin
     def _run(owner: str) -> None:
         own_engine = make_engine(database_url)
         try:
-            scheduler = Scheduler(own_engine, JobLedger(own_engine, owner), clock=clock, owner_id=owner,
-                                  max_backlog=4)
+            scheduler = Scheduler(own_engine, JobLedger(own_engine, owner), clock=clock, owner_id=owner, max_backlog=4)
             barrier.wait(timeout=30)
             for _ in range(6):
                 scheduler.tick()
@@ -346,7 +371,9 @@ def test_two_scheduler_processes_never_double_fire(postgres_url: str) -> None:
         workers = [
             subprocess.Popen(
                 [sys.executable, str(WORKER), postgres_url, owner, "serve", str(start_at), str(serve_seconds)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for owner in ("proc-1", "proc-2")
         ]
@@ -400,6 +427,10 @@ def test_the_fire_callable_sees_the_schedule_and_its_run(engine: Engine) -> None
     [scheduled] = seen
     [run] = _runs(engine)
     assert (scheduled.name, scheduled.suite, scheduled.categories, scheduled.model_uri) == (
-        "nightly", "bfcl", ("simple_python",), "models:/mor-agent@champion")
+        "nightly",
+        "bfcl",
+        ("simple_python",),
+        "models:/mor-agent@champion",
+    )
     assert (scheduled.run_id, scheduled.attempt, dict(scheduled.config)) == (run.id, 1, {"mode": "dfsdt"})
     assert run.config == {"mode": "dfsdt"}

@@ -7,11 +7,13 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+from sqlalchemy import Engine, select
+
 from mor.cluster import ClusterInfo
 from mor.data import DEFAULT_ROLES
 from mor.evals.targets import write_untrained_agent
@@ -33,15 +35,15 @@ from mor.store import (
 )
 from mor.store.testing import reset_schema
 from mor_testing import benchmarks_dir as _benchmarks_dir
-from sqlalchemy import Engine, select
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-UTC = timezone.utc
-TINY_MOR = {"rank": 2, "target_modules": ["q_proj", "v_proj"],
-            "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES}}
-
-
+UTC = UTC
+TINY_MOR = {
+    "rank": 2,
+    "target_modules": ["q_proj", "v_proj"],
+    "roles": {name: {"routed": 1, "top_k": 1} for name in DEFAULT_ROLES},
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +58,12 @@ def agent_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def settings(local_cluster: ClusterInfo, ray_settings: Settings, postgres_url: str, tmp_path: Path) -> Settings:
     """The session cluster's home (so the service finds that cluster), results in PostgreSQL, MLflow in tmp."""
     reset_schema(postgres_url)
-    return ray_settings.model_copy(update={
-        "database_url": postgres_url, "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
-    })
+    return ray_settings.model_copy(
+        update={
+            "database_url": postgres_url,
+            "mlflow_tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        }
+    )
 
 
 @pytest.fixture
@@ -87,17 +92,27 @@ def _runs(engine: Engine) -> list[EvalRun]:
         return sorted(list_runs(session=session), key=lambda run: run.id)
 
 
-def test_a_schedule_fires_on_time_through_ray_into_postgresql(settings: Settings, engine: Engine,
-                                                              agent_dir: Path) -> None:
+def test_a_schedule_fires_on_time_through_ray_into_postgresql(
+    settings: Settings, engine: Engine, agent_dir: Path
+) -> None:
     target = (utcnow() + timedelta(seconds=4)).replace(microsecond=0)
     cron = f"{target.minute} {target.hour} {target.day} {target.month} * {target.second}"
     config = {"max_items": 2, "max_new_tokens": 4, "data_dir": str(_benchmarks_dir())}
     with session_scope(engine) as session:
-        create_schedule(session=session, name="soon", cron=cron, suite="bfcl", categories=["simple_python"],
-                        model_uri=str(agent_dir), config=config, now=utcnow())
+        create_schedule(
+            session=session,
+            name="soon",
+            cron=cron,
+            suite="bfcl",
+            categories=["simple_python"],
+            model_uri=str(agent_dir),
+            config=config,
+            now=utcnow(),
+        )
     stop = threading.Event()
-    service = threading.Thread(target=serve, args=(settings,), kwargs={"poll_seconds": 1.0, "stop_event": stop,
-                                                                        "owner_id": "test-service"})
+    service = threading.Thread(
+        target=serve, args=(settings,), kwargs={"poll_seconds": 1.0, "stop_event": stop, "owner_id": "test-service"}
+    )
     service.start()
     try:
         _wait(lambda: any(fire.status == "succeeded" for fire in _fires(engine)), 240, "the fire to succeed")
@@ -118,7 +133,9 @@ def test_a_schedule_fires_on_time_through_ray_into_postgresql(settings: Settings
     with session_scope(engine) as session:
         rows = item_results(session=session, run_id=run.id)
     assert [(row.item_id, row.passed, row.failing_role) for row in rows] == [
-        ("simple_python_0", False, "reasoner"), ("simple_python_1", False, "reasoner")]
+        ("simple_python_0", False, "reasoner"),
+        ("simple_python_1", False, "reasoner"),
+    ]
     assert run.summary is not None and run.summary["accuracy/simple_python"] == 0.0
 
     info = RayEvalSubmitter(settings).client.wait(run.ray_job_id, timeout_s=60)  # the driver exits after the row
@@ -129,12 +146,26 @@ def test_a_schedule_fires_on_time_through_ray_into_postgresql(settings: Settings
 
 def test_fire_is_idempotent_per_submission_id(settings: Settings, engine: Engine, tmp_path: Path) -> None:
     with session_scope(engine) as session:
-        run = create_run(session=session, suite="bfcl", categories=["simple_python"],
-                         model_uri=str(tmp_path / "missing-agent"), triggered_by="schedule:twice")
+        run = create_run(
+            session=session,
+            suite="bfcl",
+            categories=["simple_python"],
+            model_uri=str(tmp_path / "missing-agent"),
+            triggered_by="schedule:twice",
+        )
     scheduled = ScheduledFire(
-        id=1, name="twice", cron="0 2 * * *", suite="bfcl", categories=("simple_python",),
-        model_uri=str(tmp_path / "missing-agent"), timezone="UTC", catch_up="run_once", max_retries=0,
-        scheduled_for=datetime(2025, 6, 1, 2, tzinfo=UTC), run_id=run.id, attempt=1,
+        id=1,
+        name="twice",
+        cron="0 2 * * *",
+        suite="bfcl",
+        categories=("simple_python",),
+        model_uri=str(tmp_path / "missing-agent"),
+        timezone="UTC",
+        catch_up="run_once",
+        max_retries=0,
+        scheduled_for=datetime(2025, 6, 1, 2, tzinfo=UTC),
+        run_id=run.id,
+        attempt=1,
     )
     submitter = RayEvalSubmitter(settings)
     first = submitter.fire(scheduled, scheduled.scheduled_for)
@@ -154,10 +185,20 @@ def test_a_stopped_job_is_failed_and_retried(settings: Settings, engine: Engine,
     now = utcnow()
     config = {"max_items": 2, "max_new_tokens": 4, "data_dir": str(_benchmarks_dir())}
     with session_scope(engine) as session:
-        create_schedule(session=session, name="retry", cron="0 0 1 1 *", suite="bfcl", categories=["simple_python"],
-                        model_uri=str(agent_dir), config=config, max_retries=1, now=now - timedelta(days=400))
-    scheduler = build_scheduler(settings, owner_id="retrying", retry_delay=timedelta(0),
-                                misfire_grace=timedelta(days=800))
+        create_schedule(
+            session=session,
+            name="retry",
+            cron="0 0 1 1 *",
+            suite="bfcl",
+            categories=["simple_python"],
+            model_uri=str(agent_dir),
+            config=config,
+            max_retries=1,
+            now=now - timedelta(days=400),
+        )
+    scheduler = build_scheduler(
+        settings, owner_id="retrying", retry_delay=timedelta(0), misfire_grace=timedelta(days=800)
+    )
     submitter = RayEvalSubmitter(settings)
     try:
         report = scheduler.tick()  # the missed new-year fire is caught up (run_once) and submitted
@@ -165,11 +206,17 @@ def test_a_stopped_job_is_failed_and_retried(settings: Settings, engine: Engine,
         assert fired.job_id is not None
         submitter.client.stop(fired.job_id)  # the job dies before it finishes its run
         submitter.client.wait(fired.job_id, timeout_s=120)
-        _wait(lambda: scheduler.tick().lost_jobs == [fired.run_id] or _runs(engine)[0].status == "failed", 60,
-              "the stopped job to be noticed")
+        _wait(
+            lambda: scheduler.tick().lost_jobs == [fired.run_id] or _runs(engine)[0].status == "failed",
+            60,
+            "the stopped job to be noticed",
+        )
         _wait(lambda: len(_runs(engine)) == 2 and _runs(engine)[1].ray_job_id is not None, 60, "the retry")
-        _wait(lambda: scheduler.tick() is not None and _fires(engine)[0].status in ("succeeded", "failed"), 240,
-              "the retry to finish")
+        _wait(
+            lambda: scheduler.tick() is not None and _fires(engine)[0].status in ("succeeded", "failed"),
+            240,
+            "the retry to finish",
+        )
     finally:
         scheduler.engine.dispose()
     first, second = _runs(engine)

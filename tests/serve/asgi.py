@@ -12,8 +12,16 @@ KEY = "test-key-0123456789"
 MODEL = "tiny-agent"
 
 
-def request(app: Any, method: str, path: str, *, body: Any = None, raw: bytes | None = None,
-            headers: dict[str, str] | None = None, key: str | None = KEY) -> httpx.Response:
+def request(
+    app: Any,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    raw: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    key: str | None = KEY,
+) -> httpx.Response:
     """One request to `app` (JSON `body` or `raw` bytes), with the test key unless `key` is None."""
 
     async def call() -> httpx.Response:

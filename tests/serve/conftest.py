@@ -16,9 +16,9 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from mor.base import train_tokenizer
+from mor.cluster import job_runtime_env
 from mor.data import DEFAULT_ROLES, SyntheticDataset, generate_synthetic, render_text
 from mor.model import MoRConfig, MoRModel, apply_mor
-from mor.cluster import job_runtime_env
 from mor.serve import AgentRuntime, KeySet, ServeArgs, build_api, build_app, build_runtime, digest_key
 from mor.settings import Settings
 
@@ -42,9 +42,18 @@ def tokenizer(dataset: SyntheticDataset):
 def random_mor(tokenizer) -> MoRModel:
     """An untrained tiny MoR model whose adapters differ per role (random, not zero)."""
     torch.manual_seed(0)
-    base = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                                        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                                        tie_word_embeddings=True, max_position_embeddings=512))
+    base = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            tie_word_embeddings=True,
+            max_position_embeddings=512,
+        )
+    )
     roles = {name: {"routed": 2, "top_k": 1, "shared": True} for name in DEFAULT_ROLES}
     model = apply_mor(base, MoRConfig(rank=4, alpha=8, roles=roles))
     with torch.no_grad():
@@ -57,9 +66,14 @@ def random_mor(tokenizer) -> MoRModel:
 @pytest.fixture(scope="package")
 def runtime(random_mor: MoRModel, tokenizer) -> Iterator[AgentRuntime]:
     """The untrained model behind a runtime with small budgets (its engine thread runs until the package ends)."""
-    args = ServeArgs(model_uri="unused", api_key_digests=[digest_key(KEY)], max_completion_tokens=64,
-                     role_max_tokens={"reasoner": 16, "executor": 48, "summarizer": 12}, max_steps=3,
-                     max_request_bytes=20_000)
+    args = ServeArgs(
+        model_uri="unused",
+        api_key_digests=[digest_key(KEY)],
+        max_completion_tokens=64,
+        role_max_tokens={"reasoner": 16, "executor": 48, "summarizer": 12},
+        max_steps=3,
+        max_request_bytes=20_000,
+    )
     runtime = build_runtime(random_mor, tokenizer, args, name=MODEL)
     yield runtime
     runtime.engine.close()
@@ -105,9 +119,15 @@ def served(agent_dir: Path, ray_connected: None, ray_settings: Settings, serve_p
     from ray import serve
 
     serve.start(http_options={"host": "127.0.0.1", "port": serve_port})
-    args = ServeArgs(model_uri=str(agent_dir), api_key_digests=[digest_key(E2E_KEY)], max_steps=3, max_calls=4,
-                     max_batch_size=64, role_max_tokens={"reasoner": 32, "executor": 128, "summarizer": 24},
-                     torch_threads=1)
+    args = ServeArgs(
+        model_uri=str(agent_dir),
+        api_key_digests=[digest_key(E2E_KEY)],
+        max_steps=3,
+        max_calls=4,
+        max_batch_size=64,
+        role_max_tokens={"reasoner": 32, "executor": 128, "summarizer": 24},
+        torch_threads=1,
+    )
     options = {"ray_actor_options": {"num_cpus": 0.5, "runtime_env": job_runtime_env(ray_settings, local=True)}}
     serve.run(build_app(args, **options), name="mor-serve-test", route_prefix="/", blocking=False)
     base_url = f"http://127.0.0.1:{serve_port}/v1"
@@ -122,7 +142,8 @@ def served(agent_dir: Path, ray_connected: None, ray_settings: Settings, serve_p
             raise RuntimeError(f"the test deployment did not answer on port {serve_port}")
         time.sleep(0.5)
     try:
-        yield ServedAgent(base_url=base_url, key=E2E_KEY, model="serve-test-agent", port=serve_port,
-                          directory=agent_dir)
+        yield ServedAgent(
+            base_url=base_url, key=E2E_KEY, model="serve-test-agent", port=serve_port, directory=agent_dir
+        )
     finally:
         serve.delete("mor-serve-test")

@@ -15,13 +15,35 @@ from jsonschema import validate
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .asgi import KEY, MODEL, request
-WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city.", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string", "maxLength": 12},
-                                     "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
-    "required": ["city"], "additionalProperties": False}}}
-ADD = {"type": "function", "function": {"name": "add", "parameters": {
-    "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"],
-    "additionalProperties": False}}}
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "maxLength": 12},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+ADD = {
+    "type": "function",
+    "function": {
+        "name": "add",
+        "parameters": {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+            "additionalProperties": False,
+        },
+    },
+}
 USER = [{"role": "user", "content": "What is the weather in Oslo?"}]
 
 
@@ -70,12 +92,15 @@ def _check_completion(body: dict, tools: list[dict]) -> ChatCompletion:
     return completion
 
 
-@pytest.mark.parametrize("tool_choice,expected", [
-    (None, {"tool_calls", "stop", "length"}),
-    ("none", {"stop", "length"}),
-    ("required", {"tool_calls", "length"}),
-    ({"type": "function", "function": {"name": "add"}}, {"tool_calls", "length"}),
-])
+@pytest.mark.parametrize(
+    "tool_choice,expected",
+    [
+        (None, {"tool_calls", "stop", "length"}),
+        ("none", {"stop", "length"}),
+        ("required", {"tool_calls", "length"}),
+        ({"type": "function", "function": {"name": "add"}}, {"tool_calls", "length"}),
+    ],
+)
 def test_tool_choice_decides_what_may_come_back(app: Any, tool_choice: Any, expected: set[str]) -> None:
     fields: dict[str, Any] = {"tools": [WEATHER, ADD]}
     if tool_choice is not None:
@@ -101,17 +126,24 @@ def test_official_client_round_trip_and_stream(app: Any) -> None:
     async def scenario() -> tuple[ChatCompletion, list[ChatCompletionChunk], ChatCompletion]:
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
         client = openai.AsyncOpenAI(base_url="http://test/v1", api_key=KEY, http_client=http, max_retries=0)
-        first = await client.chat.completions.create(model=MODEL, messages=USER, tools=[WEATHER],
-                                                     tool_choice="required")
+        first = await client.chat.completions.create(
+            model=MODEL, messages=USER, tools=[WEATHER], tool_choice="required"
+        )
         calls = first.choices[0].message.tool_calls or []
         messages: list[Any] = [*USER, first.choices[0].message]
         messages += [{"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 21}'} for call in calls]
-        stream = await client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER],
-                                                      tool_choice="none", stream=True,
-                                                      stream_options={"include_usage": True})
+        stream = await client.chat.completions.create(
+            model=MODEL,
+            messages=messages,
+            tools=[WEATHER],
+            tool_choice="none",
+            stream=True,
+            stream_options={"include_usage": True},
+        )
         chunks = [chunk async for chunk in stream]
-        whole = await client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER],
-                                                     tool_choice="none")
+        whole = await client.chat.completions.create(
+            model=MODEL, messages=messages, tools=[WEATHER], tool_choice="none"
+        )
         await http.aclose()
         return first, chunks, whole
 
@@ -140,41 +172,111 @@ def test_streamed_tool_calls(app: Any) -> None:
         assert deltas and deltas[0][0].index == 0 and deltas[0][0].function.name == "add"
 
 
-@pytest.mark.parametrize("fields,status,fragments,code", [
-    ({"model": "gpt-4o"}, 404, ["model: got 'gpt-4o', this server serves 'tiny-agent'"], "model_not_found"),
-    ({"max_tokens": 65}, 400, ["max_tokens: got 65, this server allows at most 64"], "invalid_request"),
-    ({"n": 2, "logprobs": True}, 400, ["n: got 2", "logprobs: not supported"], "unsupported_parameter"),
-    ({"response_format": {"type": "json_object"}}, 400, ["response_format.type: got 'json_object'"],
-     "unsupported_parameter"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object",
-                                                                              "required": "city"}}}]},
-     400, ["tools[0].function.parameters['required']: not a valid JSON Schema"], "invalid_tool_schema"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"x": {"type": "array", "uniqueItems": True}}}}}]},
-     400, ["function 'f'", "uniqueItems", "cannot compile this schema"], "unsupported_schema"),
-    ({"messages": [{"role": "user", "content": "many words " * 300}]}, 400,
-     ["messages: the conversation takes", "exceeds the context of 512 tokens"], "context_length_exceeded"),
-    ({"messages": [{"role": "assistant", "tool_calls": [{"id": "a", "type": "function", "function": {
-        "name": "f", "arguments": "[1, 2]"}}]}]}, 400, ["arguments of f must be a JSON object"], "invalid_request"),
-    ({"temperature": "warm", "stream": "yes"}, 400, ["temperature: got 'warm'", "stream: got 'yes'"],
-     "invalid_request"),
-])
-def test_bad_requests_are_4xx_in_openai_shape(app: Any, fields: dict, status: int, fragments: list[str],
-                                              code: str) -> None:
+@pytest.mark.parametrize(
+    "fields,status,fragments,code",
+    [
+        ({"model": "gpt-4o"}, 404, ["model: got 'gpt-4o', this server serves 'tiny-agent'"], "model_not_found"),
+        ({"max_tokens": 65}, 400, ["max_tokens: got 65, this server allows at most 64"], "invalid_request"),
+        ({"n": 2, "logprobs": True}, 400, ["n: got 2", "logprobs: not supported"], "unsupported_parameter"),
+        (
+            {"response_format": {"type": "json_object"}},
+            400,
+            ["response_format.type: got 'json_object'"],
+            "unsupported_parameter",
+        ),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "f", "parameters": {"type": "object", "required": "city"}},
+                    }
+                ]
+            },
+            400,
+            ["tools[0].function.parameters['required']: not a valid JSON Schema"],
+            "invalid_tool_schema",
+        ),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {
+                                "type": "object",
+                                "properties": {"x": {"type": "array", "uniqueItems": True}},
+                            },
+                        },
+                    }
+                ]
+            },
+            400,
+            ["function 'f'", "uniqueItems", "cannot compile this schema"],
+            "unsupported_schema",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "many words " * 300}]},
+            400,
+            ["messages: the conversation takes", "exceeds the context of 512 tokens"],
+            "context_length_exceeded",
+        ),
+        (
+            {
+                "messages": [
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {"id": "a", "type": "function", "function": {"name": "f", "arguments": "[1, 2]"}}
+                        ],
+                    }
+                ]
+            },
+            400,
+            ["arguments of f must be a JSON object"],
+            "invalid_request",
+        ),
+        (
+            {"temperature": "warm", "stream": "yes"},
+            400,
+            ["temperature: got 'warm'", "stream: got 'yes'"],
+            "invalid_request",
+        ),
+    ],
+)
+def test_bad_requests_are_4xx_in_openai_shape(
+    app: Any, fields: dict, status: int, fragments: list[str], code: str
+) -> None:
     body = {"model": MODEL, "messages": USER, **fields}
     _assert_error(request(app, "POST", "/v1/chat/completions", body=body), status, *fragments, code=code)
 
 
 def test_transport_level_errors(app: Any) -> None:
-    _assert_error(request(app, "POST", "/v1/chat/completions", raw=b'{"model": "x", "mess'), 400,
-                  "body: not valid JSON", code="invalid_json")
-    _assert_error(request(app, "POST", "/v1/chat/completions", raw=b"model=x",
-                           headers={"Content-Type": "application/x-www-form-urlencoded"}), 415,
-                  "Content-Type: got 'application/x-www-form-urlencoded'")
+    _assert_error(
+        request(app, "POST", "/v1/chat/completions", raw=b'{"model": "x", "mess'),
+        400,
+        "body: not valid JSON",
+        code="invalid_json",
+    )
+    _assert_error(
+        request(
+            app,
+            "POST",
+            "/v1/chat/completions",
+            raw=b"model=x",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        415,
+        "Content-Type: got 'application/x-www-form-urlencoded'",
+    )
     big = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "x" * 30_000}]}).encode()
     _assert_error(request(app, "POST", "/v1/chat/completions", raw=big), 413, "more than the limit of 20000")
-    _assert_error(request(app, "POST", "/v1/chat/completions", body={"model": MODEL, "messages": USER}, key=None),
-                  401, "Authorization: missing")
+    _assert_error(
+        request(app, "POST", "/v1/chat/completions", body={"model": MODEL, "messages": USER}, key=None),
+        401,
+        "Authorization: missing",
+    )
     _assert_error(request(app, "GET", "/v1/chat/completions"), 405, "method not allowed")
     _assert_error(request(app, "POST", "/v1/completions", body={}), 404, "no such route", code="not_found")
 
@@ -182,8 +284,9 @@ def test_transport_level_errors(app: Any) -> None:
 def test_stop_strings_and_sampling(app: Any) -> None:
     response = _chat(app, tool_choice="none", temperature=1.3, top_p=0.9, seed=5, stop=["e"])
     completion = ChatCompletion.model_validate(response.json())
-    again = ChatCompletion.model_validate(_chat(app, tool_choice="none", temperature=1.3, top_p=0.9, seed=5,
-                                                stop=["e"]).json())
+    again = ChatCompletion.model_validate(
+        _chat(app, tool_choice="none", temperature=1.3, top_p=0.9, seed=5, stop=["e"]).json()
+    )
     assert "e" not in (completion.choices[0].message.content or "")
     assert completion.choices[0].message.content == again.choices[0].message.content
 
@@ -199,8 +302,15 @@ def test_openapi_document_describes_the_request(app: Any) -> None:
 def test_after_max_steps_the_summarizer_answers_without_the_reasoner(app: Any) -> None:
     messages: list[dict[str, Any]] = [*USER]
     for n in range(3):  # the runtime of these tests allows 3 reasoner turns per conversation
-        messages.append({"role": "assistant", "content": "Checking.", "tool_calls": [
-            {"id": f"c{n}", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": "Checking.",
+                "tool_calls": [
+                    {"id": f"c{n}", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}
+                ],
+            }
+        )
         messages.append({"role": "tool", "tool_call_id": f"c{n}", "content": "3"})
     response = _chat(app, messages=messages, tools=[WEATHER, ADD], tool_choice="required")
     completion = ChatCompletion.model_validate(response.json())
@@ -211,7 +321,10 @@ def test_after_max_steps_the_summarizer_answers_without_the_reasoner(app: Any) -
 
 def test_every_stream_reports_usage_on_its_last_choice_chunk(app: Any) -> None:
     response = _chat(app, tools=[ADD], stream=True)
-    events = [json.loads(line.removeprefix("data: ")) for line in response.text.split("\n\n")
-              if line and line != "data: [DONE]"]
+    events = [
+        json.loads(line.removeprefix("data: "))
+        for line in response.text.split("\n\n")
+        if line and line != "data: [DONE]"
+    ]
     last = ChatCompletionChunk.model_validate(events[-1])
     assert last.choices[0].finish_reason is not None and last.usage is not None and last.usage.total_tokens > 0

@@ -34,8 +34,13 @@ def test_key_set_checks_bearer_tokens() -> None:
     assert "secret-key-1" not in repr(keys) and keys.digests[0] == digest_key("secret-key-1")
     keys.check("Bearer secret-key-2")
     keys.check("bearer   secret-key-1 ")
-    for header, fragment in [(None, "missing"), ("", "missing"), ("Basic abc", "must be 'Bearer"),
-                             ("Bearer", "must be 'Bearer"), ("Bearer wrong-key", "incorrect API key")]:
+    for header, fragment in [
+        (None, "missing"),
+        ("", "missing"),
+        ("Basic abc", "must be 'Bearer"),
+        ("Bearer", "must be 'Bearer"),
+        ("Bearer wrong-key", "incorrect API key"),
+    ]:
         with pytest.raises(APIError, match=fragment) as caught:
             keys.check(header)
         assert caught.value.status == 401

@@ -22,15 +22,19 @@ from mor.settings import Settings
 from .conftest import ServedAgent
 
 
-@pytest.mark.parametrize("arguments,fragment", [
-    (["/no/such/agent"], "is neither a models:/ or runs:/ URI nor an existing directory"),
-    (["models:/x@a", "--api-key", "short"], "api key #1: got 5 characters"),
-    (["models:/x@a", "--batching", "sometimes"], "batching"),
-    (["models:/x@a", "--route-prefix", "cli"], "--route-prefix: got 'cli', must start with '/'"),
-    (["models:/x@a", "--address", "http://127.0.0.1:8265"], "--address: got the dashboard URL"),
-])
-def test_bad_input_exits_2_without_starting_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                      arguments: list[str], fragment: str) -> None:
+@pytest.mark.parametrize(
+    "arguments,fragment",
+    [
+        (["/no/such/agent"], "is neither a models:/ or runs:/ URI nor an existing directory"),
+        (["models:/x@a", "--api-key", "short"], "api key #1: got 5 characters"),
+        (["models:/x@a", "--batching", "sometimes"], "batching"),
+        (["models:/x@a", "--route-prefix", "cli"], "--route-prefix: got 'cli', must start with '/'"),
+        (["models:/x@a", "--address", "http://127.0.0.1:8265"], "--address: got the dashboard URL"),
+    ],
+)
+def test_bad_input_exits_2_without_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arguments: list[str], fragment: str
+) -> None:
     monkeypatch.setenv("MOR_HOME", str(tmp_path))
     monkeypatch.setenv("COLUMNS", "250")
     for key in ("MOR_API_KEYS", "RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
@@ -45,11 +49,27 @@ def test_bad_input_exits_2_without_starting_anything(tmp_path: Path, monkeypatch
 def test_serve_until_ctrl_c(served: ServedAgent, ray_settings: Settings) -> None:
     from ray import serve
 
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("MOR_API_KEYS", "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("MOR_API_KEYS", "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
+    }
     env.update({"MOR_HOME": str(ray_settings.home), "COLUMNS": "250", "PYTHONUNBUFFERED": "1"})
-    command = [sys.executable, "-m", "mor.cli.main", "serve", str(served.directory), "--port", str(served.port),
-               "--route-prefix", "/cli", "--app-name", "mor-cli-test", "--replica-cpus", "0.5"]
+    command = [
+        sys.executable,
+        "-m",
+        "mor.cli.main",
+        "serve",
+        str(served.directory),
+        "--port",
+        str(served.port),
+        "--route-prefix",
+        "/cli",
+        "--app-name",
+        "mor-cli-test",
+        "--replica-cpus",
+        "0.5",
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
@@ -67,8 +87,9 @@ def test_serve_until_ctrl_c(served: ServedAgent, ray_settings: Settings) -> None
         assert f"as model {served.model}" in output
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=120)
         assert [m.id for m in client.models.list()] == [served.model]
-        reply = client.chat.completions.create(model=served.model, messages=[{"role": "user", "content": "Hello!"}],
-                                               tool_choice="none", max_tokens=8)
+        reply = client.chat.completions.create(
+            model=served.model, messages=[{"role": "user", "content": "Hello!"}], tool_choice="none", max_tokens=8
+        )
         assert reply.choices[0].finish_reason in ("stop", "length")
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=base_url, api_key=served.key, max_retries=0).models.list()  # other app's key

@@ -21,24 +21,57 @@ ADVERSARIAL: dict[str, dict] = {
     "enum": {"type": "object", "properties": {"unit": {"enum": ["c", "f", 'k"q', 3, None]}}, "required": ["unit"]},
     "nested": {
         "type": "object",
-        "properties": {"a": {"type": "object", "properties": {"b": {
-            "type": "object", "properties": {"c": {"type": "integer"}}, "required": ["c"],
-            "additionalProperties": False}}, "required": ["b"], "additionalProperties": False}},
-        "required": ["a"], "additionalProperties": False,
+        "properties": {
+            "a": {
+                "type": "object",
+                "properties": {
+                    "b": {
+                        "type": "object",
+                        "properties": {"c": {"type": "integer"}},
+                        "required": ["c"],
+                        "additionalProperties": False,
+                    }
+                },
+                "required": ["b"],
+                "additionalProperties": False,
+            }
+        },
+        "required": ["a"],
+        "additionalProperties": False,
     },
-    "array": {"type": "object", "properties": {"xs": {"type": "array", "items": {"type": "number"}, "minItems": 1,
-                                                      "maxItems": 3}},
-              "required": ["xs"], "additionalProperties": False},
-    "numbers": {"type": "object", "properties": {"n": {"type": "integer", "minimum": -5, "maximum": 5},
-                                                 "x": {"type": "number", "exclusiveMinimum": 0}},
-                "required": ["n", "x"], "additionalProperties": False},
-    "strings": {"type": "object", "properties": {"s": {"type": "string", "maxLength": 6},
-                                                 "p": {"type": "string", "pattern": "^[a-c]+$"}},
-                "required": ["s", "p"], "additionalProperties": False},
-    "optional": {"type": "object", "properties": {"r": {"type": "boolean"}, "o": {"type": "string"}},
-                 "required": ["r"], "additionalProperties": False},
-    "anyof": {"type": "object", "properties": {"v": {"anyOf": [{"type": "boolean"}, {"type": "null"}]}},
-              "required": ["v"], "additionalProperties": False},
+    "array": {
+        "type": "object",
+        "properties": {"xs": {"type": "array", "items": {"type": "number"}, "minItems": 1, "maxItems": 3}},
+        "required": ["xs"],
+        "additionalProperties": False,
+    },
+    "numbers": {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "minimum": -5, "maximum": 5},
+            "x": {"type": "number", "exclusiveMinimum": 0},
+        },
+        "required": ["n", "x"],
+        "additionalProperties": False,
+    },
+    "strings": {
+        "type": "object",
+        "properties": {"s": {"type": "string", "maxLength": 6}, "p": {"type": "string", "pattern": "^[a-c]+$"}},
+        "required": ["s", "p"],
+        "additionalProperties": False,
+    },
+    "optional": {
+        "type": "object",
+        "properties": {"r": {"type": "boolean"}, "o": {"type": "string"}},
+        "required": ["r"],
+        "additionalProperties": False,
+    },
+    "anyof": {
+        "type": "object",
+        "properties": {"v": {"anyOf": [{"type": "boolean"}, {"type": "null"}]}},
+        "required": ["v"],
+        "additionalProperties": False,
+    },
     "no_args": {"type": "object", "properties": {}, "additionalProperties": False},
 }
 TOOLS = [Tool(name=f"f_{name}", parameters=schema) for name, schema in ADVERSARIAL.items()]
@@ -94,16 +127,19 @@ def test_random_walks_only_produce_valid_calls_of_adversarial_schemas(vocab: Voc
     assert sum(completed.values()) >= 30 and len(completed) >= 5, completed
 
 
-@pytest.mark.parametrize("text", [
-    '{"name": "f_enum", "arguments": {"unit": "k\\"q"}}',
-    '{"name": "f_enum", "arguments": {"unit": null}}',
-    '{"name": "f_nested", "arguments": {"a": {"b": {"c": -12}}}}',
-    '{"name": "f_array", "arguments": {"xs": [1.5, -2, 3e2]}}',
-    '{"name": "f_numbers", "arguments": {"n": -5, "x": 0.25}}',
-    '{"name": "f_strings", "arguments": {"s": "a\\\\b\\n", "p": "cab"}}',
-    '{"name": "f_optional", "arguments": {"r": true}}',
-    '{"name": "f_no_args", "arguments": {}}\n{"name": "f_anyof", "arguments": {"v": false}}',
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"name": "f_enum", "arguments": {"unit": "k\\"q"}}',
+        '{"name": "f_enum", "arguments": {"unit": null}}',
+        '{"name": "f_nested", "arguments": {"a": {"b": {"c": -12}}}}',
+        '{"name": "f_array", "arguments": {"xs": [1.5, -2, 3e2]}}',
+        '{"name": "f_numbers", "arguments": {"n": -5, "x": 0.25}}',
+        '{"name": "f_strings", "arguments": {"s": "a\\\\b\\n", "p": "cab"}}',
+        '{"name": "f_optional", "arguments": {"r": true}}',
+        '{"name": "f_no_args", "arguments": {}}\n{"name": "f_anyof", "arguments": {"v": false}}',
+    ],
+)
 def test_valid_outputs_pass_every_step(vocab: Vocabulary, text: str) -> None:
     constraint = CallsConstraint(vocab, CallsConstraint.compile(vocab, _functions(TOOLS), parallel=True))
     for token in vocab.encode(text) + vocab.end_ids:
@@ -114,22 +150,25 @@ def test_valid_outputs_pass_every_step(vocab: Vocabulary, text: str) -> None:
     assert not isinstance(calls, ParseFailure) and check_calls(calls, TOOLS) is None
 
 
-@pytest.mark.parametrize("text", [
-    '{"name": "f_unknown", "arguments": {}}',                       # not an offered function
-    '{"name": "f_enum", "arguments": {"unit": "x"}}',               # not in the enum
-    '{"name": "f_nested", "arguments": {"a": {"b": {}}}}',          # required c missing
-    '{"name": "f_nested", "arguments": {"a": {"b": {"c": 1.5}}}}',  # not an integer
-    '{"name": "f_array", "arguments": {"xs": []}}',                 # minItems
-    '{"name": "f_array", "arguments": {"xs": [1, 2, 3, 4]}}',       # maxItems
-    '{"name": "f_numbers", "arguments": {"n": 6, "x": 1}}',         # maximum
-    '{"name": "f_numbers", "arguments": {"n": 1, "x": 0}}',         # exclusiveMinimum
-    '{"name": "f_strings", "arguments": {"s": "abcdefg", "p": "a"}}',  # maxLength
-    '{"name": "f_strings", "arguments": {"s": "a", "p": "abd"}}',   # pattern
-    '{"name": "f_optional", "arguments": {"o": "x"}}',              # required r missing
-    '{"name": "f_optional", "arguments": {"r": true, "z": 1}}',     # additionalProperties
-    '{"arguments": {}, "name": "f_no_args"}',                       # the trained key order
-    "not json at all",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"name": "f_unknown", "arguments": {}}',  # not an offered function
+        '{"name": "f_enum", "arguments": {"unit": "x"}}',  # not in the enum
+        '{"name": "f_nested", "arguments": {"a": {"b": {}}}}',  # required c missing
+        '{"name": "f_nested", "arguments": {"a": {"b": {"c": 1.5}}}}',  # not an integer
+        '{"name": "f_array", "arguments": {"xs": []}}',  # minItems
+        '{"name": "f_array", "arguments": {"xs": [1, 2, 3, 4]}}',  # maxItems
+        '{"name": "f_numbers", "arguments": {"n": 6, "x": 1}}',  # maximum
+        '{"name": "f_numbers", "arguments": {"n": 1, "x": 0}}',  # exclusiveMinimum
+        '{"name": "f_strings", "arguments": {"s": "abcdefg", "p": "a"}}',  # maxLength
+        '{"name": "f_strings", "arguments": {"s": "a", "p": "abd"}}',  # pattern
+        '{"name": "f_optional", "arguments": {"o": "x"}}',  # required r missing
+        '{"name": "f_optional", "arguments": {"r": true, "z": 1}}',  # additionalProperties
+        '{"arguments": {}, "name": "f_no_args"}',  # the trained key order
+        "not json at all",
+    ],
+)
 def test_invalid_outputs_are_cut_at_the_first_bad_token(vocab: Vocabulary, text: str) -> None:
     constraint = CallsConstraint(vocab, CallsConstraint.compile(vocab, _functions(TOOLS), parallel=True))
     for token in vocab.encode(text) + vocab.end_ids:
@@ -158,10 +197,13 @@ def test_only_the_named_function_can_be_called(vocab: Vocabulary) -> None:
     assert allowed and all("optional".startswith(text) for text in allowed), allowed
 
 
-@pytest.mark.parametrize("schema,keyword", [
-    ({"type": "object", "properties": {"x": {"type": "array", "uniqueItems": True}}}, "uniqueItems"),
-    ({"type": "object", "properties": {"x": {"not": {"type": "string"}}}}, "not"),
-])
+@pytest.mark.parametrize(
+    "schema,keyword",
+    [
+        ({"type": "object", "properties": {"x": {"type": "array", "uniqueItems": True}}}, "uniqueItems"),
+        ({"type": "object", "properties": {"x": {"not": {"type": "string"}}}}, "not"),
+    ],
+)
 def test_schemas_the_decoder_cannot_enforce_are_refused_by_name(vocab: Vocabulary, schema: dict, keyword: str) -> None:
     with pytest.raises(ValueError, match=f"function 'g'.*{keyword}"):
         CallsConstraint.compile(vocab, [("g", schema)], parallel=True)
@@ -222,6 +264,6 @@ def test_text_constraint_forbids_role_markers(vocab: Vocabulary) -> None:
     mask = constraint.allowed(10)
     header = vocab.tokenizer.convert_tokens_to_ids("<|reasoner|>")
     assert not mask[header] and mask[vocab.end_ids[0]] and mask[vocab.encode("a")[0]]
-    assert not mask[len(vocab.tokenizer):].any()
+    assert not mask[len(vocab.tokenizer) :].any()
     constraint.advance(vocab.end_ids[0])
     assert constraint.done

@@ -40,8 +40,9 @@ class Conversation:
     finish: str | None = None
 
 
-def _converse(client: openai.OpenAI, served: ServedAgent, task: Trajectory, dataset: SyntheticDataset, *,
-              max_rounds: int = 4) -> Conversation:
+def _converse(
+    client: openai.OpenAI, served: ServedAgent, task: Trajectory, dataset: SyntheticDataset, *, max_rounds: int = 4
+) -> Conversation:
     """Run a conversation the way user code does: call, run the requested tools, send the results back."""
     tools = [tool.to_openai() for tool in task.tools]
     schemas = {tool.name: tool.parameters for tool in task.tools}
@@ -49,8 +50,7 @@ def _converse(client: openai.OpenAI, served: ServedAgent, task: Trajectory, data
     box = dataset.toolbox()
     seen = Conversation()
     for _ in range(max_rounds):
-        response = client.chat.completions.create(model=served.model, messages=messages, tools=tools,
-                                                  max_tokens=24)
+        response = client.chat.completions.create(model=served.model, messages=messages, tools=tools, max_tokens=24)
         seen.rounds += 1
         choice = response.choices[0]
         assert response.usage is not None and response.usage.total_tokens > 0
@@ -63,8 +63,13 @@ def _converse(client: openai.OpenAI, served: ServedAgent, task: Trajectory, data
                 arguments = json.loads(call.function.arguments)
                 validate(arguments, schemas[call.function.name])  # constrained decoding: always valid
                 seen.calls.append((call.function.name, arguments))
-                messages.append({"role": "tool", "tool_call_id": call.id,
-                                 "content": json.dumps(box.execute(call.function.name, arguments))})
+                messages.append(
+                    {
+                        "role": "tool",
+                        "tool_call_id": call.id,
+                        "content": json.dumps(box.execute(call.function.name, arguments)),
+                    }
+                )
             continue
         seen.answer, seen.finish = choice.message.content, choice.finish_reason
         break  # the answer, or a turn cut at a role's token budget (finish_reason "length")
@@ -94,8 +99,9 @@ def test_streamed_final_answer_matches_the_whole_one(served: ServedAgent, tasks)
     client = _client(served)
     task = items[3]
     tools = [tool.to_openai() for tool in task.tools]
-    first = client.chat.completions.create(model=served.model, messages=[{"role": "user", "content": task.query}],
-                                           tools=tools, tool_choice="required")
+    first = client.chat.completions.create(
+        model=served.model, messages=[{"role": "user", "content": task.query}], tools=tools, tool_choice="required"
+    )
     message = first.choices[0].message
     assert first.choices[0].finish_reason == "tool_calls" and message.tool_calls
     box = dataset.toolbox()
@@ -103,11 +109,20 @@ def test_streamed_final_answer_matches_the_whole_one(served: ServedAgent, tasks)
     for call in message.tool_calls:
         result = box.execute(call.function.name, json.loads(call.function.arguments))
         messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
-    whole = client.chat.completions.create(model=served.model, messages=messages, tools=tools, tool_choice="none",
-                                           max_tokens=24)
-    chunks = list(client.chat.completions.create(model=served.model, messages=messages, tools=tools,
-                                                 tool_choice="none", max_tokens=24, stream=True,
-                                                 stream_options={"include_usage": True}))
+    whole = client.chat.completions.create(
+        model=served.model, messages=messages, tools=tools, tool_choice="none", max_tokens=24
+    )
+    chunks = list(
+        client.chat.completions.create(
+            model=served.model,
+            messages=messages,
+            tools=tools,
+            tool_choice="none",
+            max_tokens=24,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content and text
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
@@ -123,11 +138,15 @@ def test_errors_over_http(served: ServedAgent, tasks) -> None:
     assert caught.value.code == "model_not_found" and caught.value.param == "model"
     bad_tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "required": 3}}}
     with pytest.raises(openai.BadRequestError, match="not a valid JSON Schema") as bad:
-        client.chat.completions.create(model=served.model, messages=[{"role": "user", "content": "hi"}],
-                                       tools=[bad_tool])
+        client.chat.completions.create(
+            model=served.model, messages=[{"role": "user", "content": "hi"}], tools=[bad_tool]
+        )
     assert bad.value.code == "invalid_tool_schema"
-    response = httpx.post(f"{served.base_url}/chat/completions", content=b'{"model": ',
-                          headers={"Authorization": f"Bearer {served.key}", "Content-Type": "application/json"})
+    response = httpx.post(
+        f"{served.base_url}/chat/completions",
+        content=b'{"model": ',
+        headers={"Authorization": f"Bearer {served.key}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
     health = httpx.get(f"http://127.0.0.1:{served.port}/health").json()
     assert health["status"] == "ok" and health["model"] == served.model
@@ -151,12 +170,17 @@ def test_64_concurrent_multi_turn_conversations(served: ServedAgent, tasks) -> N
     mixed = after["mixed_role_forwards"] - before["mixed_role_forwards"]
     finished = [o for o in outcomes if not isinstance(o, BaseException)]
     complete = [o for o in finished if o.calls and o.answer]
-    print(f"64 conversations in {seconds:.1f} s, {len(errors)} errors, {len(complete)} with calls and an answer; "
-          f"{forwards} decode forwards, {mixed} of them with rows of several roles")
+    print(
+        f"64 conversations in {seconds:.1f} s, {len(errors)} errors, {len(complete)} with calls and an answer; "
+        f"{forwards} decode forwards, {mixed} of them with rows of several roles"
+    )
     assert not errors, errors[:3]
     assert all(outcome.finish in ("stop", "length") for outcome in finished)  # every conversation came to an end
     assert len(complete) >= 48, [o for o in finished if o not in complete][:4]  # some stop at a token budget
-    right = sum(1 for outcome, task in zip(outcomes, chosen, strict=True) if outcome.calls and
-                outcome.calls[0][0] == task.calls[0].name)
+    right = sum(
+        1
+        for outcome, task in zip(outcomes, chosen, strict=True)
+        if outcome.calls and outcome.calls[0][0] == task.calls[0].name
+    )
     assert right >= 40, right  # the trained executor mostly calls the right one of the 3 offered functions
     assert mixed > 0  # reasoner, executor and summarizer rows of different users shared forwards

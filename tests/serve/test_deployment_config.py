@@ -33,8 +33,9 @@ def test_the_config_is_valid_for_serve_deploy(local_cluster: ClusterInfo) -> Non
     assert config.http_options.host == "127.0.0.1"
 
 
-def test_the_builder_generates_a_key_when_none_is_set(local_cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_builder_generates_a_key_when_none_is_set(
+    local_cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("MOR_API_KEYS", raising=False)
     application = app_builder({"model_uri": "models:/mor-agent@champion"})
     printed = capsys.readouterr().out
@@ -46,8 +47,9 @@ def test_the_builder_generates_a_key_when_none_is_set(local_cluster: ClusterInfo
     assert key not in str(bound.init_args)
 
 
-def test_keys_from_the_environment_and_no_open_server(local_cluster: ClusterInfo,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keys_from_the_environment_and_no_open_server(
+    local_cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("MOR_API_KEYS", "first-key-123,second-key-456")
     bound = app_builder({"model_uri": "x", "max_batch_size": 8})._bound_deployment
     assert bound.init_args[0]["api_key_digests"] == [digest_key("first-key-123"), digest_key("second-key-456")]

@@ -31,11 +31,17 @@ def _reference(model: MoRModel, jobs, max_new_tokens: int) -> list[list[int]]:
     out = []
     with torch.inference_mode():
         for ids, roles, role in jobs:
-            generated = model.generate(torch.tensor([ids]), role_ids=torch.tensor([roles]), role=role,
-                                       attention_mask=torch.ones(1, len(ids), dtype=torch.long),
-                                       max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=None,
-                                       pad_token_id=0)
-            out.append(generated[0, len(ids):].tolist())
+            generated = model.generate(
+                torch.tensor([ids]),
+                role_ids=torch.tensor([roles]),
+                role=role,
+                attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=0,
+            )
+            out.append(generated[0, len(ids) :].tolist())
     return out
 
 
@@ -48,8 +54,10 @@ def test_batched_decoding_matches_generate_alone(random_mor: MoRModel, mode: str
         futures = [engine.submit(GenerationJob(ids, roles, role, 10, [])) for ids, roles, role in jobs]
         results = [future.result(timeout=120) for future in futures]
     assert [result.token_ids for result in results] == expected
-    assert all(result.finish_reason == "length" and result.prompt_tokens == len(job[0])
-               for result, job in zip(results, jobs, strict=True))
+    assert all(
+        result.finish_reason == "length" and result.prompt_tokens == len(job[0])
+        for result, job in zip(results, jobs, strict=True)
+    )
     stats = engine.stats
     assert stats.generated_tokens == 70 and stats.jobs_done == 7
     if mode == "cross-role":
@@ -67,8 +75,10 @@ def test_rows_join_and_leave_a_running_batch(random_mor: MoRModel) -> None:
     budgets = [3, 12, 1, 7, 9]
     expected = [tokens[:budget] for tokens, budget in zip(_reference(random_mor, jobs, 12), budgets, strict=True)]
     with BatchEngine(random_mor, role_aware=True, pad_token_id=0, max_batch_size=3) as engine:
-        futures = [engine.submit(GenerationJob(ids, roles, role, budget, []))
-                   for (ids, roles, role), budget in zip(jobs, budgets, strict=True)]
+        futures = [
+            engine.submit(GenerationJob(ids, roles, role, budget, []))
+            for (ids, roles, role), budget in zip(jobs, budgets, strict=True)
+        ]
         results = [future.result(timeout=120) for future in futures]
     assert [result.token_ids for result in results] == expected
     assert engine.stats.prefill_forwards >= 2
@@ -96,8 +106,10 @@ def test_constraint_masks_apply_per_row(random_mor: MoRModel, tokenizer) -> None
 def test_sampling_is_reproducible_with_a_seed(random_mor: MoRModel) -> None:
     ids, roles, role = _jobs(1, seed=9)[0]
     with BatchEngine(random_mor, role_aware=True, pad_token_id=0) as engine:
-        runs = [engine.submit(GenerationJob(ids, roles, role, 12, [], sampling=Sampling(1.5, 0.9, seed))).result(60)
-                for seed in (1, 1, 2)]
+        runs = [
+            engine.submit(GenerationJob(ids, roles, role, 12, [], sampling=Sampling(1.5, 0.9, seed))).result(60)
+            for seed in (1, 1, 2)
+        ]
     assert runs[0].token_ids == runs[1].token_ids != runs[2].token_ids
 
 
@@ -144,8 +156,14 @@ def test_plain_models_run_without_role_ids(random_mor: MoRModel) -> None:
     torch.manual_seed(1)
     plain = LlamaForCausalLM(random_mor.base_model.config).eval()  # the base model's shape, no MoR layers
     with torch.inference_mode():
-        expected = plain.generate(torch.tensor([ids]), attention_mask=torch.ones(1, 20, dtype=torch.long),
-                                  max_new_tokens=6, do_sample=False, eos_token_id=None, pad_token_id=0)
+        expected = plain.generate(
+            torch.tensor([ids]),
+            attention_mask=torch.ones(1, 20, dtype=torch.long),
+            max_new_tokens=6,
+            do_sample=False,
+            eos_token_id=None,
+            pad_token_id=0,
+        )
     with BatchEngine(plain, role_aware=False, pad_token_id=0) as engine:
         result = engine.submit(GenerationJob(ids, [0] * 20, 0, 6, [])).result(60)
     assert result.token_ids == expected[0, 20:].tolist()

@@ -20,13 +20,23 @@ from mor.serve.runtime import AgentRuntime
 
 from .asgi import MODEL, request
 
-CORPUS = [json.loads(line) for line in (Path(__file__).with_name("fuzz_corpus.jsonl")).read_text().splitlines()
-          if line.strip()]
+CORPUS = [
+    json.loads(line)
+    for line in (Path(__file__).with_name("fuzz_corpus.jsonl")).read_text().splitlines()
+    if line.strip()
+]
 VALID: dict[str, Any] = {
     "model": MODEL,
     "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "weather in Oslo?"}],
-    "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {
-        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            },
+        }
+    ],
     "tool_choice": "auto",
     "max_tokens": 8,
 }
@@ -49,15 +59,38 @@ def test_corpus(app: Any, entry: dict[str, Any]) -> None:
     assert _check(request(app, "POST", "/v1/chat/completions", raw=raw)) == entry["status"]
 
 
-_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
-                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
-_JSON = st.recursive(_SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
-                     max_leaves=12)
-_PATHS = [("model",), ("messages",), ("messages", 0), ("messages", 1, "content"), ("messages", 1, "role"),
-          ("tools",), ("tools", 0, "function", "parameters"), ("tools", 0, "function", "parameters", "properties"),
-          ("tools", 0, "function", "name"), ("tool_choice",), ("max_tokens",), ("temperature",), ("stream",),
-          ("stop",), ("seed",), ("parallel_tool_calls",), ("n",), ("extra_field",)]
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**80), max_value=2**80),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=12,
+)
+_PATHS = [
+    ("model",),
+    ("messages",),
+    ("messages", 0),
+    ("messages", 1, "content"),
+    ("messages", 1, "role"),
+    ("tools",),
+    ("tools", 0, "function", "parameters"),
+    ("tools", 0, "function", "parameters", "properties"),
+    ("tools", 0, "function", "name"),
+    ("tool_choice",),
+    ("max_tokens",),
+    ("temperature",),
+    ("stream",),
+    ("stop",),
+    ("seed",),
+    ("parallel_tool_calls",),
+    ("n",),
+    ("extra_field",),
+]
 
 
 def _mutate(path: tuple[Any, ...], value: Any, delete: bool) -> dict[str, Any]:
@@ -72,8 +105,13 @@ def _mutate(path: tuple[Any, ...], value: Any, delete: bool) -> dict[str, Any]:
     return body
 
 
-_FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+_FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @_FUZZ

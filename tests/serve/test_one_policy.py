@@ -44,8 +44,15 @@ class ScriptedGenerator:
     def __init__(self, script: Script) -> None:
         self.script = script
 
-    def generate(self, input_ids: Sequence[int], role_ids: Sequence[int], role: str, *, max_new_tokens: int,
-                 stop_ids: Sequence[int]) -> list[int]:
+    def generate(
+        self,
+        input_ids: Sequence[int],
+        role_ids: Sequence[int],
+        role: str,
+        *,
+        max_new_tokens: int,
+        stop_ids: Sequence[int],
+    ) -> list[int]:
         return self.script.tokens(role, stop_ids)[:max_new_tokens]
 
 
@@ -81,15 +88,15 @@ def _outputs(dataset: SyntheticDataset) -> tuple[Trajectory, dict[str, list[str]
     call = gold.calls[0]
     executor = json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
     return gold, {
-        "reasoner": [f"I need {call.name}. Next: executor", "Once more to be sure. Next: executor",
-                     "Next: summarizer"],
+        "reasoner": [f"I need {call.name}. Next: executor", "Once more to be sure. Next: executor", "Next: summarizer"],
         "executor": [executor],
         "summarizer": ["Here is what I found."],
     }
 
 
-def _evaluated(dataset: SyntheticDataset, tokenizer: Any, gold: Trajectory, outputs: dict[str, list[str]],
-               max_steps: int) -> tuple[Trajectory, list[str]]:
+def _evaluated(
+    dataset: SyntheticDataset, tokenizer: Any, gold: Trajectory, outputs: dict[str, list[str]], max_steps: int
+) -> tuple[Trajectory, list[str]]:
     script = Script(tokenizer, outputs)
     agent = Agent(ScriptedGenerator(script), tokenizer, config=AgentConfig(max_steps=max_steps, max_calls=8))
     run = agent.run(gold.query or "", gold.tools, dataset.toolbox().execute)
@@ -97,12 +104,20 @@ def _evaluated(dataset: SyntheticDataset, tokenizer: Any, gold: Trajectory, outp
     return run.trajectory, script.roles
 
 
-def _served(dataset: SyntheticDataset, tokenizer: Any, gold: Trajectory, outputs: dict[str, list[str]],
-            max_steps: int) -> tuple[Trajectory, list[str]]:
+def _served(
+    dataset: SyntheticDataset, tokenizer: Any, gold: Trajectory, outputs: dict[str, list[str]], max_steps: int
+) -> tuple[Trajectory, list[str]]:
     script = Script(tokenizer, outputs)
     args = ServeArgs(model_uri="unused", max_steps=max_steps, max_calls=8)
-    runtime = AgentRuntime(tokenizer=tokenizer, roles=DEFAULT_ROLES, engine=ScriptedEngine(script, DEFAULT_ROLES),
-                           args=args, model_name="m", logits_size=len(tokenizer), max_positions=None)
+    runtime = AgentRuntime(
+        tokenizer=tokenizer,
+        roles=DEFAULT_ROLES,
+        engine=ScriptedEngine(script, DEFAULT_ROLES),
+        args=args,
+        model_name="m",
+        logits_size=len(tokenizer),
+        max_positions=None,
+    )
     box = dataset.toolbox()
     messages: list[dict[str, Any]] = [{"role": "user", "content": gold.query}]
     tools = [tool.to_openai() for tool in gold.tools]
@@ -113,14 +128,32 @@ def _served(dataset: SyntheticDataset, tokenizer: Any, gold: Trajectory, outputs
             plan = runtime.prepare(parse_chat_request(json.dumps(body).encode()))
             decision = await runtime.decide(plan)
             if decision.kind == "tool_calls":
-                messages.append({"role": "assistant", "content": None, "reasoning_content": decision.thought,
-                                 "tool_calls": [{"id": c.id, "type": "function", "function": {
-                                     "name": c.name, "arguments": json.dumps(c.arguments)}} for c in decision.calls]})
+                messages.append(
+                    {
+                        "role": "assistant",
+                        "content": None,
+                        "reasoning_content": decision.thought,
+                        "tool_calls": [
+                            {
+                                "id": c.id,
+                                "type": "function",
+                                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                            }
+                            for c in decision.calls
+                        ],
+                    }
+                )
                 for call in decision.calls:
                     observation = box.execute(call.name, dict(call.arguments))
-                    messages.append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(
-                        observation, ensure_ascii=False, default=str) if not isinstance(observation, str)
-                        else observation})
+                    messages.append(
+                        {
+                            "role": "tool",
+                            "tool_call_id": call.id,
+                            "content": json.dumps(observation, ensure_ascii=False, default=str)
+                            if not isinstance(observation, str)
+                            else observation,
+                        }
+                    )
                 continue
             assert decision.kind == "answer", decision.kind
             answer = await runtime.answer(plan, decision)
@@ -133,8 +166,17 @@ def _served(dataset: SyntheticDataset, tokenizer: Any, gold: Trajectory, outputs
 
 
 def _turns(trajectory: Trajectory) -> list[tuple[Any, ...]]:
-    return [(turn.role, turn.thought, turn.next_role, turn.content, turn.call_id,
-             [(call.id, call.name, call.arguments) for call in turn.calls]) for turn in trajectory.turns]
+    return [
+        (
+            turn.role,
+            turn.thought,
+            turn.next_role,
+            turn.content,
+            turn.call_id,
+            [(call.id, call.name, call.arguments) for call in turn.calls],
+        )
+        for turn in trajectory.turns
+    ]
 
 
 @pytest.mark.parametrize("max_steps", [8, 2], ids=["reasoner_ends", "step_limit_hands_over"])

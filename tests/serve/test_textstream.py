@@ -22,12 +22,15 @@ def _stream(tokenizer, text: str, *, stop: list[str] = (), end_text: str = "<|en
     return deltas, assembler.text, assembler.stopped
 
 
-@pytest.mark.parametrize("text,expected", [
-    ("  The weather in Paris is 21 °C.  ", "The weather in Paris is 21 °C."),
-    ("Café ☕ and 🚀 emoji, ünïcödé", "Café ☕ and 🚀 emoji, ünïcödé"),
-    ("line one\nline two \n", "line one\nline two"),
-    ("answer<|end|>ignored", "answer"),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("  The weather in Paris is 21 °C.  ", "The weather in Paris is 21 °C."),
+        ("Café ☕ and 🚀 emoji, ünïcödé", "Café ☕ and 🚀 emoji, ünïcödé"),
+        ("line one\nline two \n", "line one\nline two"),
+        ("answer<|end|>ignored", "answer"),
+    ],
+)
 def test_deltas_add_up_to_the_answer(tokenizer, text: str, expected: str) -> None:
     deltas, final, _ = _stream(tokenizer, text)
     assert "".join(deltas) == final == expected

@@ -11,8 +11,13 @@ from mor.serve.errors import APIError
 from mor.serve.protocol import parse_chat_request
 from mor.serve.tools import check_calls, plan_tools
 
-WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 CLOCK = {"type": "function", "function": {"name": "get_time"}}
 
 
@@ -28,13 +33,23 @@ def test_auto_lets_the_reasoner_choose() -> None:
     assert plan.tools[1].parameters == {"type": "object", "properties": {}}
 
 
-@pytest.mark.parametrize("choice,callable_names,required,summarizer", [
-    ("none", [], False, True),
-    ("required", ["get_weather", "get_time"], True, False),
-    ({"type": "function", "function": {"name": "get_time"}}, ["get_time"], True, False),
-    ({"type": "allowed_tools", "allowed_tools": {"mode": "auto", "tools": [
-        {"type": "function", "function": {"name": "get_time"}}]}}, ["get_time"], False, True),
-])
+@pytest.mark.parametrize(
+    "choice,callable_names,required,summarizer",
+    [
+        ("none", [], False, True),
+        ("required", ["get_weather", "get_time"], True, False),
+        ({"type": "function", "function": {"name": "get_time"}}, ["get_time"], True, False),
+        (
+            {
+                "type": "allowed_tools",
+                "allowed_tools": {"mode": "auto", "tools": [{"type": "function", "function": {"name": "get_time"}}]},
+            },
+            ["get_time"],
+            False,
+            True,
+        ),
+    ],
+)
 def test_tool_choice(choice: object, callable_names: list[str], required: bool, summarizer: bool) -> None:
     plan = _plan(tools=[WEATHER, CLOCK], tool_choice=choice, parallel_tool_calls=False)
     assert [t.name for t in plan.callable] == callable_names
@@ -43,20 +58,47 @@ def test_tool_choice(choice: object, callable_names: list[str], required: bool, 
     assert len(plan.tools) == 2  # every tool is still shown to the model
 
 
-@pytest.mark.parametrize("fields,fragment,code", [
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "objekt"}}}]},
-     "tools[0].function.parameters['type']: not a valid JSON Schema", "invalid_tool_schema"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {
-        "type": "object", "properties": {"a": {"minimum": "zero"}}}}}]},
-     "tools[0].function.parameters['properties']['a']['minimum']: not a valid JSON Schema", "invalid_tool_schema"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
-     "tools[0].function.parameters.type: got 'string', must be 'object'", "invalid_tool_schema"),
-    ({"tools": [WEATHER, WEATHER]}, "tools[1].function.name: 'get_weather' is offered twice", "invalid_request"),
-    ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
-     "tool_choice.function.name: got 'nope', which is not among the tools ['get_weather']", "invalid_tool_choice"),
-    ({"tool_choice": "required"}, "tool_choice: requires a tool call but the request offers no tools",
-     "invalid_tool_choice"),
-])
+@pytest.mark.parametrize(
+    "fields,fragment,code",
+    [
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "objekt"}}}]},
+            "tools[0].function.parameters['type']: not a valid JSON Schema",
+            "invalid_tool_schema",
+        ),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {
+                            "name": "f",
+                            "parameters": {"type": "object", "properties": {"a": {"minimum": "zero"}}},
+                        },
+                    }
+                ]
+            },
+            "tools[0].function.parameters['properties']['a']['minimum']: not a valid JSON Schema",
+            "invalid_tool_schema",
+        ),
+        (
+            {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]},
+            "tools[0].function.parameters.type: got 'string', must be 'object'",
+            "invalid_tool_schema",
+        ),
+        ({"tools": [WEATHER, WEATHER]}, "tools[1].function.name: 'get_weather' is offered twice", "invalid_request"),
+        (
+            {"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "nope"}}},
+            "tool_choice.function.name: got 'nope', which is not among the tools ['get_weather']",
+            "invalid_tool_choice",
+        ),
+        (
+            {"tool_choice": "required"},
+            "tool_choice: requires a tool call but the request offers no tools",
+            "invalid_tool_choice",
+        ),
+    ],
+)
 def test_bad_tools_are_400s(fields: dict, fragment: str, code: str) -> None:
     with pytest.raises(APIError) as caught:
         _plan(**fields)

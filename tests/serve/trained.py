@@ -28,17 +28,33 @@ from mor.train import role_cross_entropy
 __all__ = ["RECIPE", "agent_dataset", "trained_agent_dir"]
 
 RECIPE = {
-    "tools": 12, "trajectories": 300, "data_seed": 5, "test_fraction": 0.1, "category": "single",
-    "rank": 8, "alpha": 16, "routed": 2, "top_k": 1, "steps": 200, "batch_size": 8, "lr": 3e-3, "seed": 0,
-    "max_seq_len": 512, "torch_threads": 1,
+    "tools": 12,
+    "trajectories": 300,
+    "data_seed": 5,
+    "test_fraction": 0.1,
+    "category": "single",
+    "rank": 8,
+    "alpha": 16,
+    "routed": 2,
+    "top_k": 1,
+    "steps": 200,
+    "batch_size": 8,
+    "lr": 3e-3,
+    "seed": 0,
+    "max_seq_len": 512,
+    "torch_threads": 1,
 }
 _SOURCES = ("model", "data", "base", "registry/layout.py", "train/objective.py")
 
 
 def agent_dataset() -> SyntheticDataset:
     """The data set the agent is trained on (its test split holds unseen single-call tasks)."""
-    return generate_synthetic(tools=RECIPE["tools"], trajectories=RECIPE["trajectories"], seed=RECIPE["data_seed"],
-                              test_fraction=RECIPE["test_fraction"])
+    return generate_synthetic(
+        tools=RECIPE["tools"],
+        trajectories=RECIPE["trajectories"],
+        seed=RECIPE["data_seed"],
+        test_fraction=RECIPE["test_fraction"],
+    )
 
 
 def _fingerprint() -> str:
@@ -68,11 +84,14 @@ def _train_steps(dataset: SyntheticDataset, scratch: Path, destination: Path) ->
     random.seed(RECIPE["seed"])
     torch.manual_seed(RECIPE["seed"])
     roles = list(DEFAULT_ROLES)
-    base, tokenizer = build_builtin("tiny-llama", texts=[render_text(t) for t in dataset.train], roles=roles,
-                                    cache_dir=scratch / "cache")
-    config = MoRConfig(rank=RECIPE["rank"], alpha=RECIPE["alpha"],
-                       roles={role: {"routed": RECIPE["routed"], "top_k": RECIPE["top_k"], "shared": True}
-                              for role in roles})
+    base, tokenizer = build_builtin(
+        "tiny-llama", texts=[render_text(t) for t in dataset.train], roles=roles, cache_dir=scratch / "cache"
+    )
+    config = MoRConfig(
+        rank=RECIPE["rank"],
+        alpha=RECIPE["alpha"],
+        roles={role: {"routed": RECIPE["routed"], "top_k": RECIPE["top_k"], "shared": True} for role in roles},
+    )
     model = apply_mor(base, config)
     for parameter in model.parameters():
         parameter.requires_grad_(True)
@@ -80,13 +99,12 @@ def _train_steps(dataset: SyntheticDataset, scratch: Path, destination: Path) ->
     encoded, _ = fit_samples((render(t, tokenizer, roles) for t in chosen), RECIPE["max_seq_len"])
     encoded.sort(key=len)
     size = RECIPE["batch_size"]
-    batches = [encoded[i:i + size] for i in range(0, len(encoded), size)]
+    batches = [encoded[i : i + size] for i in range(0, len(encoded), size)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=RECIPE["lr"], weight_decay=0.0)
     model.train()
     for _ in range(RECIPE["steps"]):
         batch = collate([sample.to_dict() for sample in random.choice(batches)], pad_token_id=tokenizer.pad_token_id)
-        output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                       role_ids=batch["role_ids"])
+        output = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], role_ids=batch["role_ids"])
         ce, _, _ = role_cross_entropy(output.logits, batch["labels"], batch["role_ids"], roles)
         (ce + 0.01 * model.aux_loss()).backward()
         optimizer.step()
@@ -94,12 +112,21 @@ def _train_steps(dataset: SyntheticDataset, scratch: Path, destination: Path) ->
     model.eval()
     adapters = {role: save_mor(model, scratch / "adapters" / role, roles=[role]) for role in roles}
     plain = AutoModelForCausalLM.from_config(model.base_model.config)
-    state = {key.replace(".base_layer.", "."): value for key, value in model.base_model.state_dict().items()
-             if "mor_roles" not in key}
+    state = {
+        key.replace(".base_layer.", "."): value
+        for key, value in model.base_model.state_dict().items()
+        if "mor_roles" not in key
+    }
     plain.load_state_dict(state, strict=True)
-    write_agent_dir(destination, base=BaseModelRef("builtin", "tiny-llama"), adapters=adapters, tokenizer=tokenizer,
-                    spec_text=f"# serve-test agent\n{json.dumps(RECIPE)}\n", base_weights=plain,
-                    model_name="serve-test-agent")
+    write_agent_dir(
+        destination,
+        base=BaseModelRef("builtin", "tiny-llama"),
+        adapters=adapters,
+        tokenizer=tokenizer,
+        spec_text=f"# serve-test agent\n{json.dumps(RECIPE)}\n",
+        base_weights=plain,
+        model_name="serve-test-agent",
+    )
 
 
 def trained_agent_dir(cache_root: Path) -> Path:

@@ -67,8 +67,11 @@ def test_every_spec_under_jobs_is_valid() -> None:
 @pytest.mark.parametrize(
     ("replace", "by", "pattern"),
     [
-        ("executor: {routed: 4, top_k: 3}", "executor: {routed: 4, top_k: 6}",
-         r"spec\.yaml: mor\.roles\.executor\.top_k: got 6, must be ≤ routed \(4\)"),
+        (
+            "executor: {routed: 4, top_k: 3}",
+            "executor: {routed: 4, top_k: 6}",
+            r"spec\.yaml: mor\.roles\.executor\.top_k: got 6, must be ≤ routed \(4\)",
+        ),
         ("workers: 2", "workers: 0", r"train\.workers: got 0: input should be greater than or equal to 1"),
         ("epochs: 1", "lerning_rate: 1", r"train\.lerning_rate: unknown key 'lerning_rate'"),
         ("rank: 8", "rank: eight", r"mor\.rank: got 'eight': input should be a valid integer"),
@@ -78,8 +81,11 @@ def test_every_spec_under_jobs_is_valid() -> None:
         ("{builtin: tiny-llama}", "{builtin: gpt-5}", r"base_model\.builtin: got 'gpt-5'"),
         ("{builtin: tiny-llama}", "{weights: x}", r"base_model: got \{'weights': 'x'\}; give exactly one of"),
         ("suites: [synthetic]", "suites: [nope]", r"eval\.suites: got \['nope'\]; known suites"),
-        ("suites: [synthetic]", "suites: [synthetic], batch_size: 0",
-         r"eval\.batch_size: got 0: input should be greater than or equal to 1"),
+        (
+            "suites: [synthetic]",
+            "suites: [synthetic], batch_size: 0",
+            r"eval\.batch_size: got 0: input should be greater than or equal to 1",
+        ),
         ("kind: train", "kind: trian", r"kind: got 'trian'; must be one of train, data"),
     ],
 )
@@ -118,7 +124,9 @@ def test_relative_base_path_resolves_against_spec_dir(tmp_path: Path) -> None:
 
 def test_roles_are_data() -> None:
     text = GOOD.replace(
-        "    reasoner: {routed: 4, top_k: 3}\n    executor: {routed: 4, top_k: 3}\n    summarizer: {routed: 3, top_k: 2}\n",
+        "    reasoner: {routed: 4, top_k: 3}\n"
+        "    executor: {routed: 4, top_k: 3}\n"
+        "    summarizer: {routed: 3, top_k: 2}\n",
         "    planner: {routed: 2, top_k: 1}\n    caller: {routed: 0, top_k: 0}\n",
     )
     spec = parse_spec(text)

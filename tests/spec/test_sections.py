@@ -37,22 +37,31 @@ def test_defaults_are_todays_behaviour() -> None:
 
 
 def test_gpu_options_are_accepted() -> None:
-    spec = parse_spec(SPEC.replace(
-        "train: {workers: 2}",
-        "train: {workers: 2, use_gpu: true, precision: fp16, strategy: fsdp, gradient_checkpointing: true, "
-        "grad_accum_steps: 8}",
-    ))
+    spec = parse_spec(
+        SPEC.replace(
+            "train: {workers: 2}",
+            "train: {workers: 2, use_gpu: true, precision: fp16, strategy: fsdp, gradient_checkpointing: true, "
+            "grad_accum_steps: 8}",
+        )
+    )
     train = spec.train
     assert (train.use_gpu, train.precision, train.strategy, train.gradient_checkpointing, train.grad_accum_steps) == (
-        True, "fp16", "fsdp", True, 8
+        True,
+        "fp16",
+        "fsdp",
+        True,
+        8,
     )
     assert parse_spec(SPEC.replace("workers: 2", "workers: 2, precision: bf16")).train.precision == "bf16"
 
 
 @pytest.mark.parametrize(
     ("base", "dtype"),
-    [("{builtin: tiny-llama, dtype: bfloat16}", "bfloat16"), ("{hub: org/model, dtype: auto}", "auto"),
-     ("{hub: org/model, revision: main, dtype: float16}", "float16")],
+    [
+        ("{builtin: tiny-llama, dtype: bfloat16}", "bfloat16"),
+        ("{hub: org/model, dtype: auto}", "auto"),
+        ("{hub: org/model, revision: main, dtype: float16}", "float16"),
+    ],
 )
 def test_base_model_dtype_in_every_form(base: str, dtype: str) -> None:
     spec = parse_spec(SPEC.replace("{builtin: tiny-llama}", base))
@@ -62,20 +71,39 @@ def test_base_model_dtype_in_every_form(base: str, dtype: str) -> None:
 @pytest.mark.parametrize(
     ("replace", "by", "pattern"),
     [
-        ("workers: 2", "workers: 2, precision: fp16",
-         r"train\.precision: got 'fp16' with use_gpu: false; fp16 mixed precision .* is for CUDA GPUs\. "
-         r"On CPU use precision: bf16"),
-        ("workers: 2", "workers: 2, use_gpu: false, strategy: fsdp",
-         r"train\.strategy: got 'fsdp' with use_gpu: false; Ray Train's prepare_model wraps a model in FSDP only "
-         r"when CUDA is available\. On CPU use strategy: ddp, or set use_gpu: true"),
-        ("workers: 2", "workers: 2, precision: fp8", r"train\.precision: got 'fp8': input should be 'fp32', 'bf16' or 'fp16'"),
+        (
+            "workers: 2",
+            "workers: 2, precision: fp16",
+            r"train\.precision: got 'fp16' with use_gpu: false; fp16 mixed precision .* is for CUDA GPUs\. "
+            r"On CPU use precision: bf16",
+        ),
+        (
+            "workers: 2",
+            "workers: 2, use_gpu: false, strategy: fsdp",
+            r"train\.strategy: got 'fsdp' with use_gpu: false; Ray Train's prepare_model wraps a model in FSDP only "
+            r"when CUDA is available\. On CPU use strategy: ddp, or set use_gpu: true",
+        ),
+        (
+            "workers: 2",
+            "workers: 2, precision: fp8",
+            r"train\.precision: got 'fp8': input should be 'fp32', 'bf16' or 'fp16'",
+        ),
         ("workers: 2", "workers: 2, strategy: zero3", r"train\.strategy: got 'zero3': input should be 'ddp' or 'fsdp'"),
-        ("workers: 2", "workers: 2, grad_accum_steps: 0",
-         r"train\.grad_accum_steps: got 0: input should be greater than or equal to 1"),
-        ("workers: 2", "workers: 2, gradient_checkpointing: maybe",
-         r"train\.gradient_checkpointing: got 'maybe': input should be a valid boolean"),
-        ("{builtin: tiny-llama}", "{builtin: tiny-llama, dtype: int8}",
-         r"base_model\.dtype: got 'int8': input should be 'auto', 'float32', 'bfloat16' or 'float16'"),
+        (
+            "workers: 2",
+            "workers: 2, grad_accum_steps: 0",
+            r"train\.grad_accum_steps: got 0: input should be greater than or equal to 1",
+        ),
+        (
+            "workers: 2",
+            "workers: 2, gradient_checkpointing: maybe",
+            r"train\.gradient_checkpointing: got 'maybe': input should be a valid boolean",
+        ),
+        (
+            "{builtin: tiny-llama}",
+            "{builtin: tiny-llama, dtype: int8}",
+            r"base_model\.dtype: got 'int8': input should be 'auto', 'float32', 'bfloat16' or 'float16'",
+        ),
         ("{builtin: tiny-llama}", "{hub: org/model, dtype: half}", r"base_model\.dtype: got 'half'"),
         ("{builtin: tiny-llama}", "{hub: org/model, revison: main}", r"base_model\.revison: unknown key 'revison'"),
     ],

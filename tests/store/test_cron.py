@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 import pytest
@@ -17,7 +17,7 @@ from mor.store import (
     validate_timezone,
 )
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def test_nightly_in_utc_and_in_a_zone() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -35,7 +35,7 @@ def test_sqlite_enforces_foreign_keys_and_begins_immediate(tmp_path: Path) -> No
 
 
 def test_session_scope_commits_or_rolls_back(engine: Engine) -> None:
-    at = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    at = datetime(2025, 1, 1, tzinfo=UTC)
     with session_scope(engine) as session:
         session.add(EvaluatedModel(uri="models:/a@champion", name="a", version="1", created_at=at))
     with pytest.raises(RuntimeError, match="boom"):
@@ -55,8 +55,8 @@ def test_timestamps_come_back_in_utc(engine: Engine) -> None:
         session.add(model)
     with session_scope(engine) as session:
         loaded = session.scalars(select(EvaluatedModel)).one()
-    assert loaded.created_at == datetime(2025, 6, 1, 2, 30, tzinfo=timezone.utc)
-    assert loaded.created_at.tzinfo == timezone.utc
+    assert loaded.created_at == datetime(2025, 6, 1, 2, 30, tzinfo=UTC)
+    assert loaded.created_at.tzinfo == UTC
 
 
 def test_naive_timestamps_are_refused(engine: Engine) -> None:

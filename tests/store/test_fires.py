@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine, func, insert, select
@@ -31,7 +31,7 @@ from mor.store import (
     submitted_jobs,
 )
 
-UTC = timezone.utc
+UTC = UTC
 CREATED = datetime(2025, 6, 1, 1, 0, tzinfo=UTC)
 FIRE = datetime(2025, 6, 1, 2, 0, tzinfo=UTC)
 NEXT = datetime(2025, 6, 2, 2, 0, tzinfo=UTC)
@@ -42,30 +42,49 @@ NO_DELAY = timedelta(0)
 def _planned_fire(engine: Engine, max_retries: int = 0) -> int:
     """A nightly schedule with its 02:00 fire planned; returns the fire id."""
     with session_scope(engine) as session:
-        schedule = create_schedule(session=session, name="nightly", cron="0 2 * * *", suite="bfcl",
-                                   categories=["simple_python"], model_uri="models:/mor-agent@champion",
-                                   max_retries=max_retries, now=CREATED)
+        schedule = create_schedule(
+            session=session,
+            name="nightly",
+            cron="0 2 * * *",
+            suite="bfcl",
+            categories=["simple_python"],
+            model_uri="models:/mor-agent@champion",
+            max_retries=max_retries,
+            now=CREATED,
+        )
         assert schedule.next_fire_at == FIRE
-        assert plan_schedule(session=session, schedule_id=schedule.id, seen_next_fire_at=FIRE, times=[FIRE],
-                             next_fire_at=NEXT, now=FIRE) == [FIRE]
+        assert plan_schedule(
+            session=session, schedule_id=schedule.id, seen_next_fire_at=FIRE, times=[FIRE], next_fire_at=NEXT, now=FIRE
+        ) == [FIRE]
         return session.scalars(select(ScheduleFire.id)).one()
 
 
 def test_due_and_planning_happen_once(engine: Engine) -> None:
     with session_scope(engine) as session:
-        schedule = create_schedule(session=session, name="nightly", cron="0 2 * * *", suite="bfcl",
-                                   model_uri="m", now=CREATED)
+        schedule = create_schedule(
+            session=session, name="nightly", cron="0 2 * * *", suite="bfcl", model_uri="m", now=CREATED
+        )
     with session_scope(engine) as session:
         assert due_schedules(session=session, now=FIRE - timedelta(seconds=1)) == []
         assert [s.name for s in due_schedules(session=session, now=FIRE)] == ["nightly"]
         assert next_wakeup(session=session) == FIRE
     with session_scope(engine) as session:
-        assert plan_schedule(session=session, schedule_id=schedule.id, seen_next_fire_at=FIRE, times=[FIRE],
-                             next_fire_at=NEXT, now=FIRE) == [FIRE]
+        assert plan_schedule(
+            session=session, schedule_id=schedule.id, seen_next_fire_at=FIRE, times=[FIRE], next_fire_at=NEXT, now=FIRE
+        ) == [FIRE]
     # A second planner that saw the same next_fire_at loses the compare-and-set and creates nothing.
     with session_scope(engine) as session:
-        assert plan_schedule(session=session, schedule_id=schedule.id, seen_next_fire_at=FIRE, times=[FIRE],
-                             next_fire_at=NEXT, now=FIRE) is None
+        assert (
+            plan_schedule(
+                session=session,
+                schedule_id=schedule.id,
+                seen_next_fire_at=FIRE,
+                times=[FIRE],
+                next_fire_at=NEXT,
+                now=FIRE,
+            )
+            is None
+        )
         assert due_schedules(session=session, now=FIRE + timedelta(hours=1)) == []
         assert session.scalar(select(func.count()).select_from(ScheduleFire)) == 1
 
@@ -74,10 +93,17 @@ def test_the_database_refuses_a_second_row_for_one_fire_time(engine: Engine) -> 
     _planned_fire(engine)
     with pytest.raises(IntegrityError):
         with session_scope(engine) as session:
-            session.execute(insert(ScheduleFire).values(
-                schedule_id=1, scheduled_for=FIRE, status="pending", attempts=0, not_before=FIRE,
-                created_at=FIRE, updated_at=FIRE,
-            ))
+            session.execute(
+                insert(ScheduleFire).values(
+                    schedule_id=1,
+                    scheduled_for=FIRE,
+                    status="pending",
+                    attempts=0,
+                    not_before=FIRE,
+                    created_at=FIRE,
+                    updated_at=FIRE,
+                )
+            )
 
 
 def test_claim_creates_the_run_and_only_one_claim_wins(engine: Engine) -> None:
@@ -90,8 +116,7 @@ def test_claim_creates_the_run_and_only_one_claim_wins(engine: Engine) -> None:
         assert claim_fire(session=session, fire_id=fire_id, owner_id="b", now=FIRE, lease=LEASE) is None
         assert claimable_fire_ids(session=session, now=FIRE + timedelta(minutes=1), owner_id="b") == []
         run = get_run(session=session, run_id=claim.run_id)
-        assert (run.status, run.triggered_by, run.scheduled_for, run.attempt) == (
-            "queued", "schedule:nightly", FIRE, 1)
+        assert (run.status, run.triggered_by, run.scheduled_for, run.attempt) == ("queued", "schedule:nightly", FIRE, 1)
         assert run.categories == ["simple_python"]
 
 
@@ -122,10 +147,13 @@ def test_own_claims_are_reclaimed_at_once_after_a_restart(engine: Engine) -> Non
     with session_scope(engine) as session:
         assert claimable_fire_ids(session=session, now=soon, owner_id="sched-0") == []
         assert claimable_fire_ids(session=session, now=soon, owner_id="sched-0", reclaim_own=True) == [fire_id]
-        assert claim_fire(session=session, fire_id=fire_id, owner_id="sched-1", now=soon, lease=LEASE,
-                          reclaim_own=True) is None
-        again = claim_fire(session=session, fire_id=fire_id, owner_id="sched-0", now=soon, lease=LEASE,
-                           reclaim_own=True)
+        assert (
+            claim_fire(session=session, fire_id=fire_id, owner_id="sched-1", now=soon, lease=LEASE, reclaim_own=True)
+            is None
+        )
+        again = claim_fire(
+            session=session, fire_id=fire_id, owner_id="sched-0", now=soon, lease=LEASE, reclaim_own=True
+        )
     assert again is not None and again.reclaimed_from == "sched-0"
 
 
@@ -133,13 +161,20 @@ def test_failures_retry_until_max_retries_then_fail(engine: Engine) -> None:
     fire_id = _planned_fire(engine, max_retries=1)
     with session_scope(engine) as session:
         claim = claim_fire(session=session, fire_id=fire_id, owner_id="a", now=FIRE, lease=LEASE)
-        settled = record_submission_failure(session=session, fire_id=fire_id, owner_id="a", error="Boom: ray down",
-                                            now=FIRE, retry_delay=timedelta(seconds=30))
+        settled = record_submission_failure(
+            session=session,
+            fire_id=fire_id,
+            owner_id="a",
+            error="Boom: ray down",
+            now=FIRE,
+            retry_delay=timedelta(seconds=30),
+        )
     assert settled is not None and settled.outcome == "retry" and settled.error == "Boom: ray down"
     with session_scope(engine) as session:
         assert claimable_fire_ids(session=session, now=FIRE + timedelta(seconds=29), owner_id="a") == []
-        retry = claim_fire(session=session, fire_id=fire_id, owner_id="a", now=FIRE + timedelta(seconds=30),
-                           lease=LEASE)
+        retry = claim_fire(
+            session=session, fire_id=fire_id, owner_id="a", now=FIRE + timedelta(seconds=30), lease=LEASE
+        )
         assert retry is not None and retry.attempt == 2 and retry.run_id != claim.run_id
         assert get_run(session=session, run_id=retry.run_id).retry_of == claim.run_id
         assert record_submission(session=session, fire_id=fire_id, owner_id="a", job_id="job-2", now=FIRE)
@@ -180,11 +215,18 @@ def test_paused_schedules_are_neither_due_nor_claimable(engine: Engine) -> None:
 def test_racing_threads_claim_a_fire_exactly_once(engine: Engine, database_url: str) -> None:
     fire_ids = []
     with session_scope(engine) as session:
-        schedule = create_schedule(session=session, name="burst", cron="* * * * *", suite="bfcl", model_uri="m",
-                                   now=CREATED)
+        schedule = create_schedule(
+            session=session, name="burst", cron="* * * * *", suite="bfcl", model_uri="m", now=CREATED
+        )
         times = [CREATED + timedelta(minutes=1 + i) for i in range(20)]
-        plan_schedule(session=session, schedule_id=schedule.id, seen_next_fire_at=schedule.next_fire_at,
-                      times=times, next_fire_at=times[-1] + timedelta(minutes=1), now=times[-1])
+        plan_schedule(
+            session=session,
+            schedule_id=schedule.id,
+            seen_next_fire_at=schedule.next_fire_at,
+            times=times,
+            next_fire_at=times[-1] + timedelta(minutes=1),
+            now=times[-1],
+        )
         fire_ids = list(session.scalars(select(ScheduleFire.id).order_by(ScheduleFire.id)))
     wins: dict[str, list[int]] = {"a": [], "b": [], "c": []}
     barrier = threading.Barrier(len(wins))

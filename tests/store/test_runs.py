@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -31,22 +31,35 @@ from mor.store import (
     upgrade,
 )
 
-T0 = datetime(2025, 6, 1, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 6, 1, 2, 0, tzinfo=UTC)
 
 
 def _finished_run(
-    engine: Engine, *, version: str, at: datetime, verdicts: dict[str, list[bool]], judge_kind: str | None = None,
+    engine: Engine,
+    *,
+    version: str,
+    at: datetime,
+    verdicts: dict[str, list[bool]],
+    judge_kind: str | None = None,
     suite: str = "bfcl",
 ) -> int:
     """A succeeded run of models:/mor-agent@champion resolved to `version`, with one item per verdict."""
     with session_scope(engine) as session:
         model = get_or_create_model(
-            session=session, uri="models:/mor-agent@champion", name="mor-agent", version=version,
+            session=session,
+            uri="models:/mor-agent@champion",
+            name="mor-agent",
+            version=version,
             base_model="builtin:tiny-llama",
         )
         run = create_run(
-            session=session, suite=suite, categories=sorted(verdicts), model_uri="models:/mor-agent@champion",
-            triggered_by="user:ada", judge_kind=judge_kind, now=at,
+            session=session,
+            suite=suite,
+            categories=sorted(verdicts),
+            model_uri="models:/mor-agent@champion",
+            triggered_by="user:ada",
+            judge_kind=judge_kind,
+            now=at,
         )
         start_run(session=session, run_id=run.id, model=model, ray_job_id=f"raysubmit_{run.id}", now=at)
         add_item_results(
@@ -54,16 +67,26 @@ def _finished_run(
             run_id=run.id,
             results=[
                 NewItemResult(
-                    category=category, item_id=f"{category}_{index}", passed=passed,
+                    category=category,
+                    item_id=f"{category}_{index}",
+                    passed=passed,
                     failure_reason=None if passed else "wrong_value",
-                    failing_role=None if passed else "executor", output=[{"f": {"x": index}}], latency_ms=12.5,
+                    failing_role=None if passed else "executor",
+                    output=[{"f": {"x": index}}],
+                    latency_ms=12.5,
                 )
                 for category, passes in verdicts.items()
                 for index, passed in enumerate(passes)
             ],
         )
-        finish_run(session=session, run_id=run.id, status="succeeded", summary={"overall": 0.5},
-                   mlflow_run_id="abc123", now=at + timedelta(minutes=5))
+        finish_run(
+            session=session,
+            run_id=run.id,
+            status="succeeded",
+            summary={"overall": 0.5},
+            mlflow_run_id="abc123",
+            now=at + timedelta(minutes=5),
+        )
         return run.id
 
 
@@ -71,15 +94,26 @@ def test_run_lifecycle(engine: Engine) -> None:
     config = {"mode": "dfsdt", "endpoint": "in-process"}
     with session_scope(engine) as session:
         run = create_run(
-            session=session, suite="stabletoolbench", categories=["G1_instruction"],
-            model_uri="models:/mor-agent@champion", triggered_by="user:ada", config=config, now=T0,
+            session=session,
+            suite="stabletoolbench",
+            categories=["G1_instruction"],
+            model_uri="models:/mor-agent@champion",
+            triggered_by="user:ada",
+            config=config,
+            now=T0,
         )
         assert (run.status, run.attempt, run.created_at) == ("queued", 1, T0)
         assert run.config_hash == hash_config({"endpoint": "in-process", "mode": "dfsdt"})
         model = get_or_create_model(session=session, uri="models:/mor-agent@champion", name="mor-agent", version="7")
         start_run(session=session, run_id=run.id, model=model, ray_job_id="raysubmit_1", now=T0 + timedelta(seconds=3))
-        finish_run(session=session, run_id=run.id, status="failed", error="judge endpoint unreachable",
-                   judge_kind="llm", now=T0 + timedelta(seconds=9))
+        finish_run(
+            session=session,
+            run_id=run.id,
+            status="failed",
+            error="judge endpoint unreachable",
+            judge_kind="llm",
+            now=T0 + timedelta(seconds=9),
+        )
     with session_scope(engine) as session:
         loaded = get_run(session=session, run_id=run.id)
         assert loaded.status == "failed"
@@ -93,13 +127,13 @@ def test_run_lifecycle(engine: Engine) -> None:
 
 def test_run_rules(engine: Engine) -> None:
     with session_scope(engine) as session:
-        run = create_run(session=session, suite="bfcl", categories=["simple_python"], model_uri="m",
-                         triggered_by="user:ada")
+        run = create_run(
+            session=session, suite="bfcl", categories=["simple_python"], model_uri="m", triggered_by="user:ada"
+        )
         with pytest.raises(InvalidValueError, match="status: got 'done', must be 'succeeded' or 'failed'"):
             finish_run(session=session, run_id=run.id, status="done")
         with pytest.raises(InvalidValueError, match="judge_kind: got 'gpt', must be one of llm, rule-based"):
-            create_run(session=session, suite="bfcl", categories=[], model_uri="m", triggered_by="u",
-                       judge_kind="gpt")
+            create_run(session=session, suite="bfcl", categories=[], model_uri="m", triggered_by="u", judge_kind="gpt")
         finish_run(session=session, run_id=run.id, status="succeeded", judge_kind="rule-based")
         with pytest.raises(StoreError, match="already succeeded, it cannot finish twice"):
             finish_run(session=session, run_id=run.id, status="failed")
@@ -112,8 +146,13 @@ def test_run_rules(engine: Engine) -> None:
 def test_evaluated_models_are_reused(engine: Engine) -> None:
     with session_scope(engine) as session:
         first = get_or_create_model(session=session, uri="models:/m@champion", name="m", version="3")
-        again = get_or_create_model(session=session, uri="models:/m@champion", name="m", version="3",
-                                    base_model="hub:meta-llama/Llama-3.2-1B-Instruct")
+        again = get_or_create_model(
+            session=session,
+            uri="models:/m@champion",
+            name="m",
+            version="3",
+            base_model="hub:meta-llama/Llama-3.2-1B-Instruct",
+        )
         other = get_or_create_model(session=session, uri="models:/m@champion", name="m", version="4")
         unversioned = get_or_create_model(session=session, uri="http://localhost:8000/v1", name="gpt-x")
         same_unversioned = get_or_create_model(session=session, uri="http://localhost:8000/v1", name="gpt-x")
@@ -137,15 +176,24 @@ def test_item_results_are_stored_and_unique(engine: Engine) -> None:
         assert failed.latency_ms == 12.5
     with pytest.raises(IntegrityError):
         with session_scope(engine) as session:
-            add_item_results(session=session, run_id=run_id,
-                             results=[NewItemResult(category="multiple", item_id="multiple_0", passed=False)])
+            add_item_results(
+                session=session,
+                run_id=run_id,
+                results=[NewItemResult(category="multiple", item_id="multiple_0", passed=False)],
+            )
 
 
 def test_list_runs_filters(engine: Engine) -> None:
     old = _finished_run(engine, version="1", at=T0, verdicts={"simple_python": [True]})
     new = _finished_run(engine, version="2", at=T0 + timedelta(days=1), verdicts={"simple_python": [True]})
-    other = _finished_run(engine, version="2", at=T0 + timedelta(days=2), verdicts={"G1_tool": [True]},
-                          suite="stabletoolbench", judge_kind="rule-based")
+    other = _finished_run(
+        engine,
+        version="2",
+        at=T0 + timedelta(days=2),
+        verdicts={"G1_tool": [True]},
+        suite="stabletoolbench",
+        judge_kind="rule-based",
+    )
     with session_scope(engine) as session:
         assert [r.id for r in list_runs(session=session)] == [other, new, old]
         assert [r.id for r in list_runs(session=session, suite="bfcl")] == [new, old]
@@ -157,10 +205,15 @@ def test_list_runs_filters(engine: Engine) -> None:
 
 
 def test_score_history_per_category(engine: Engine) -> None:
-    first = _finished_run(engine, version="1", at=T0,
-                          verdicts={"simple_python": [True, False, False, False], "multiple": [True, True]})
-    second = _finished_run(engine, version="2", at=T0 + timedelta(days=1),
-                           verdicts={"simple_python": [True, True, True, False], "multiple": [True, False]})
+    first = _finished_run(
+        engine, version="1", at=T0, verdicts={"simple_python": [True, False, False, False], "multiple": [True, True]}
+    )
+    second = _finished_run(
+        engine,
+        version="2",
+        at=T0 + timedelta(days=1),
+        verdicts={"simple_python": [True, True, True, False], "multiple": [True, False]},
+    )
     with session_scope(engine) as session:
         create_run(session=session, suite="bfcl", categories=["simple_python"], model_uri="m", triggered_by="u")
         points = score_history(session=session, suite="bfcl")
@@ -177,10 +230,17 @@ def test_score_history_per_category(engine: Engine) -> None:
 
 
 def test_score_history_keeps_judge_kinds_apart(engine: Engine) -> None:
-    judged = _finished_run(engine, version="1", at=T0, verdicts={"G1_tool": [True, False]},
-                           suite="stabletoolbench", judge_kind="llm")
-    ruled = _finished_run(engine, version="1", at=T0 + timedelta(hours=1), verdicts={"G1_tool": [True, True]},
-                          suite="stabletoolbench", judge_kind="rule-based")
+    judged = _finished_run(
+        engine, version="1", at=T0, verdicts={"G1_tool": [True, False]}, suite="stabletoolbench", judge_kind="llm"
+    )
+    ruled = _finished_run(
+        engine,
+        version="1",
+        at=T0 + timedelta(hours=1),
+        verdicts={"G1_tool": [True, True]},
+        suite="stabletoolbench",
+        judge_kind="rule-based",
+    )
     with session_scope(engine) as session:
         points = score_history(session=session, suite="stabletoolbench", judge_kind="llm")
         assert [(p.run_id, p.judge_kind, p.accuracy) for p in points] == [(judged, "llm", 0.5)]
@@ -191,10 +251,15 @@ def test_score_history_keeps_judge_kinds_apart(engine: Engine) -> None:
 
 
 def test_compare_runs(engine: Engine) -> None:
-    a = _finished_run(engine, version="1", at=T0,
-                      verdicts={"simple_python": [True, False, True, False], "parallel": [True, True]})
-    b = _finished_run(engine, version="2", at=T0 + timedelta(days=1),
-                      verdicts={"simple_python": [True, True, False, True], "irrelevance": [True]})
+    a = _finished_run(
+        engine, version="1", at=T0, verdicts={"simple_python": [True, False, True, False], "parallel": [True, True]}
+    )
+    b = _finished_run(
+        engine,
+        version="2",
+        at=T0 + timedelta(days=1),
+        verdicts={"simple_python": [True, True, False, True], "irrelevance": [True]},
+    )
     with session_scope(engine) as session:
         comparison = compare_runs(session=session, run_a=a, run_b=b)
     by_category = {d.category: d for d in comparison.categories}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,14 +26,19 @@ from mor.store import (
     set_paused,
 )
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2025, 6, 1, 12, 34, 56, tzinfo=UTC)
 
 
 def _nightly(session: Session, name: str = "bfcl-nightly", **overrides: Any) -> Schedule:
     arguments = dict(
-        session=session, name=name, cron="0 2 * * *", suite="bfcl", categories=["simple_python", "multiple"],
-        model_uri="models:/mor-agent@champion", now=NOW,
+        session=session,
+        name=name,
+        cron="0 2 * * *",
+        suite="bfcl",
+        categories=["simple_python", "multiple"],
+        model_uri="models:/mor-agent@champion",
+        now=NOW,
     )
     arguments.update(overrides)
     return create_schedule(**arguments)
@@ -41,14 +46,24 @@ def _nightly(session: Session, name: str = "bfcl-nightly", **overrides: Any) -> 
 
 def test_create_and_read_back(engine: Engine) -> None:
     with session_scope(engine) as session:
-        created = _nightly(session, timezone="Europe/Paris", catch_up="run_all", max_retries=2,
-                           config={"data_dir": "/data"}, created_by="ada")
+        created = _nightly(
+            session,
+            timezone="Europe/Paris",
+            catch_up="run_all",
+            max_retries=2,
+            config={"data_dir": "/data"},
+            created_by="ada",
+        )
     with session_scope(engine) as session:
         loaded = get_schedule(session=session, name="bfcl-nightly")
     assert loaded.id == created.id
     assert (loaded.cron, loaded.suite, loaded.categories) == ("0 2 * * *", "bfcl", ["simple_python", "multiple"])
     assert (loaded.timezone, loaded.catch_up, loaded.max_retries, loaded.paused) == (
-        "Europe/Paris", "run_all", 2, False)
+        "Europe/Paris",
+        "run_all",
+        2,
+        False,
+    )
     assert loaded.config == {"data_dir": "/data"}
     # 02:00 Paris (UTC+2 in June) on the next day.
     assert loaded.next_fire_at == datetime(2025, 6, 2, 0, 0, tzinfo=UTC)
@@ -104,10 +119,23 @@ def test_remove_keeps_runs_and_drops_fires(engine: Engine) -> None:
     with session_scope(engine) as session:
         schedule = _nightly(session)
         seen = schedule.next_fire_at
-        assert plan_schedule(session=session, schedule_id=schedule.id, seen_next_fire_at=seen, times=[fire_time],
-                             next_fire_at=datetime(2025, 6, 3, 2, 0, tzinfo=UTC), now=NOW) == [fire_time]
-        run = create_run(session=session, suite="bfcl", categories=[], model_uri=schedule.model_uri,
-                         triggered_by="schedule:bfcl-nightly", schedule_id=schedule.id, scheduled_for=fire_time)
+        assert plan_schedule(
+            session=session,
+            schedule_id=schedule.id,
+            seen_next_fire_at=seen,
+            times=[fire_time],
+            next_fire_at=datetime(2025, 6, 3, 2, 0, tzinfo=UTC),
+            now=NOW,
+        ) == [fire_time]
+        run = create_run(
+            session=session,
+            suite="bfcl",
+            categories=[],
+            model_uri=schedule.model_uri,
+            triggered_by="schedule:bfcl-nightly",
+            schedule_id=schedule.id,
+            scheduled_for=fire_time,
+        )
     with session_scope(engine) as session:
         remove_schedule(session=session, name="bfcl-nightly")
     with session_scope(engine) as session:

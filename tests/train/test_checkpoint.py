@@ -68,15 +68,27 @@ def test_fp16_scaler_state_round_trips_and_disabled_scaler_is_not_saved(tmp_path
     scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=7)
     scaler.scale(torch.ones(()))  # the scale tensor is created on first use
     scaler.update(new_scale=96.0)
-    write_checkpoint(tmp_path / "fp16", save_adapter=save_adapter, optimizer=optimizer, scheduler=scheduler,
-                     state=state, scaler=scaler)
+    write_checkpoint(
+        tmp_path / "fp16",
+        save_adapter=save_adapter,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        state=state,
+        scaler=scaler,
+    )
     _, states, _ = read_checkpoint(tmp_path / "fp16")
     restored = torch.amp.GradScaler("cpu")
     restored.load_state_dict(states["scaler"])
     assert restored.get_scale() == 96.0
     assert restored.get_growth_interval() == 7
 
-    write_checkpoint(tmp_path / "bf16", save_adapter=save_adapter, optimizer=optimizer, scheduler=scheduler,
-                     state=state, scaler=torch.amp.GradScaler("cpu", enabled=False))
+    write_checkpoint(
+        tmp_path / "bf16",
+        save_adapter=save_adapter,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        state=state,
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+    )
     _, states, _ = read_checkpoint(tmp_path / "bf16")
     assert "scaler" not in states

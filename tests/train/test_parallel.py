@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_step import _base, _mor_model, _samples
 from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer
 
 from mor.data import collate
 from mor.model import MoRModel, load_mor, save_mor
 from mor.train import TrainStep, average_gradients, fsdp_kwargs, plain_module_names
-from test_step import _base, _mor_model, _samples
 
 WORLD = 2
 
@@ -37,8 +37,16 @@ def _sgd_step(model: torch.nn.Module, mor_model: MoRModel, sync=None) -> TrainSt
     trainable = [p for p in mor_model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(trainable, lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    return TrainStep(model=model, mor_model=mor_model, optimizer=optimizer, scheduler=scheduler, aux_weight=0.01,
-                     orth_weight=0.01, grad_clip=1e9, sync_gradients=sync)
+    return TrainStep(
+        model=model,
+        mor_model=mor_model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        aux_weight=0.01,
+        orth_weight=0.01,
+        grad_clip=1e9,
+        sync_gradients=sync,
+    )
 
 
 def _adapters(mor_model: MoRModel) -> dict[str, torch.Tensor]:
@@ -68,8 +76,16 @@ def _worker(rank: int, strategy: str, port: int, out: str) -> None:
             save_mor(mor_model, Path(out) / f"adapter{rank}")
         names_restored = any("_fsdp_wrapped_module" in name for name, _ in mor_model.named_modules())
         local_base = sum(p.numel() for p in mor_model.parameters() if not p.requires_grad)
-        torch.save({"adapters": adapters, "sync_flags": sync_flags, "frozen_numel": local_base,
-                    "wrapped": type(model).__name__, "names_restored": names_restored}, Path(out) / f"rank{rank}.pt")
+        torch.save(
+            {
+                "adapters": adapters,
+                "sync_flags": sync_flags,
+                "frozen_numel": local_base,
+                "wrapped": type(model).__name__,
+                "names_restored": names_restored,
+            },
+            Path(out) / f"rank{rank}.pt",
+        )
     finally:
         dist.destroy_process_group()
 

@@ -25,8 +25,11 @@ kind: train
 name: resume
 base_model: {builtin: tiny-llama}
 data: {sources: [{synthetic: {tools: 8, trajectories: 120, seed: 4}}]}
-mor: {rank: 4, roles: {reasoner: {routed: 2, top_k: 1}, executor: {routed: 2, top_k: 1}, summarizer: {routed: 2, top_k: 1}}}
-train: {max_steps: 60, batch_size: 2, max_seq_len: 512, workers: 2, checkpoint_every: 4, log_every: 2, max_failures: 2, lr: 1.0e-3}
+mor:
+  rank: 4
+  roles: {reasoner: {routed: 2, top_k: 1}, executor: {routed: 2, top_k: 1}, summarizer: {routed: 2, top_k: 1}}
+train: {max_steps: 60, batch_size: 2, max_seq_len: 512, workers: 2, checkpoint_every: 4, log_every: 2,
+  max_failures: 2, lr: 1.0e-3}
 """
 
 
@@ -50,13 +53,18 @@ def _train_workers(ray_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def test_killed_worker_resumes_from_latest_checkpoint(ray_connected: None, ray_settings: Settings, tmp_path: Path) -> None:
+def test_killed_worker_resumes_from_latest_checkpoint(
+    ray_connected: None, ray_settings: Settings, tmp_path: Path
+) -> None:
     spec = parse_spec(SPEC)
     prepared = prepare_training(spec, tmp_path / "cache")
     log = tmp_path / "metrics.jsonl"
     trainer = build_trainer(
-        spec, TrainInputs(prepared.base_dir, prepared.samples_path, prepared.pad_token_id),
-        storage_path=tmp_path / "storage", run_name="resume", metrics_sink=JsonlMetricsSink(log),
+        spec,
+        TrainInputs(prepared.base_dir, prepared.samples_path, prepared.pad_token_id),
+        storage_path=tmp_path / "storage",
+        run_name="resume",
+        metrics_sink=JsonlMetricsSink(log),
     )
     outcome: dict[str, object] = {}
     thread = threading.Thread(target=lambda: outcome.setdefault("result", trainer.fit()), daemon=True)

@@ -23,8 +23,16 @@ def _one_thread(one_torch_thread: None) -> None:
 def _base(dtype: torch.dtype = torch.float32) -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     return LlamaForCausalLM(config).to(dtype)
 
@@ -56,8 +64,14 @@ def _step(model: MoRModel, *, precision: str = "fp32", aux_weight: float = 0.0, 
     optimizer = torch.optim.SGD(trainable, lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     return TrainStep(
-        model=model, mor_model=model, optimizer=optimizer, scheduler=scheduler, aux_weight=aux_weight,
-        orth_weight=0.01, grad_clip=1e9, precision=precision,  # type: ignore[arg-type]
+        model=model,
+        mor_model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        aux_weight=aux_weight,
+        orth_weight=0.01,
+        grad_clip=1e9,
+        precision=precision,  # type: ignore[arg-type]
     )
 
 
@@ -84,8 +98,10 @@ def test_accumulated_micro_batches_give_the_update_of_one_big_batch() -> None:
     assert scale > 1e-3
     assert _max_difference(big_grads, accum_grads) < 1e-5 * scale
     assert float(accum_objective.ce) == pytest.approx(float(big_objective.ce), rel=1e-5)
-    assert accum_objective.label_tokens == big_objective.label_tokens == sum(
-        sum(label != -100 for label in s["labels"][1:]) for s in samples
+    assert (
+        accum_objective.label_tokens
+        == big_objective.label_tokens
+        == sum(sum(label != -100 for label in s["labels"][1:]) for s in samples)
     )
     assert accum_objective.per_role_ce == pytest.approx(big_objective.per_role_ce, rel=1e-5)
 
@@ -127,7 +143,8 @@ def test_bf16_autocast_keeps_float32_adapters_and_close_losses(impl: str) -> Non
     assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in step.trainable)
     grads_fp32, grads_bf16 = _grads(fp32_model), _grads(bf16_model)
     cosine = torch.nn.functional.cosine_similarity(
-        torch.cat([g.flatten() for g in grads_fp32.values()]), torch.cat([g.flatten() for g in grads_bf16.values()]),
+        torch.cat([g.flatten() for g in grads_fp32.values()]),
+        torch.cat([g.flatten() for g in grads_bf16.values()]),
         dim=0,
     )
     assert float(cosine) > 0.95  # not 1: a bf16 router logit can flip a top-1 choice

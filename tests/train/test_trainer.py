@@ -26,17 +26,21 @@ train: {workers: 4}
 
 def _trainer(spec: TrainJobSpec, tmp_path: Path, cpus_per_worker: int = 2) -> TorchTrainer:
     inputs = TrainInputs(base_dir=tmp_path / "base", samples_path=tmp_path / "samples.jsonl", pad_token_id=0)
-    return build_trainer(spec, inputs, storage_path=tmp_path / "storage", run_name="config",
-                         cpus_per_worker=cpus_per_worker)
+    return build_trainer(
+        spec, inputs, storage_path=tmp_path / "storage", run_name="config", cpus_per_worker=cpus_per_worker
+    )
 
 
 def test_gpu_spec_builds_nccl_workers_with_one_gpu_each(local_cluster: ClusterInfo, tmp_path: Path) -> None:
     from ray.train.torch import TorchTrainer
 
-    spec = parse_spec(SPEC.replace(
-        "workers: 4", "workers: 4, use_gpu: true, precision: fp16, strategy: fsdp, grad_accum_steps: 4, "
-        "gradient_checkpointing: true",
-    ))
+    spec = parse_spec(
+        SPEC.replace(
+            "workers: 4",
+            "workers: 4, use_gpu: true, precision: fp16, strategy: fsdp, grad_accum_steps: 4, "
+            "gradient_checkpointing: true",
+        )
+    )
     trainer = _trainer(spec, tmp_path)
     assert isinstance(trainer, TorchTrainer)
     assert trainer.backend_config.backend == "nccl"
@@ -45,7 +49,10 @@ def test_gpu_spec_builds_nccl_workers_with_one_gpu_each(local_cluster: ClusterIn
     assert scaling.resources_per_worker == {"CPU": 2, "GPU": 1}
     train = trainer.train_loop_config["spec"]["train"]
     assert (train["precision"], train["strategy"], train["grad_accum_steps"], train["gradient_checkpointing"]) == (
-        "fp16", "fsdp", 4, True
+        "fp16",
+        "fsdp",
+        4,
+        True,
     )
     assert trainer.train_loop_config["spec"]["base_model"]["dtype"] == "bfloat16"
     assert TrainJobSpec.model_validate(trainer.train_loop_config["spec"]) == spec, "the workers rebuild the same spec"

@@ -2,8 +2,8 @@
 single-step API over OpenAI chat messages."""
 
 from mor.agent.build import AgentFiles, build_agent, load_agent, load_agent_model
-from mor.agent.generator import BatchRoleGenerator, HFRoleGenerator, MoRRoleGenerator, Prompt, RoleGenerator
 from mor.agent.gate import GatePolicy, RoleGate
+from mor.agent.generator import BatchRoleGenerator, HFRoleGenerator, MoRRoleGenerator, Prompt, RoleGenerator
 from mor.agent.loop import Agent, AgentAction, AgentConfig, AgentFailure, AgentRun, AgentTask, ExecuteTool
 from mor.agent.messages import messages_to_trajectory, tool_calls_message
 from mor.agent.parse import ParseFailure, parse_calls, parse_reasoner

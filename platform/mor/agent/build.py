@@ -81,8 +81,9 @@ def load_agent_model(files: AgentFiles) -> tuple[MoRModel, Any]:
     if files.base_weights_dir is not None:
         base = AutoModelForCausalLM.from_pretrained(files.base_weights_dir, dtype=torch.float32)
     elif base_ref.kind in ("path", "hub"):
-        base, _ = load_base({base_ref.kind: base_ref.name, **({"revision": base_ref.revision}
-                                                                if base_ref.revision else {})})
+        base, _ = load_base(
+            {base_ref.kind: base_ref.name, **({"revision": base_ref.revision} if base_ref.revision else {})}
+        )
     else:
         raise ValueError(f"base: a {base_ref.kind} base needs its weights in the agent (base/ is missing)")
     tokenizer = AutoTokenizer.from_pretrained(files.tokenizer_dir)

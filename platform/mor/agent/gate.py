@@ -135,8 +135,14 @@ class RoleGate:
             return list(allowed)
         return [role for role in self.roles if role != self.policy.reasoner]
 
-    def after(self, trajectory: Trajectory, role: str, output: str | AgentFailure,
-              allowed: Sequence[str] | None = None, tools: Sequence[Tool] | None = None) -> Action:
+    def after(
+        self,
+        trajectory: Trajectory,
+        role: str,
+        output: str | AgentFailure,
+        allowed: Sequence[str] | None = None,
+        tools: Sequence[Tool] | None = None,
+    ) -> Action:
         """Append `role`'s output to `trajectory` and say what comes next (`tools`: those the executor may call,
         default the trajectory's)."""
         policy = self.policy

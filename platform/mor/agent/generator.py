@@ -94,8 +94,7 @@ class HFRoleGenerator:
         stop_ids: Sequence[int],
     ) -> list[int]:
         """Greedy continuation of the prompt as `role`."""
-        return self.generate_batch([(input_ids, role_ids, role)], max_new_tokens=[max_new_tokens],
-                                   stop_ids=stop_ids)[0]
+        return self.generate_batch([(input_ids, role_ids, role)], max_new_tokens=[max_new_tokens], stop_ids=stop_ids)[0]
 
     @torch.no_grad()
     def generate_batch(

@@ -13,7 +13,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mor.agent.gate import AgentFailure, Finish, GatePolicy, Generate, RoleGate, RunCalls, add_observations, last_thought
+from mor.agent.gate import (
+    AgentFailure,
+    Finish,
+    GatePolicy,
+    Generate,
+    RoleGate,
+    RunCalls,
+    add_observations,
+    last_thought,
+)
 from mor.agent.generator import BatchRoleGenerator, RoleGenerator
 from mor.agent.messages import messages_to_trajectory, tool_calls_message
 from mor.agent.parse import clean_output
@@ -47,8 +56,13 @@ class AgentConfig:
 
     def policy(self) -> GatePolicy:
         """The role gate's policy."""
-        return GatePolicy(reasoner=self.reasoner, executor=self.executor, summarizer=self.summarizer,
-                          max_steps=self.max_steps, max_calls=self.max_calls)
+        return GatePolicy(
+            reasoner=self.reasoner,
+            executor=self.executor,
+            summarizer=self.summarizer,
+            max_steps=self.max_steps,
+            max_calls=self.max_calls,
+        )
 
 
 @dataclass
@@ -179,8 +193,11 @@ class Agent:
         self.tokenizer = tokenizer
         self.config = config or AgentConfig()
         self.renderer = Renderer(tokenizer, roles)
-        missing = [name for name in (self.config.reasoner, self.config.executor, self.config.summarizer)
-                   if name not in self.renderer.role_index]
+        missing = [
+            name
+            for name in (self.config.reasoner, self.config.executor, self.config.summarizer)
+            if name not in self.renderer.role_index
+        ]
         if missing:
             raise ValueError(
                 f"agent roles {missing} are not among the model's roles {list(roles)}; set AgentConfig(reasoner=..., "
@@ -192,7 +209,7 @@ class Agent:
 
     def _decode(self, role: str, new_ids: list[int]) -> str | AgentFailure:
         stop = self.renderer.end_ids
-        finished = len(new_ids) >= len(stop) and new_ids[-len(stop):] == stop
+        finished = len(new_ids) >= len(stop) and new_ids[-len(stop) :] == stop
         text = self.tokenizer.decode(new_ids[: -len(stop)] if finished else new_ids, skip_special_tokens=True)
         if not finished and clean_output(text) == text.strip():
             return AgentFailure(role, f"no end marker within {self.config.budget(role)} tokens", text)
@@ -207,8 +224,13 @@ class Agent:
             prompt = self.renderer.prompt(trajectory, role)
             budget = self.config.budget(role)
             if limit is not None and len(prompt) + budget > limit:
-                results[index] = (AgentFailure(role, f"context too long: {len(prompt)} prompt tokens + {budget} new "
-                                                     f"> max_context_tokens {limit}"), 0.0)
+                results[index] = (
+                    AgentFailure(
+                        role,
+                        f"context too long: {len(prompt)} prompt tokens + {budget} new > max_context_tokens {limit}",
+                    ),
+                    0.0,
+                )
                 continue
             prompts.append((prompt.input_ids, prompt.role_ids, role))
             budgets.append(budget)
@@ -219,8 +241,10 @@ class Agent:
             if isinstance(self.generator, BatchRoleGenerator):
                 outputs = self.generator.generate_batch(prompts, max_new_tokens=budgets, stop_ids=stop)
             else:
-                outputs = [self.generator.generate(ids, roles, role, max_new_tokens=budget, stop_ids=stop)
-                           for (ids, roles, role), budget in zip(prompts, budgets, strict=True)]
+                outputs = [
+                    self.generator.generate(ids, roles, role, max_new_tokens=budget, stop_ids=stop)
+                    for (ids, roles, role), budget in zip(prompts, budgets, strict=True)
+                ]
             share = (time.perf_counter() - start) / len(prompts)
             for slot, (_, _, role), new_ids in zip(slots, prompts, outputs, strict=True):
                 results[slot] = (self._decode(role, list(new_ids)), share)

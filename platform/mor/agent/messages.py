@@ -62,7 +62,9 @@ def messages_to_trajectory(
         elif role == "tool":
             turns.append(Turn(role="observation", content=content or "", call_id=message.get("tool_call_id")))
         elif role == "assistant":
-            calls = [_call(entry, f"{where}.tool_calls[{n}]") for n, entry in enumerate(message.get("tool_calls") or [])]
+            calls = [
+                _call(entry, f"{where}.tool_calls[{n}]") for n, entry in enumerate(message.get("tool_calls") or [])
+            ]
             if calls:
                 turns.append(Turn(role=reasoner, thought=content or None, next_role=executor))
                 turns.append(Turn(role=executor, calls=calls))

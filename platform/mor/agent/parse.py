@@ -80,8 +80,9 @@ def parse_calls(text: str, tools: Sequence[Tool]) -> list[ToolCall] | ParseFailu
             try:
                 objects.append(json.loads(line))
             except json.JSONDecodeError as error:
-                return ParseFailure(f"executor output is not valid JSON ({error.msg} at column {error.colno}): "
-                                    f"{line[:120]!r}")
+                return ParseFailure(
+                    f"executor output is not valid JSON ({error.msg} at column {error.colno}): {line[:120]!r}"
+                )
     else:
         objects = whole if isinstance(whole, list) else [whole]
     if not objects:

@@ -29,7 +29,9 @@ class ReplayGenerator:
         encoded = self.renderer.encode(trajectory)
         for span in encoded.spans:
             if span.learned:
-                self._next[tuple(encoded.input_ids[: span.label_start])] = encoded.input_ids[span.label_start : span.end]
+                self._next[tuple(encoded.input_ids[: span.label_start])] = encoded.input_ids[
+                    span.label_start : span.end
+                ]
 
     def generate(
         self,
@@ -48,5 +50,7 @@ class ReplayGenerator:
         self, prompts: Sequence[Prompt], *, max_new_tokens: Sequence[int], stop_ids: Sequence[int]
     ) -> list[list[int]]:
         """`generate` for each prompt."""
-        return [self.generate(ids, roles, role, max_new_tokens=budget, stop_ids=stop_ids)
-                for (ids, roles, role), budget in zip(prompts, max_new_tokens, strict=True)]
+        return [
+            self.generate(ids, roles, role, max_new_tokens=budget, stop_ids=stop_ids)
+            for (ids, roles, role), budget in zip(prompts, max_new_tokens, strict=True)
+        ]

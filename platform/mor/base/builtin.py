@@ -112,8 +112,9 @@ def build_builtin(
         )
     target = Path(cache_dir) / "builtin" / f"{name}-{builtin_fingerprint(config, roles, corpus)}"
     if not (target / _DONE).is_file():
-        tokenizer = train_tokenizer(corpus, roles=roles, vocab_size=config.vocab_size,
-                                    min_frequency=config.min_frequency)
+        tokenizer = train_tokenizer(
+            corpus, roles=roles, vocab_size=config.vocab_size, min_frequency=config.min_frequency
+        )
         model = _initial_model(config, tokenizer)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))

@@ -62,18 +62,35 @@ def install_copy_circuits(model: LlamaForCausalLM, circuits: CopyCircuits, *, bo
     head_dim = int(getattr(config, "head_dim", None) or hidden // heads)
     code = circuits.code_dim
     _need(hidden >= 4 * code + 2, "code_dim", code, f"at most (hidden_size - 2) / 4 = {(hidden - 2) // 4}")
-    _need(circuits.token_norm ** 2 < hidden, "token_norm", circuits.token_norm, f"below sqrt(hidden_size) = {hidden ** 0.5:.2f}")
-    _need(heads >= 2 and config.num_key_value_heads == heads, "model.num_key_value_heads", config.num_key_value_heads,
-          f"equal to num_attention_heads ({heads}) and at least 2 heads")
+    _need(
+        circuits.token_norm**2 < hidden,
+        "token_norm",
+        circuits.token_norm,
+        f"below sqrt(hidden_size) = {hidden**0.5:.2f}",
+    )
+    _need(
+        heads >= 2 and config.num_key_value_heads == heads,
+        "model.num_key_value_heads",
+        config.num_key_value_heads,
+        f"equal to num_attention_heads ({heads}) and at least 2 heads",
+    )
     _need(config.num_hidden_layers >= 2, "model.num_hidden_layers", config.num_hidden_layers, "at least 2")
     _need(not config.tie_word_embeddings, "model.tie_word_embeddings", True, "false (the LM head reads its own space)")
     _need(head_dim >= code, "model.head_dim", head_dim, f"at least code_dim ({code})")
     inv_freq = model.model.rotary_emb.inv_freq.float()
     content = _content_pairs(inv_freq, circuits.match_span)
-    _need(len(content) >= 9, "match_span", circuits.match_span,
-          f"a span the rotary frequencies leave nearly still in at least 9 pairs (got {len(content)}); raise rope_theta")
-    _need(circuits.offset_pairs < content[0], "offset_pairs", circuits.offset_pairs,
-          f"fewer than the first slow rotary pair ({content[0]})")
+    _need(
+        len(content) >= 9,
+        "match_span",
+        circuits.match_span,
+        f"a span the rotary frequencies leave nearly still in at least 9 pairs (got {len(content)}); raise rope_theta",
+    )
+    _need(
+        circuits.offset_pairs < content[0],
+        "offset_pairs",
+        circuits.offset_pairs,
+        f"fewer than the first slow rotary pair ({content[0]})",
+    )
 
     current, previous, before = range(0, code), range(code, 2 * code), range(2 * code, 3 * code)
     output = range(3 * code, 4 * code)
@@ -98,11 +115,12 @@ def install_copy_circuits(model: LlamaForCausalLM, circuits: CopyCircuits, *, bo
 
         layers = model.model.layers
         for index, (offset, target) in enumerate(((1, previous), (2, before))):
-            _offset_head(layers[0].self_attn, index, head_dim, offset, target, current, constant, const_value,
-                         inv_freq, circuits)
+            _offset_head(
+                layers[0].self_attn, index, head_dim, offset, target, current, constant, const_value, inv_freq, circuits
+            )
 
         # Layer 1's input: current + previous + two-back codes and the constant, RMS-normalised.
-        rms = math.sqrt((3 * norm * norm + const_value ** 2) / hidden)
+        rms = math.sqrt((3 * norm * norm + const_value**2) / hidden)
         attention = layers[1].self_attn
         rows = _clear_head(attention, 0, head_dim)
         sink_pair, matched = content[0], content[1:]
@@ -127,8 +145,8 @@ def _clear_head(attention: torch.nn.Module, index: int, head_dim: int, *, keep_q
     rows = range(index * head_dim, (index + 1) * head_dim)
     projections = (attention.v_proj,) if keep_query_key else (attention.q_proj, attention.k_proj, attention.v_proj)
     for projection in projections:
-        projection.weight[rows.start:rows.stop].zero_()
-    attention.o_proj.weight[:, rows.start:rows.stop].zero_()
+        projection.weight[rows.start : rows.stop].zero_()
+    attention.o_proj.weight[:, rows.start : rows.stop].zero_()
     return rows
 
 
@@ -138,8 +156,18 @@ def _copy_values(attention: torch.nn.Module, rows: range, source: range, target:
         attention.o_proj.weight[write, rows.start + slot] = 1.0
 
 
-def _offset_head(attention: torch.nn.Module, index: int, head_dim: int, offset: int, target: range, source: range,
-                 constant: int, const_value: float, inv_freq: torch.Tensor, circuits: CopyCircuits) -> None:
+def _offset_head(
+    attention: torch.nn.Module,
+    index: int,
+    head_dim: int,
+    offset: int,
+    target: range,
+    source: range,
+    constant: int,
+    const_value: float,
+    inv_freq: torch.Tensor,
+    circuits: CopyCircuits,
+) -> None:
     """A head whose score peaks `offset` positions back whatever the content, copying that token's code."""
     rows = _clear_head(attention, index, head_dim)
     for pair in range(circuits.offset_pairs):

@@ -19,6 +19,7 @@ cluster_app = typer.Typer(
     no_args_is_help=True,
 )
 
+
 @cluster_app.command("status")
 def status() -> None:
     """Show whether this MOR_HOME's embedded cluster runs, where, and how many of its jobs are active."""

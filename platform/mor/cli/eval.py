@@ -16,8 +16,9 @@ from mor.cli.eval_serve import serve_command
 
 __all__ = ["eval_app", "schedule_app"]
 
-eval_app = typer.Typer(help="Benchmark evaluations: score result files, run and schedule suites, follow results.",
-                       no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Benchmark evaluations: score result files, run and schedule suites, follow results.", no_args_is_help=True
+)
 eval_app.command("score")(score_command)
 eval_app.add_typer(schedule_app, name="schedule")
 eval_app.command("run")(run_command)

@@ -107,8 +107,9 @@ def _option_parameters() -> list[inspect.Parameter]:
     for field in fields(RunOptions):
         flag = typer.Option(f"--{field.name.replace('_', '-')}", help=RUN_OPTIONS[field.name])
         option = DataDirOption if field.name == "data_dir" else Annotated[types[field.name], flag]
-        parameters.append(inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
-                                            annotation=option))
+        parameters.append(
+            inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=option)
+        )
     return parameters
 
 
@@ -198,13 +199,21 @@ def run_label(run: EvalRun) -> str:
 def run_dict(run: EvalRun) -> dict[str, Any]:
     """A run as JSON-ready data (its summary in today's metric names)."""
     return {
-        "id": run.id, "suite": run.suite, "categories": list(run.categories), "status": run.status,
-        "model_uri": run.model_uri, "model_name": run.model.name if run.model else None,
-        "model_version": run.model.version if run.model else None, "triggered_by": run.triggered_by,
-        "scheduled_for": run.scheduled_for.isoformat() if run.scheduled_for else None, "attempt": run.attempt,
-        "ray_job_id": run.ray_job_id, "judge_kind": run.judge_kind,
+        "id": run.id,
+        "suite": run.suite,
+        "categories": list(run.categories),
+        "status": run.status,
+        "model_uri": run.model_uri,
+        "model_name": run.model.name if run.model else None,
+        "model_version": run.model.version if run.model else None,
+        "triggered_by": run.triggered_by,
+        "scheduled_for": run.scheduled_for.isoformat() if run.scheduled_for else None,
+        "attempt": run.attempt,
+        "ray_job_id": run.ray_job_id,
+        "judge_kind": run.judge_kind,
         "summary": canonical_metrics(run.summary) if run.summary is not None else None,
-        "mlflow_run_id": run.mlflow_run_id, "error": run.error,
+        "mlflow_run_id": run.mlflow_run_id,
+        "error": run.error,
         "created_at": run.created_at.isoformat(),
         "finished_at": run.finished_at.isoformat() if run.finished_at else None,
     }
@@ -223,8 +232,9 @@ def run_table(run: EvalRun) -> Table:
         if key.startswith("summary/"):
             table.add_row(f"[italic]{key.removeprefix('summary/')} (leaderboard)[/]", f"{float(value):.3f}", "")
     if "accuracy" in summary:
-        table.add_row("[bold]all items[/]", f"[bold]{float(summary['accuracy']):.3f}[/]",
-                      str(int(summary.get("items", 0))))
+        table.add_row(
+            "[bold]all items[/]", f"[bold]{float(summary['accuracy']):.3f}[/]", str(int(summary.get("items", 0)))
+        )
     roles = failures_text(summary)
     if roles:
         table.caption = f"failures by role: {roles}" + (f"; judge: {run.judge_kind}" if run.judge_kind else "")

@@ -46,8 +46,9 @@ def _since(text: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(f"--since: got {text!r}, must be a date/time (2025-06-01, 2025-06-01T02:00) or an age "
-                         "(7d, 12h, 30m)") from None
+        raise UsageError(
+            f"--since: got {text!r}, must be a date/time (2025-06-01, 2025-06-01T02:00) or an age (7d, 12h, 30m)"
+        ) from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
@@ -95,23 +96,30 @@ def _plot(history: dict[str, list[ScorePoint]], path: Path) -> int:
     return len(series)
 
 
-def _history(session: Session, suites: Sequence[str], categories: Sequence[str], model: str | None,
-             since: datetime | None) -> dict[str, list[ScorePoint]]:
-    return {suite: score_history(session=session, suite=suite, model=model, categories=categories or None,
-                                 since=since) for suite in suites}
+def _history(
+    session: Session, suites: Sequence[str], categories: Sequence[str], model: str | None, since: datetime | None
+) -> dict[str, list[ScorePoint]]:
+    return {
+        suite: score_history(session=session, suite=suite, model=model, categories=categories or None, since=since)
+        for suite in suites
+    }
 
 
 def results_command(
-    suite: Annotated[str | None, typer.Option("--suite", help="Only this suite (bfcl) or category "
-                                                              "(bfcl/simple_python).")] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Only this model: URI as given or registered "
-                                                             "name.")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Only runs since a date/time or an age "
-                                                             "(7d, 12h).")] = None,
+    suite: Annotated[
+        str | None, typer.Option("--suite", help="Only this suite (bfcl) or category (bfcl/simple_python).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Only this model: URI as given or registered name.")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only runs since a date/time or an age (7d, 12h).")
+    ] = None,
     status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many runs in the table.")] = 20,
-    plot: Annotated[Path | None, typer.Option("--plot", help="Also draw the score over time per category "
-                                                             "(PNG).")] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also draw the score over time per category (PNG).")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Evaluation runs, newest first, with their accuracy and failures by role; `--plot` draws the trend."""
@@ -136,18 +144,34 @@ def results_command(
         print(json.dumps([run_dict(run) for run in shown], indent=2))
     else:
         table = Table(title=f"evaluation runs ({len(shown)} of {len(runs)})")
-        for column in ("run", "finished (UTC)", "suite", "model", "status", "accuracy", "items", "failures by role",
-                       "trigger"):
+        for column in (
+            "run",
+            "finished (UTC)",
+            "suite",
+            "model",
+            "status",
+            "accuracy",
+            "items",
+            "failures by role",
+            "trigger",
+        ):
             table.add_column(column, justify="right" if column in ("run", "accuracy", "items") else "left")
         for run in shown:
             summary = canonical_metrics(run.summary)
             accuracy = f"{float(summary['accuracy']):.3f}" if "accuracy" in summary else ""
             status_text = {"succeeded": "[green]succeeded[/]", "failed": "[red]failed[/]"}.get(run.status, run.status)
             judge = f" ({run.judge_kind})" if run.judge_kind else ""
-            table.add_row(str(run.id), when(run.finished_at or run.created_at), run_label(run) + judge,
-                          escape(model_label(run)), status_text, accuracy,
-                          str(int(summary["items"])) if "items" in summary else "", failures_text(summary),
-                          escape(run.triggered_by))
+            table.add_row(
+                str(run.id),
+                when(run.finished_at or run.created_at),
+                run_label(run) + judge,
+                escape(model_label(run)),
+                status_text,
+                accuracy,
+                str(int(summary["items"])) if "items" in summary else "",
+                failures_text(summary),
+                escape(run.triggered_by),
+            )
         console.print(table)
     if plot is not None and history is not None:
         lines = _plot(history, plot)
@@ -163,9 +187,19 @@ def _comparison_dict(comparison: RunComparison) -> dict[str, Any]:
     return {
         "run_a": run_dict(comparison.run_a),
         "run_b": run_dict(comparison.run_b),
-        "categories": [{"category": c.category, "passed_a": c.passed_a, "total_a": c.total_a, "passed_b": c.passed_b,
-                        "total_b": c.total_b, "accuracy_a": c.accuracy_a, "accuracy_b": c.accuracy_b,
-                        "delta": c.delta} for c in comparison.categories],
+        "categories": [
+            {
+                "category": c.category,
+                "passed_a": c.passed_a,
+                "total_a": c.total_a,
+                "passed_b": c.passed_b,
+                "total_b": c.total_b,
+                "accuracy_a": c.accuracy_a,
+                "accuracy_b": c.accuracy_b,
+                "delta": c.delta,
+            }
+            for c in comparison.categories
+        ],
         "flipped": [item.__dict__ for item in comparison.flipped],
         "fixed": len(comparison.fixed),
         "broken": len(comparison.broken),
@@ -190,16 +224,22 @@ def compare_command(
         return
     a, b = comparison.run_a, comparison.run_b
     for tag, run in (("A", a), ("B", b)):
-        console.print(f"[bold]{tag}[/] run {run.id}: {run_label(run)} of {escape(model_label(run))}, {run.status}, "
-                      f"{when(run.finished_at or run.created_at)} UTC")
+        console.print(
+            f"[bold]{tag}[/] run {run.id}: {run_label(run)} of {escape(model_label(run))}, {run.status}, "
+            f"{when(run.finished_at or run.created_at)} UTC"
+        )
     table = Table(title=f"run {a.id} → run {b.id}")
     for column in ("category", "A", "B", "Δ"):
         table.add_column(column, justify="left" if column == "category" else "right")
     for delta in comparison.categories:
         change = "" if delta.delta is None else f"{delta.delta:+.3f}"
         style = "green" if (delta.delta or 0) > 0 else "red" if (delta.delta or 0) < 0 else ""
-        table.add_row(delta.category, _accuracy(delta.passed_a, delta.total_a),
-                      _accuracy(delta.passed_b, delta.total_b), f"[{style}]{change}[/]" if style else change)
+        table.add_row(
+            delta.category,
+            _accuracy(delta.passed_a, delta.total_a),
+            _accuracy(delta.passed_b, delta.total_b),
+            f"[{style}]{change}[/]" if style else change,
+        )
     console.print(table)
     if not comparison.flipped:
         console.print("No item changed its verdict.")

@@ -31,10 +31,17 @@ __all__ = ["run_command"]
 
 @with_run_options
 def run_command(
-    suite: Annotated[str, typer.Argument(help="SUITE or SUITE/CATEGORY: bfcl/simple_python, stabletoolbench/G1_tool, "
-                                              "synthetic.")],
-    model: Annotated[str, typer.Option("--model", help="models:/name@alias, models:/name/N, runs:/..., an agent "
-                                                       "directory, or an OpenAI-compatible http(s)://.../v1 URL.")],
+    suite: Annotated[
+        str, typer.Argument(help="SUITE or SUITE/CATEGORY: bfcl/simple_python, stabletoolbench/G1_tool, synthetic.")
+    ],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="models:/name@alias, models:/name/N, runs:/..., an agent "
+            "directory, or an OpenAI-compatible http(s)://.../v1 URL.",
+        ),
+    ],
     categories: CategoryOption = None,
     options: RunOptions = NO_RUN_OPTIONS,
     address: AddressOption = None,
@@ -51,12 +58,19 @@ def run_command(
         settings = Settings()
         submitter = RayEvalSubmitter(settings, address=address)
         with console.status("Submitting the evaluation (starting the embedded Ray cluster if needed)…"):
-            submitted = submitter.submit_run(suite=chosen.suite, categories=chosen.categories, model_uri=uri,
-                                             options=checked, triggered_by=f"user:{user()}")
+            submitted = submitter.submit_run(
+                suite=chosen.suite,
+                categories=chosen.categories,
+                model_uri=uri,
+                options=checked,
+                triggered_by=f"user:{user()}",
+            )
     except (ValueError, StoreError, ClusterError) as error:
         raise fail(console, error) from None
-    console.print(f"Submitted run [bold]{submitted.run_id}[/] ({chosen.label} of {escape(uri)}) as job "
-                  f"[bold]{submitted.job_id}[/]")
+    console.print(
+        f"Submitted run [bold]{submitted.run_id}[/] ({chosen.label} of {escape(uri)}) as job "
+        f"[bold]{submitted.job_id}[/]"
+    )
     if not wait:
         console.print(f"Follow it with: mor job logs {submitted.job_id} --follow; results: mor eval results")
         return

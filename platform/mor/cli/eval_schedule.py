@@ -49,12 +49,18 @@ def schedule_add(
     name: Annotated[str, typer.Argument(help="Schedule name, e.g. bfcl-nightly.")],
     cron: Annotated[str, typer.Option("--cron", help="Cron expression, e.g. '0 2 * * *' for 02:00 every night.")],
     suite: Annotated[str, typer.Option("--suite", help="SUITE or SUITE/CATEGORY, e.g. bfcl or bfcl/simple_python.")],
-    model: Annotated[str, typer.Option("--model", help="Best an alias URI (models:/mor-agent@champion): each fire "
-                                                       "evaluates what the alias points to then.")],
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            help="Best an alias URI (models:/mor-agent@champion): each fire evaluates what the alias points to then.",
+        ),
+    ],
     categories: CategoryOption = None,
     timezone_name: Annotated[str, typer.Option("--timezone", help="IANA time zone of the cron times.")] = "UTC",
-    catch_up: Annotated[str, typer.Option("--catch-up", help=f"Fires missed while no scheduler ran: "
-                                                             f"{' | '.join(CATCH_UP_POLICIES)}.")] = "run_once",
+    catch_up: Annotated[
+        str, typer.Option("--catch-up", help=f"Fires missed while no scheduler ran: {' | '.join(CATCH_UP_POLICIES)}.")
+    ] = "run_once",
     max_retries: Annotated[int, typer.Option("--max-retries", help="Retries of a failed run.")] = 0,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     options: RunOptions = NO_RUN_OPTIONS,
@@ -67,9 +73,18 @@ def schedule_add(
         uri = model_uri(model)
         with database(Settings()) as engine, session_scope(engine) as session:
             schedule = create_schedule(
-                session=session, name=name, cron=cron, suite=chosen.suite, model_uri=uri,
-                categories=chosen.categories, timezone=timezone_name, catch_up=catch_up, max_retries=max_retries,
-                paused=paused, config=checked, created_by=f"user:{user()}",
+                session=session,
+                name=name,
+                cron=cron,
+                suite=chosen.suite,
+                model_uri=uri,
+                categories=chosen.categories,
+                timezone=timezone_name,
+                catch_up=catch_up,
+                max_retries=max_retries,
+                paused=paused,
+                config=checked,
+                created_by=f"user:{user()}",
             )
     except (ValueError, StoreError) as error:
         raise fail(console, error) from None
@@ -83,14 +98,23 @@ def _schedules_table(schedules: Sequence[Schedule], last_runs: dict[int, EvalRun
     for column in ("name", "cron", "suite", "model", "next fire (UTC)", "state", "catch-up", "retries", "last run"):
         table.add_column(column)
     for schedule in schedules:
-        label = f"{schedule.suite}/{schedule.categories[0]}" if len(schedule.categories) == 1 else \
-            f"{schedule.suite} ({len(schedule.categories)})" if schedule.categories else schedule.suite
+        label = (
+            f"{schedule.suite}/{schedule.categories[0]}"
+            if len(schedule.categories) == 1
+            else f"{schedule.suite} ({len(schedule.categories)})"
+            if schedule.categories
+            else schedule.suite
+        )
         last = last_runs.get(schedule.id)
         table.add_row(
             escape(schedule.name),
             escape(schedule.cron) + ("" if schedule.timezone == "UTC" else f" {schedule.timezone}"),
-            label, escape(schedule.model_uri), "" if schedule.paused else when(schedule.next_fire_at),
-            "[yellow]paused[/]" if schedule.paused else "active", schedule.catch_up, str(schedule.max_retries),
+            label,
+            escape(schedule.model_uri),
+            "" if schedule.paused else when(schedule.next_fire_at),
+            "[yellow]paused[/]" if schedule.paused else "active",
+            schedule.catch_up,
+            str(schedule.max_retries),
             f"#{last.id} {last.status}" if last is not None else "",
         )
     return table
@@ -103,17 +127,36 @@ def schedule_list(json_output: JsonOption = False) -> None:
     try:
         with database(Settings()) as engine, session_scope(engine) as session:
             schedules = list_schedules(session=session)
-            last_runs = {s.id: runs[0] for s in schedules if (runs := list_runs(session=session, schedule_id=s.id,
-                                                                                  limit=1))}
+            last_runs = {
+                s.id: runs[0] for s in schedules if (runs := list_runs(session=session, schedule_id=s.id, limit=1))
+            }
     except StoreError as error:
         raise fail(console, error) from None
     if json_output:
-        print(json.dumps([{
-            "name": s.name, "cron": s.cron, "timezone": s.timezone, "suite": s.suite, "categories": s.categories,
-            "model_uri": s.model_uri, "paused": s.paused, "catch_up": s.catch_up, "max_retries": s.max_retries,
-            "next_fire_at": s.next_fire_at.isoformat() if s.next_fire_at else None, "config": s.config,
-            "last_run": {"id": last_runs[s.id].id, "status": last_runs[s.id].status} if s.id in last_runs else None,
-        } for s in schedules], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": s.name,
+                        "cron": s.cron,
+                        "timezone": s.timezone,
+                        "suite": s.suite,
+                        "categories": s.categories,
+                        "model_uri": s.model_uri,
+                        "paused": s.paused,
+                        "catch_up": s.catch_up,
+                        "max_retries": s.max_retries,
+                        "next_fire_at": s.next_fire_at.isoformat() if s.next_fire_at else None,
+                        "config": s.config,
+                        "last_run": {"id": last_runs[s.id].id, "status": last_runs[s.id].status}
+                        if s.id in last_runs
+                        else None,
+                    }
+                    for s in schedules
+                ],
+                indent=2,
+            )
+        )
         return
     console.print(_schedules_table(schedules, last_runs))
 
@@ -128,8 +171,10 @@ def _set_paused(name: str, paused: bool) -> None:
     if paused:
         console.print(f"Schedule {escape(name)} paused: no run fires until it is resumed.")
     else:
-        console.print(f"Schedule {escape(name)} resumed: next fire {when(schedule.next_fire_at)} UTC "
-                      "(times that fell in the pause are not caught up).")
+        console.print(
+            f"Schedule {escape(name)} resumed: next fire {when(schedule.next_fire_at)} UTC "
+            "(times that fell in the pause are not caught up)."
+        )
 
 
 @schedule_app.command("pause")

@@ -21,8 +21,12 @@ __all__ = ["serve_command"]
 
 def serve_command(
     address: AddressOption = None,
-    owner_id: Annotated[str | None, typer.Option("--owner-id", help="Stable id of this scheduler (e.g. the pod name) "
-                                                                    "for instant recovery after a restart.")] = None,
+    owner_id: Annotated[
+        str | None,
+        typer.Option(
+            "--owner-id", help="Stable id of this scheduler (e.g. the pod name) for instant recovery after a restart."
+        ),
+    ] = None,
     poll: Annotated[float, typer.Option("--poll", help="Seconds between checks at most.")] = 10.0,
     retry_delay: Annotated[float, typer.Option("--retry-delay", help="Seconds before a failed run is retried.")] = 60.0,
     once: Annotated[bool, typer.Option("--once", help="One pass (fire what is due), then exit.")] = False,
@@ -38,14 +42,23 @@ def serve_command(
             raise fail(console, UsageError(f"--data-dir: {str(data_dir)!r} is not a directory"))
         settings = settings.model_copy(update={"benchmarks_dir": data_dir.expanduser().resolve()})
     if poll <= 0 or retry_delay < 0:
-        raise fail(console, UsageError(f"--poll: got {poll}, must be > 0; --retry-delay: got {retry_delay}, "
-                                       "must be >= 0"))
+        raise fail(
+            console, UsageError(f"--poll: got {poll}, must be > 0; --retry-delay: got {retry_delay}, must be >= 0")
+        )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    console.print(f"Evaluation scheduler on {escape(_url_text(settings.db_url))}"
-                  + ("" if once else f", polling every {poll:g} s; Ctrl-C stops it"))
+    console.print(
+        f"Evaluation scheduler on {escape(_url_text(settings.db_url))}"
+        + ("" if once else f", polling every {poll:g} s; Ctrl-C stops it")
+    )
     try:
-        scheduler = serve(settings, address=address, owner_id=owner_id, poll_seconds=poll, once=once,
-                          retry_delay=timedelta(seconds=retry_delay))
+        scheduler = serve(
+            settings,
+            address=address,
+            owner_id=owner_id,
+            poll_seconds=poll,
+            once=once,
+            retry_delay=timedelta(seconds=retry_delay),
+        )
     except (StoreError, ClusterError) as error:
         raise fail(console, error) from None
     console.print(f"Scheduler {escape(scheduler.owner_id)} stopped.")

@@ -72,8 +72,11 @@ def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
     table = Table(title=f"job {summary.get('job_name')}: done", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")
-    table.add_row("training", f"{summary.get('steps')} steps in {summary.get('train_seconds')} s, "
-                              f"final loss {float(summary.get('final_loss') or 0):.4f}")
+    table.add_row(
+        "training",
+        f"{summary.get('steps')} steps in {summary.get('train_seconds')} s, "
+        f"final loss {float(summary.get('final_loss') or 0):.4f}",
+    )
     if summary.get("model_uri"):
         alias = f"  (alias {summary['alias_uri']})" if summary.get("alias_uri") else ""
         table.add_row("registered", f"{summary['model_uri']}{alias}")
@@ -84,13 +87,17 @@ def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
         failures = failures_text(metrics)
         if failures:
             shown += f"; failures by role: {failures}"
-        table.add_row(f"eval {result.get('suite')}", f"{shown}  ({result.get('items')} items, SQL run "
-                                                     f"{result.get('run_id')})")
+        table.add_row(
+            f"eval {result.get('suite')}", f"{shown}  ({result.get('items')} items, SQL run {result.get('run_id')})"
+        )
         baseline = result.get("baseline")
         if baseline:
             reused = ", stored result reused" if baseline.get("reused") else ""
-            table.add_row("  untrained base", f"accuracy {float(baseline['accuracy']):.3f}  (same items, adapters "
-                                              f"off; SQL run {baseline.get('run_id')}{reused})")
+            table.add_row(
+                "  untrained base",
+                f"accuracy {float(baseline['accuracy']):.3f}  (same items, adapters "
+                f"off; SQL run {baseline.get('run_id')}{reused})",
+            )
         if result.get("verdict") == "not_above_untrained":
             table.add_row("  [bold red]verdict[/]", "[bold red]NO BETTER THAN THE UNTRAINED BASE[/]")
     table.add_row("MLflow run", str(summary.get("mlflow_run_id")))

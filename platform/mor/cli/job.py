@@ -104,12 +104,14 @@ def submit(
         client, local = _client(address, console, start=True)
         job_id = f"mor-{parsed.name}-{uuid.uuid4().hex[:8]}"
         runtime_env = job_runtime_env(
-            settings, local=local,
+            settings,
+            local=local,
             env_vars={"MOR_JOB_SPEC": spec.read_text(), "MOR_JOB_SPEC_SOURCE": str(spec.resolve())},
         )
         client.submit(
             f"python -m mor.pipeline.run --job-id {shlex.quote(job_id)}",
-            runtime_env=runtime_env, metadata={"mor.job": parsed.name, "mor.kind": parsed.kind},
+            runtime_env=runtime_env,
+            metadata={"mor.job": parsed.name, "mor.kind": parsed.kind},
             submission_id=job_id,
         )
     except ClusterError as error:
@@ -130,10 +132,12 @@ def submit(
         console.print(summary_table(summary, str(summary.get("tracking_uri") or settings.tracking_uri)))
         failed_evals = untrained_level_evals(summary)
         if failed_evals:
-            console.print(f"[bold red]Job {job_id} ran to the end, but its agent is no better than the untrained "
-                          f"base[/] ({escape('; '.join(failed_evals))}). Training did not help on the held-out "
-                          "items: check the data, the learning rate and the installed versions "
-                          "(scripts/check-latest-deps).")
+            console.print(
+                f"[bold red]Job {job_id} ran to the end, but its agent is no better than the untrained "
+                f"base[/] ({escape('; '.join(failed_evals))}). Training did not help on the held-out "
+                "items: check the data, the learning rate and the installed versions "
+                "(scripts/check-latest-deps)."
+            )
             raise typer.Exit(UNTRAINED_LEVEL_EXIT_CODE)
     console.print(f"[green]Job {job_id} succeeded[/]")
 
@@ -224,5 +228,7 @@ def stop(job_id: Annotated[str, typer.Argument(help="Job id.")], address: Addres
     except ClusterError as error:
         raise _fail(console, error) from None
     ended = end_open_runs(Settings(), job_id=job_id, status="KILLED")
-    console.print(f"{job_id}: {'stopped' if stopped else 'already finished'}"
-                  + (f"; MLflow run(s) {', '.join(ended)} marked KILLED" if ended else ""))
+    console.print(
+        f"{job_id}: {'stopped' if stopped else 'already finished'}"
+        + (f"; MLflow run(s) {', '.join(ended)} marked KILLED" if ended else "")
+    )

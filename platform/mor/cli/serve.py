@@ -56,18 +56,33 @@ def _serve_status(app_name: str) -> str:
 
 
 def serve_command(
-    model_uri: Annotated[str, typer.Argument(
-        help="The agent: models:/name@alias, models:/name/N, runs:/<run_id>/<path> or a local agent directory.")],
+    model_uri: Annotated[
+        str,
+        typer.Argument(
+            help="The agent: models:/name@alias, models:/name/N, runs:/<run_id>/<path> or a local agent directory."
+        ),
+    ],
     host: Annotated[str, typer.Option("--host", help="Interface Ray Serve's HTTP proxy binds.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of Ray Serve's HTTP proxy.")] = 8000,
-    address: Annotated[str | None, typer.Option(
-        "--address", help="Ray cluster address as ray.init takes it (host:port of the GCS, or ray://host:10001); "
-                          "default RAY_ADDRESS or the embedded local Ray.")] = None,
-    api_key: Annotated[list[str] | None, typer.Option(
-        "--api-key", help="Accepted API key (repeatable); default MOR_API_KEYS (comma-separated), else one is "
-                          "generated and printed.")] = None,
-    batching: Annotated[str, typer.Option(
-        "--batching", help="cross-role (rows of all roles share a forward), same-role, or off.")] = "cross-role",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="Ray cluster address as ray.init takes it (host:port of the GCS, or ray://host:10001); "
+            "default RAY_ADDRESS or the embedded local Ray.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--api-key",
+            help="Accepted API key (repeatable); default MOR_API_KEYS (comma-separated), else one is "
+            "generated and printed.",
+        ),
+    ] = None,
+    batching: Annotated[
+        str, typer.Option("--batching", help="cross-role (rows of all roles share a forward), same-role, or off.")
+    ] = "cross-role",
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1, help="Rows decoded together.")] = 32,
     replicas: Annotated[int, typer.Option("--replicas", min=1, help="Number of replicas.")] = 1,
     replica_cpus: Annotated[float, typer.Option("--replica-cpus", min=0.0, help="CPUs reserved per replica.")] = 1.0,
@@ -81,16 +96,24 @@ def serve_command(
     settings = Settings()
     try:
         keys, generated = resolve_api_keys(api_key, os.environ)
-        args = ServeArgs(model_uri=model_uri, api_key_digests=[digest_key(key) for key in keys],
-                         batching=batching, max_batch_size=max_batch_size)  # type: ignore[arg-type]
+        args = ServeArgs(
+            model_uri=model_uri,
+            api_key_digests=[digest_key(key) for key in keys],
+            batching=batching,
+            max_batch_size=max_batch_size,
+        )  # type: ignore[arg-type]
     except ValueError as error:
         raise _fail(console, str(error), 2) from None
     if not route_prefix.startswith("/"):
         raise _fail(console, f"--route-prefix: got {route_prefix!r}, must start with '/'; e.g. /agent", 2)
     external = address or settings.ray_address
     if external and external.startswith(("http://", "https://")):
-        raise _fail(console, f"--address: got the dashboard URL {external!r}; mor serve joins the cluster as a Ray "
-                             "driver, so give the cluster address ray.init takes (host:6379, or ray://host:10001)", 2)
+        raise _fail(
+            console,
+            f"--address: got the dashboard URL {external!r}; mor serve joins the cluster as a Ray "
+            "driver, so give the cluster address ray.init takes (host:6379, or ray://host:10001)",
+            2,
+        )
     local = not external
     if local:
         from mor.registry import RegistryError, resolve_model
@@ -112,8 +135,7 @@ def serve_command(
     ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
     options: dict[str, Any] = {
         "num_replicas": replicas,
-        "ray_actor_options": {"num_cpus": replica_cpus,
-                              "runtime_env": job_runtime_env(settings, local=cluster.local)},
+        "ray_actor_options": {"num_cpus": replica_cpus, "runtime_env": job_runtime_env(settings, local=cluster.local)},
     }
     prefix = route_prefix.rstrip("/")
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}{prefix}/v1"
@@ -130,17 +152,24 @@ def serve_command(
                 raise _fail(console, f"deployment failed: {error}\n{_serve_status(app_name)}") from None
             model_id, problem = _wait_ready(base_url, keys[0], _READY_TIMEOUT_S)
         if model_id is None:
-            raise _fail(console, f"the agent does not answer at {base_url}: {problem}. Ray Serve may already run in "
-                                 f"this cluster with another --host/--port (its proxy keeps its first settings); "
-                                 f"{_serve_status(app_name)}")
+            raise _fail(
+                console,
+                f"the agent does not answer at {base_url}: {problem}. Ray Serve may already run in "
+                f"this cluster with another --host/--port (its proxy keeps its first settings); "
+                f"{_serve_status(app_name)}",
+            )
         console.print(f"[bold green]Serving[/] {escape(model_uri)} as model [bold]{escape(model_id)}[/]")
         console.print(f"Base URL: [bold]{base_url}[/]", soft_wrap=True)
         if generated:
             console.print(f"API key (generated, none was configured): [bold]{keys[0]}[/]", soft_wrap=True)
         else:
             console.print(f"API keys: {len(keys)} configured (--api-key / MOR_API_KEYS)")
-        console.print(f"Try: OpenAI(base_url={base_url!r}, api_key=...).chat.completions.create("
-                      f"model={model_id!r}, messages=[...], tools=[...])", soft_wrap=True, highlight=False)
+        console.print(
+            f"Try: OpenAI(base_url={base_url!r}, api_key=...).chat.completions.create("
+            f"model={model_id!r}, messages=[...], tools=[...])",
+            soft_wrap=True,
+            highlight=False,
+        )
         console.print("Press Ctrl-C to stop.")
         while not stop.wait(0.5):
             pass

@@ -67,5 +67,9 @@ class RoleCollator:
     pad_to_multiple_of: int | None = None
 
     def __call__(self, samples: Sequence[Any]) -> dict[str, torch.Tensor]:
-        return collate(samples, pad_token_id=self.pad_token_id, pad_role_id=self.pad_role_id,
-                       pad_to_multiple_of=self.pad_to_multiple_of)
+        return collate(
+            samples,
+            pad_token_id=self.pad_token_id,
+            pad_role_id=self.pad_role_id,
+            pad_to_multiple_of=self.pad_to_multiple_of,
+        )

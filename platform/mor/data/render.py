@@ -76,8 +76,7 @@ def tools_text(tools: Sequence[Tool]) -> str:
     for tool in tools:
         required = set(tool.required)
         args = ", ".join(
-            f"{name}{'' if name in required else '?'}: {_type_text(schema)}"
-            for name, schema in tool.properties.items()
+            f"{name}{'' if name in required else '?'}: {_type_text(schema)}" for name, schema in tool.properties.items()
         )
         lines.append(f"{tool.name}({args}): {tool.description}".rstrip(": "))
     return "\n".join(lines)
@@ -162,7 +161,7 @@ class Encoded:
         """The training sample: input_ids, role_ids, labels."""
         return {"input_ids": self.input_ids, "role_ids": self.role_ids, "labels": self.labels}
 
-    def cut(self, length: int) -> "Encoded":
+    def cut(self, length: int) -> Encoded:
         """The first `length` tokens (callers pick a length at a block boundary)."""
         return Encoded(
             input_ids=self.input_ids[:length],
@@ -186,8 +185,14 @@ class RoleSample:
 
     def to_dict(self) -> dict[str, Any]:
         """The sample as plain data (input_ids, role_ids, labels, role, turn_index)."""
-        return {"input_ids": self.input_ids, "role_ids": self.role_ids, "labels": self.labels, "role": self.role,
-                "turn_index": self.turn_index, "trajectory_id": self.trajectory_id}
+        return {
+            "input_ids": self.input_ids,
+            "role_ids": self.role_ids,
+            "labels": self.labels,
+            "role": self.role,
+            "turn_index": self.turn_index,
+            "trajectory_id": self.trajectory_id,
+        }
 
 
 class Renderer:

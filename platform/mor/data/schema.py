@@ -56,7 +56,7 @@ class Tool(_Strict):
         }
 
     @classmethod
-    def from_openai(cls, entry: dict[str, Any]) -> "Tool":
+    def from_openai(cls, entry: dict[str, Any]) -> Tool:
         """Read an OpenAI `tools` entry (`{"type": "function", "function": {...}}`) or a bare function object."""
         function = entry.get("function", entry) if entry.get("type", "function") == "function" else None
         if not isinstance(function, dict) or "name" not in function:
@@ -99,7 +99,7 @@ class Turn(_Strict):
     call_id: str | None = Field(default=None, description="For observations: the call answered.")
 
     @model_validator(mode="after")
-    def _one_payload(self) -> "Turn":
+    def _one_payload(self) -> Turn:
         kinds = [
             name
             for name, present in (
@@ -134,9 +134,7 @@ class TrajectoryMeta(BaseModel):
     source: str = Field(default="unknown", description="Data source name, e.g. synthetic, toolbench.")
     split: str | None = Field(default=None, description="train | test, when the source splits.")
     category: str | None = Field(default=None, description="Kind of task, e.g. single, multi, no_tool.")
-    answer_contains: list[str] = Field(
-        default_factory=list, description="Strings a correct final answer must contain."
-    )
+    answer_contains: list[str] = Field(default_factory=list, description="Strings a correct final answer must contain.")
 
 
 class Trajectory(_Strict):

@@ -89,10 +89,17 @@ _SCHEMA_TYPES: dict[str, str] = {
     "Hashtable": "object",
 }
 _SCHEMA_KEYS = ("description", "enum", "default", "format", "minimum", "maximum", "minItems", "maxItems")
-_EXECUTOR_REASONS = frozenset({
-    FailureReason.WRONG_FUNCTION, FailureReason.MISSING_PARAMETER, FailureReason.UNEXPECTED_PARAMETER,
-    FailureReason.WRONG_TYPE, FailureReason.WRONG_VALUE, FailureReason.WRONG_COUNT, FailureReason.UNPARSEABLE,
-})
+_EXECUTOR_REASONS = frozenset(
+    {
+        FailureReason.WRONG_FUNCTION,
+        FailureReason.MISSING_PARAMETER,
+        FailureReason.UNEXPECTED_PARAMETER,
+        FailureReason.WRONG_TYPE,
+        FailureReason.WRONG_VALUE,
+        FailureReason.WRONG_COUNT,
+        FailureReason.UNPARSEABLE,
+    }
+)
 _REASONER_REASONS = frozenset({FailureReason.NO_CALL, FailureReason.UNEXPECTED_CALL})
 _MAX_RAW_CHARS = 4000
 _LANGUAGE_NAMES = {Language.JAVA: "Java", Language.JAVASCRIPT: "JavaScript"}
@@ -145,14 +152,16 @@ def bfcl_tools(item: BfclItem) -> list[dict[str, Any]]:
         schema: dict[str, Any] = {"type": "object", "properties": converted}
         if parameters.get("required"):
             schema["required"] = list(parameters["required"])
-        tools.append({
-            "type": "function",
-            "function": {
-                "name": str(function["name"]).replace(".", "_"),
-                "description": f"{function.get('description', '')}{note}".strip(),
-                "parameters": schema,
-            },
-        })
+        tools.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": str(function["name"]).replace(".", "_"),
+                    "description": f"{function.get('description', '')}{note}".strip(),
+                    "parameters": schema,
+                },
+            }
+        )
     return tools
 
 
@@ -174,8 +183,10 @@ def _unusable_output(raw: str) -> object:
 def scored_output(reply: TargetReply, item: BfclItem, roles: GateRoles | None) -> object:
     """What the checker scores for `reply` (see the module docstring)."""
     if reply.calls:
-        return [{call.name: call.raw_arguments if call.raw_arguments is not None else call.arguments}
-                for call in reply.calls]
+        return [
+            {call.name: call.raw_arguments if call.raw_arguments is not None else call.arguments}
+            for call in reply.calls
+        ]
     if roles is not None and reply.failing_role and reply.raw:
         return _unusable_output(reply.raw)
     if roles is None and reply.content:
@@ -217,8 +228,13 @@ class BfclItemRun:
     def to_row(self) -> NewItemResult:
         """The SQL row of this item."""
         return NewItemResult(
-            category=self.category, item_id=self.item_id, passed=self.passed, failure_reason=self.reason,
-            failing_role=self.failing_role, detail=self.message or None, output=self.output,
+            category=self.category,
+            item_id=self.item_id,
+            passed=self.passed,
+            failure_reason=self.reason,
+            failing_role=self.failing_role,
+            detail=self.message or None,
+            output=self.output,
             latency_ms=round(self.latency_s * 1000.0, 3),
         )
 
@@ -253,9 +269,15 @@ def run_bfcl_item(target: ChatTarget, item: BfclItem) -> BfclItemRun:
     if not result.passed and reply.failure:
         message = f"{message} [{role or 'model'}: {reply.failure}]".strip()
     return BfclItemRun(
-        item_id=item.id, category=item.category, passed=result.passed,
-        reason=reason.value if reason else None, error_type=result.error_type, message=message,
-        failing_role=role, output=_stored_output(reply, result), latency_s=elapsed,
+        item_id=item.id,
+        category=item.category,
+        passed=result.passed,
+        reason=reason.value if reason else None,
+        error_type=result.error_type,
+        message=message,
+        failing_role=role,
+        output=_stored_output(reply, result),
+        latency_s=elapsed,
     )
 
 

@@ -74,8 +74,12 @@ def synthetic_rows(result: SyntheticEvalResult) -> tuple[list[NewItemResult], di
     """The item rows and summary metrics of a synthetic evaluation (its reasons are free text: no `reasons/`)."""
     rows = [
         NewItemResult(
-            category=item.category or "all", item_id=item.item_id, passed=item.passed,
-            failure_reason=item.failure_reason, failing_role=item.failing_role, detail=item.failure_reason,
+            category=item.category or "all",
+            item_id=item.item_id,
+            passed=item.passed,
+            failure_reason=item.failure_reason,
+            failing_role=item.failing_role,
+            detail=item.failure_reason,
             output={"text": item.output, "calls": item.predicted_calls, "expected": item.expected_calls},
             latency_ms=round(item.latency_s * 1000.0, 3),
         )
@@ -98,8 +102,11 @@ def canonical_metrics(summary: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def failures_by_role(summary: Mapping[str, Any] | None) -> dict[str, int]:
     """Failed items per role from a summary, in either naming scheme (roles with no failure left out)."""
-    return {key.removeprefix("failures/"): int(value) for key, value in canonical_metrics(summary).items()
-            if key.startswith("failures/") and value}
+    return {
+        key.removeprefix("failures/"): int(value)
+        for key, value in canonical_metrics(summary).items()
+        if key.startswith("failures/") and value
+    }
 
 
 def record_result(
@@ -120,8 +127,14 @@ def record_result(
         tracking.log_summary(metrics, prefix=mlflow_prefix(suite, variant))
     with session_scope(engine) as session:
         add_item_results(session=session, run_id=run_id, results=rows)
-        finish_run(session=session, run_id=run_id, status="succeeded", summary=metrics,
-                   mlflow_run_id=tracking.run_id if tracking is not None else None, judge_kind=judge_kind)
+        finish_run(
+            session=session,
+            run_id=run_id,
+            status="succeeded",
+            summary=metrics,
+            mlflow_run_id=tracking.run_id if tracking is not None else None,
+            judge_kind=judge_kind,
+        )
 
 
 def record_failure(engine: Engine, run_id: int, error: BaseException, *, mlflow_run_id: str | None = None) -> None:
@@ -129,5 +142,6 @@ def record_failure(engine: Engine, run_id: int, error: BaseException, *, mlflow_
     with session_scope(engine) as session:
         run = get_run(session=session, run_id=run_id)
         if run.status in ("queued", "running"):
-            finish_run(session=session, run_id=run_id, status="failed", error=error_text(error),
-                       mlflow_run_id=mlflow_run_id)
+            finish_run(
+                session=session, run_id=run_id, status="failed", error=error_text(error), mlflow_run_id=mlflow_run_id
+            )

@@ -57,7 +57,7 @@ RUN_OPTIONS: dict[str, str] = {
     "max_new_tokens": "token budget of one role turn of the in-process agent (every role)",
     "mode": "StableToolBench search: cot (CoT/ReAct) or dfsdt (depth-first search)",
     "api_url": "StableToolBench: URL of a running virtual API server (default: one started for the run over "
-               "the response cache in MOR_HOME/cache/stabletoolbench)",
+    "the response cache in MOR_HOME/cache/stabletoolbench)",
     "simulator_url": "StableToolBench: OpenAI-compatible endpoint answering tool calls missing from the cache",
     "simulator_model": "StableToolBench: model name of the simulator endpoint",
     "simulator_api_key_env": "StableToolBench: environment variable holding the simulator endpoint's API key",
@@ -160,8 +160,10 @@ def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
         raise ValueError(f"mode: got {out['mode']!r}, must be one of {', '.join(STB_MODES)}")
     for service in ("simulator", "judge"):
         if out.get(f"{service}_url") and not out.get(f"{service}_model"):
-            raise ValueError(f"{service}_model: not given with {service}_url {out[f'{service}_url']!r}; name the "
-                             f"model the {service} endpoint serves, e.g. {service}_model: gpt-4o-mini")
+            raise ValueError(
+                f"{service}_model: not given with {service}_url {out[f'{service}_url']!r}; name the "
+                f"model the {service} endpoint serves, e.g. {service}_model: gpt-4o-mini"
+            )
     if out.get("data_dir") is not None:
         out["data_dir"] = str(Path(str(out["data_dir"])).expanduser().resolve())
     return {key: value for key, value in out.items() if value is not None}
@@ -197,8 +199,12 @@ def build_target(model_uri: str, settings: Settings, options: Mapping[str, Any])
             default_max_new_tokens=int(budget or AgentConfig.default_max_new_tokens),
         )
     target = AgentTarget.from_agent_dir(agent_dir, config=config, name=model_uri)
-    info = ModelInfo(uri=model_uri, name=agent_dir.model_name or agent_dir.root.name, version=agent_dir.version,
-                     base_model=f"{agent_dir.base.kind}:{agent_dir.base.name}")
+    info = ModelInfo(
+        uri=model_uri,
+        name=agent_dir.model_name or agent_dir.root.name,
+        version=agent_dir.version,
+        base_model=f"{agent_dir.base.kind}:{agent_dir.base.name}",
+    )
     return target, info
 
 
@@ -214,8 +220,13 @@ def _data_dir(options: Mapping[str, Any], settings: Settings, suite: str) -> Pat
     return root.expanduser()
 
 
-def _run_bfcl(selection: SuiteSelection, target: ChatTarget, settings: Settings, options: Mapping[str, Any],
-              progress: Progress | None) -> SuiteResult:
+def _run_bfcl(
+    selection: SuiteSelection,
+    target: ChatTarget,
+    settings: Settings,
+    options: Mapping[str, Any],
+    progress: Progress | None,
+) -> SuiteResult:
     root = _data_dir(options, settings, "bfcl")
     runs = []
     for category in selection.categories:
@@ -235,19 +246,28 @@ def _endpoint_key(options: Mapping[str, Any], name: str) -> str | None:
     return value
 
 
-def _run_stabletoolbench(selection: SuiteSelection, target: ChatTarget, settings: Settings,
-                         options: Mapping[str, Any], progress: Progress | None) -> SuiteResult:
+def _run_stabletoolbench(
+    selection: SuiteSelection,
+    target: ChatTarget,
+    settings: Settings,
+    options: Mapping[str, Any],
+    progress: Progress | None,
+) -> SuiteResult:
     from mor.evals import stabletoolbench as stb
 
     root = _data_dir(options, settings, "stabletoolbench")
     judge: stb.Judge | None = None
     if options.get("judge_url"):
-        judge = stb.LlmJudge(stb.LlmEndpoint(options["judge_url"], options["judge_model"],
-                                             _endpoint_key(options, "judge_api_key_env")))
+        judge = stb.LlmJudge(
+            stb.LlmEndpoint(options["judge_url"], options["judge_model"], _endpoint_key(options, "judge_api_key_env"))
+        )
     simulator: stb.Simulator | None = None
     if options.get("simulator_url"):
-        simulator = stb.LlmSimulator(stb.LlmEndpoint(options["simulator_url"], options["simulator_model"],
-                                                     _endpoint_key(options, "simulator_api_key_env")))
+        simulator = stb.LlmSimulator(
+            stb.LlmEndpoint(
+                options["simulator_url"], options["simulator_model"], _endpoint_key(options, "simulator_api_key_env")
+            )
+        )
     api = options.get("api_url")
     server = {"api": api} if api else {"cache_dir": settings.cache_dir / "stabletoolbench", "simulator": simulator}
     rows: list[NewItemResult] = []
@@ -256,18 +276,32 @@ def _run_stabletoolbench(selection: SuiteSelection, target: ChatTarget, settings
     judge_kinds: set[str] = set()
     for group in selection.categories:
         report = (lambda done, total, g=group: progress(f"stabletoolbench/{g}", done, total)) if progress else None
-        result = stb.run_group(target, group, root, judge=judge, mode=options.get("mode", "cot"),
-                               max_items=options.get("max_items"), progress=report, **server)
+        result = stb.run_group(
+            target,
+            group,
+            root,
+            judge=judge,
+            mode=options.get("mode", "cot"),
+            max_items=options.get("max_items"),
+            progress=report,
+            **server,
+        )
         judge_kinds.add(result.summary.judge_kind)
         metrics.update(result.summary.metrics(prefix=f"{group}/"))
         for item in result.items:
             scores.append(item.score)
-            rows.append(NewItemResult(
-                category=item.category, item_id=item.item_id, passed=item.passed,
-                failure_reason=item.failure_reason, failing_role=item.failing_role, output=item.output,
-                detail=f"{item.judge_kind} judge: score {item.score:.2f}",
-                latency_ms=round(item.latency_s * 1000.0, 3),
-            ))
+            rows.append(
+                NewItemResult(
+                    category=item.category,
+                    item_id=item.item_id,
+                    passed=item.passed,
+                    failure_reason=item.failure_reason,
+                    failing_role=item.failing_role,
+                    output=item.output,
+                    detail=f"{item.judge_kind} judge: score {item.score:.2f}",
+                    latency_ms=round(item.latency_s * 1000.0, 3),
+                )
+            )
     if len(judge_kinds) > 1:  # one judge per run; both kinds in one run would mix scores that never mix
         raise ValueError(f"judge: items were judged by {sorted(judge_kinds)}; one run holds one judge kind only")
     metrics.update(row_metrics(rows))
@@ -275,16 +309,21 @@ def _run_stabletoolbench(selection: SuiteSelection, target: ChatTarget, settings
     return SuiteResult(selection, rows, metrics, judge_kinds.pop() if judge_kinds else None)
 
 
-def _run_synthetic(selection: SuiteSelection, target: ChatTarget, settings: Settings, options: Mapping[str, Any],
-                   progress: Progress | None) -> SuiteResult:
+def _run_synthetic(
+    selection: SuiteSelection,
+    target: ChatTarget,
+    settings: Settings,
+    options: Mapping[str, Any],
+    progress: Progress | None,
+) -> SuiteResult:
     agent_dir = target.agent_dir if isinstance(target, AgentTarget) else None
     if not isinstance(target, AgentTarget) or agent_dir is None:
         raise ValueError(
             "suite: synthetic evaluates an in-process agent on the held-out set of its own training data; "
             "give a models:/ URI or an agent directory, not an endpoint"
         )
-    from mor.evals.synthetic import evaluate_synthetic
     from mor.data.prepare import prepare_dataset
+    from mor.evals.synthetic import evaluate_synthetic
     from mor.spec import EvalSpec, TrainJobSpec, parse_spec
 
     spec = parse_spec(agent_dir.spec_text, source=str(agent_dir.spec_path))
@@ -292,7 +331,10 @@ def _run_synthetic(selection: SuiteSelection, target: ChatTarget, settings: Sett
         raise ValueError(f"{agent_dir.spec_path}: kind {spec.kind!r}; the synthetic suite needs the train spec")
     test = prepare_dataset(spec.data, settings.cache_dir).test
     result = evaluate_synthetic(
-        target.agent, test, max_items=options.get("max_items"), batch_size=(spec.eval or EvalSpec()).batch_size,
+        target.agent,
+        test,
+        max_items=options.get("max_items"),
+        batch_size=(spec.eval or EvalSpec()).batch_size,
         progress=(lambda done, total: progress("synthetic", done, total)) if progress else None,
     )
     rows, metrics = synthetic_rows(result)

@@ -142,8 +142,9 @@ def score_run(gold: Trajectory, run: AgentRun) -> SyntheticItemResult:
     if not passed:
         divergence = _first_divergence(gold, run, answer_ok)
         if divergence is None:  # same path, yet calls or answer differ: the answer is the summarizer's
-            summarizer = next((t.role for t in reversed(gold.turns) if t.content is not None and not t.is_context),
-                              "summarizer")
+            summarizer = next(
+                (t.role for t in reversed(gold.turns) if t.content is not None and not t.is_context), "summarizer"
+            )
             divergence = (summarizer, "the final answer check failed")
         failing_role, reason = divergence
     return SyntheticItemResult(

@@ -130,17 +130,25 @@ class AgentTarget:
         failure = action.failure
         if refuse_calls and calls:
             return TargetReply(
-                thought=action.thought, failing_role=self.gate_roles.reasoner, latency_s=latency,
+                thought=action.thought,
+                failing_role=self.gate_roles.reasoner,
+                latency_s=latency,
                 failure="the reasoner handed over to the executor although tool_choice='none'",
                 raw=json.dumps([{c.name: c.arguments} for c in calls], ensure_ascii=False, default=str),
             )
         if failure is not None:
             return TargetReply(
-                thought=action.thought, failing_role=failure.role, failure=failure.reason,
-                raw=failure.output or None, latency_s=latency,
+                thought=action.thought,
+                failing_role=failure.role,
+                failure=failure.reason,
+                raw=failure.output or None,
+                latency_s=latency,
             )
-        raw = json.dumps([{c.name: c.arguments} for c in calls], ensure_ascii=False, default=str) if calls \
+        raw = (
+            json.dumps([{c.name: c.arguments} for c in calls], ensure_ascii=False, default=str)
+            if calls
             else action.content
+        )
         return TargetReply(calls=calls, content=action.content, thought=action.thought, raw=raw, latency_s=latency)
 
 
@@ -177,8 +185,9 @@ class OpenAITarget:
             )
         self.base_url = base_url.rstrip("/")
         # Servers without authentication ignore the key, but the client insists on having one.
-        self._client = OpenAI(base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout_s,
-                              max_retries=max_retries)
+        self._client = OpenAI(
+            base_url=self.base_url, api_key=api_key or "not-needed", timeout=timeout_s, max_retries=max_retries
+        )
         self._model = model
         self.name = name or (f"{model}@{self.base_url}" if model else self.base_url)
         self.temperature = temperature
@@ -259,16 +268,23 @@ class OpenAITarget:
             self._role_gated = self._role_gated if self._role_gated is not None else True
             found = _FAILED_ROLE.search(text)
             role = found.group(1) if found else None
-        return TargetReply(failure=f"HTTP {error.status_code}: {text}", failing_role=role if self.gate_roles else None,
-                           raw=text, latency_s=latency)
+        return TargetReply(
+            failure=f"HTTP {error.status_code}: {text}",
+            failing_role=role if self.gate_roles else None,
+            raw=text,
+            latency_s=latency,
+        )
 
     def _reply(self, response: Any, latency: float) -> TargetReply:
         extra = dict(response.model_extra or {})
         mor = extra.get("mor") if isinstance(extra.get("mor"), dict) else None
         if self._role_gated is None:
             self._role_gated = mor is not None
-        usage = response.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"}) \
-            if response.usage is not None else {}
+        usage = (
+            response.usage.model_dump(include={"prompt_tokens", "completion_tokens", "total_tokens"})
+            if response.usage is not None
+            else {}
+        )
         if not response.choices:
             return TargetReply(failure="the reply holds no choices", latency_s=latency, usage=usage)
         choice = response.choices[0]
@@ -300,8 +316,16 @@ class OpenAITarget:
             if roles:
                 tokens = (mor or {}).get("role_tokens") or {}
                 role = roles.executor if _spent(tokens.get(roles.executor)) else roles.reasoner
-        return TargetReply(calls=calls, content=content, thought=thought, failing_role=role, failure=failure, raw=raw,
-                           latency_s=latency, usage={k: int(v) for k, v in usage.items() if v is not None})
+        return TargetReply(
+            calls=calls,
+            content=content,
+            thought=thought,
+            failing_role=role,
+            failure=failure,
+            raw=raw,
+            latency_s=latency,
+            usage={k: int(v) for k, v in usage.items() if v is not None},
+        )
 
 
 def _spent(tokens: Any) -> bool:
@@ -360,9 +384,14 @@ def write_untrained_agent(
         base_dir = Path(scratch) / "base"
         model.save_pretrained(base_dir)  # before apply_mor, which wraps the model's layers in place
         mor_model = apply_mor(model, config)
-        adapters = {role: save_mor(mor_model, Path(scratch) / "adapters" / role, roles=[role])
-                    for role in config.role_names}
+        adapters = {
+            role: save_mor(mor_model, Path(scratch) / "adapters" / role, roles=[role]) for role in config.role_names
+        }
         return write_agent_dir(
-            destination, base=BaseModelRef("builtin", base), adapters=adapters, tokenizer=tokenizer,
-            spec_text=spec_text, base_weights=base_dir,
+            destination,
+            base=BaseModelRef("builtin", base),
+            adapters=adapters,
+            tokenizer=tokenizer,
+            spec_text=spec_text,
+            base_weights=base_dir,
         )

@@ -2,7 +2,8 @@
 
 ```python
 from mor.model import MoRConfig, apply_mor
-mor_model = apply_mor(hf_causal_lm, MoRConfig())        # paper default: 3 roles, rank 16, 7 modules
+
+mor_model = apply_mor(hf_causal_lm, MoRConfig())  # paper default: 3 roles, rank 16, 7 modules
 out = mor_model(input_ids=ids, attention_mask=mask, labels=labels, role_ids=role_ids)
 loss = out.loss + 0.01 * mor_model.aux_loss() + 0.001 * mor_model.orth_loss()
 ```
@@ -27,10 +28,22 @@ if TYPE_CHECKING:
 #: Where each name that needs torch lives: imported on first use, so reading a spec (which only needs the
 #: configuration) does not load torch, transformers and peft.
 _LAZY = {
-    "MoRLoadError": "io", "load_mor": "io", "load_role": "io", "read_mor_config": "io", "save_mor": "io",
-    "MoRLinear": "layer", "load_balancing_loss": "losses", "orthogonality_loss": "losses",
-    "MoRModel": "model", "apply_mor": "model", "resolve_target_modules": "model", "unwrap_mor_model": "model",
-    "ParameterCount": "params", "count_parameters": "params", "Routing": "router", "route_top_k": "router",
+    "MoRLoadError": "io",
+    "load_mor": "io",
+    "load_role": "io",
+    "read_mor_config": "io",
+    "save_mor": "io",
+    "MoRLinear": "layer",
+    "load_balancing_loss": "losses",
+    "orthogonality_loss": "losses",
+    "MoRModel": "model",
+    "apply_mor": "model",
+    "resolve_target_modules": "model",
+    "unwrap_mor_model": "model",
+    "ParameterCount": "params",
+    "count_parameters": "params",
+    "Routing": "router",
+    "route_top_k": "router",
     "RoleWeights": "weights",
 }
 

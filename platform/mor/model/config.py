@@ -96,9 +96,7 @@ class RoleConfig(BaseModel):
     @model_validator(mode="after")
     def _has_a_lora(self) -> RoleConfig:
         if self.routed == 0 and not self.shared:
-            raise ValueError(
-                "routed is 0 and shared is false, so the role has no LoRA; set shared: true or routed ≥ 1"
-            )
+            raise ValueError("routed is 0 and shared is false, so the role has no LoRA; set shared: true or routed ≥ 1")
         return self
 
     @property

@@ -11,9 +11,10 @@ The per-call records (load-balancing terms, expert counts) live in the same thre
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, ContextManager, Iterator
+from typing import Any
 
 import torch
 
@@ -82,8 +83,9 @@ def _group_by_role(flat: torch.Tensor, num_roles: int, single_role: int | None) 
         offset += count
         first, last = (int(value) for value in index[[0, -1]].tolist())
         contiguous = last - first + 1 == count
-        groups.append(RoleGroup(role=role, count=count, start=first, stop=last + 1,
-                                index=None if contiguous else index))
+        groups.append(
+            RoleGroup(role=role, count=count, start=first, stop=last + 1, index=None if contiguous else index)
+        )
     return tuple(groups)
 
 
@@ -113,8 +115,9 @@ def build_routing_plan(role_ids: torch.Tensor, num_roles: int, device: torch.dev
             f"map each token to cfg.role_id(role_name)"
         )
     flat = flat.to(device or role_ids.device)
-    return RoutingPlan(num_tokens=num_tokens, num_roles=num_roles, role_ids=flat,
-                       single_role=low if low == high else None)
+    return RoutingPlan(
+        num_tokens=num_tokens, num_roles=num_roles, role_ids=flat, single_role=low if low == high else None
+    )
 
 
 @dataclass
@@ -221,7 +224,7 @@ class RoutingState:
         if slot.step_pushed and slot.step_pushed.pop():
             self.pop()
 
-    def checkpoint_contexts(self) -> tuple[ContextManager[Any], ContextManager[Any]]:
+    def checkpoint_contexts(self) -> tuple[AbstractContextManager[Any], AbstractContextManager[Any]]:
         """`context_fn` for `torch.utils.checkpoint`: the recomputation sees the plan of the original forward.
 
         It repeats the forward's operations exactly (the checkpoint checks that) but keeps the forward's records.

@@ -22,8 +22,9 @@ role's LoRA A rows.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -119,7 +120,9 @@ class FusedLayout:
         order = self._stacked_orders.get(layers)
         if order is None:
             total = sum(self.down_rows)
-            order = self._stacked_orders[layers] = torch.cat([self.row_order + layer * total for layer in range(layers)])
+            order = self._stacked_orders[layers] = torch.cat(
+                [self.row_order + layer * total for layer in range(layers)]
+            )
         return order
 
 
@@ -178,8 +181,16 @@ class _FusedAdapter(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x2d: torch.Tensor, layout: FusedLayout, masks: _PlanMasks, layers: int, dropout: float,
-                record: bool, *parameters: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        ctx: Any,
+        x2d: torch.Tensor,
+        layout: FusedLayout,
+        masks: _PlanMasks,
+        layers: int,
+        dropout: float,
+        record: bool,
+        *parameters: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
         ctx.set_materialize_grads(False)
         roles = layout.num_roles
         downs, ups = parameters[: layers * roles], parameters[layers * roles :]
@@ -199,13 +210,18 @@ class _FusedAdapter(torch.autograd.Function):
             else:
                 hidden = torch.mm(inputs, down.t()).view(tokens, layers, -1)
             router_logits, gate_logits, lora = hidden.split(
-                [layout.router_rows, roles, layout.num_loras * layout.rank], dim=-1)
+                [layout.router_rows, roles, layout.num_loras * layout.rank], dim=-1
+            )
             gate = shared_gate(gate_logits)
             routed: tuple[torch.Tensor, ...] = ()
             balance = None
             if layout.max_routed:
-                routing = route_top_k(router_logits.view(tokens, layers, roles, layout.max_routed), layout.max_top_k,
-                                      pad_bias=layout.pad_bias, keep=layout.rank_mask)
+                routing = route_top_k(
+                    router_logits.view(tokens, layers, roles, layout.max_routed),
+                    layout.max_top_k,
+                    pad_bias=layout.pad_bias,
+                    keep=layout.rank_mask,
+                )
                 routed = (routing.probs, routing.top_index, routing.top_weights, routing.top_sum)
                 table = torch.cat([gate.unsqueeze(-1), routing.weights], dim=-1).view(tokens, layers, -1)
                 if record:
@@ -250,7 +266,7 @@ class _FusedAdapter(torch.autograd.Function):
             weighted = (lora4 * coefficient4).view(tokens, layers, -1)
             grad_ups: list[torch.Tensor | None] = []
             grad_weighted_parts = []
-            for m, (grad_delta, up) in enumerate(zip(grad_deltas, layer_ups)):
+            for m, (grad_delta, up) in enumerate(zip(grad_deltas, layer_ups, strict=False)):
                 if grad_delta is None:  # this sibling's delta was not used: its gradient is 0
                     grad_ups.append(None)
                     grad_weighted_parts.append(weighted.new_zeros(tokens, weighted.shape[-1]))
@@ -268,10 +284,12 @@ class _FusedAdapter(torch.autograd.Function):
                 grad_probs = None
                 if balance is not None and grad_aux is not None:
                     grad_probs = masks.own * (grad_aux.unsqueeze(-1) * balance)
-                grad_router = route_top_k_backward(*routed, grad_table[..., 1:], grad_probs=grad_probs,
-                                                   keep=layout.rank_mask)
-                grad_head = torch.cat([grad_router.view(tokens, layers, -1),
-                                       shared_gate_backward(gate, grad_table[..., 0])], dim=-1)
+                grad_router = route_top_k_backward(
+                    *routed, grad_table[..., 1:], grad_probs=grad_probs, keep=layout.rank_mask
+                )
+                grad_head = torch.cat(
+                    [grad_router.view(tokens, layers, -1), shared_gate_backward(gate, grad_table[..., 0])], dim=-1
+                )
             else:
                 grad_head = shared_gate_backward(gate, grad_table.view(tokens, layers, -1))
             grad_hidden = torch.cat([_cast(grad_head, dtype), grad_lora], dim=-1).view(tokens, -1)
@@ -285,12 +303,14 @@ class _FusedAdapter(torch.autograd.Function):
                 grad_head_rows, grad_lora_rows = grad_hidden[:, :head_rows], grad_hidden[:, head_rows:]
                 if ctx.needs_input_grad[0]:
                     grad_x = torch.mm(grad_head_rows, down[:head_rows]).addcmul_(
-                        torch.mm(grad_lora_rows, down[head_rows:]), keep_mask)
-                grad_down = torch.cat([torch.mm(grad_head_rows.t(), inputs),
-                                       torch.mm(grad_lora_rows.t(), inputs * keep_mask)])
-            grad_downs = torch.zeros(layers * sum(layout.down_rows), inputs.shape[1], dtype=ctx.parameter_dtype,
-                                     device=inputs.device).index_add_(0, layout.stacked_row_order(layers),
-                                                                      _cast(grad_down, ctx.parameter_dtype))
+                        torch.mm(grad_lora_rows, down[head_rows:]), keep_mask
+                    )
+                grad_down = torch.cat(
+                    [torch.mm(grad_head_rows.t(), inputs), torch.mm(grad_lora_rows.t(), inputs * keep_mask)]
+                )
+            grad_downs = torch.zeros(
+                layers * sum(layout.down_rows), inputs.shape[1], dtype=ctx.parameter_dtype, device=inputs.device
+            ).index_add_(0, layout.stacked_row_order(layers), _cast(grad_down, ctx.parameter_dtype))
             per_role_ups: list[torch.Tensor | None] = []
             for grad_up in grad_ups:
                 if grad_up is None:
@@ -299,8 +319,7 @@ class _FusedAdapter(torch.autograd.Function):
                     per_role_ups += list(_cast(grad_up, ctx.parameter_dtype).split(layout.up_columns, dim=1))
             if grad_x is not None:
                 grad_x = _cast(grad_x, ctx.x_dtype)
-        return (grad_x, None, None, None, None, None, *grad_downs.split(list(layout.down_rows) * layers),
-                *per_role_ups)
+        return (grad_x, None, None, None, None, None, *grad_downs.split(list(layout.down_rows) * layers), *per_role_ups)
 
 
 def fused_deltas(
@@ -320,10 +339,11 @@ def fused_deltas(
         raise ValueError("fused_deltas: dropout draws one mask per layer; pass one layer at a time")
     masks = _plan_masks(plan, layout, scaling)
     parameters = [down for downs, _ in layers for down in downs] + [up for _, ups in layers for up in ups]
-    *deltas, aux, counts = _FusedAdapter.apply(x2d, layout, masks, len(layers), dropout, record_as is not None,
-                                               *parameters)
+    *deltas, aux, counts = _FusedAdapter.apply(
+        x2d, layout, masks, len(layers), dropout, record_as is not None, *parameters
+    )
     records = [
         RoutingRecord(layer=name, aux_loss=layer_aux, expert_counts=layer_counts, active=masks.active)
-        for name, layer_aux, layer_counts in zip(record_as or (), aux.unbind(0), counts.unbind(0))
+        for name, layer_aux, layer_counts in zip(record_as or (), aux.unbind(0), counts.unbind(0), strict=False)
     ]
     return deltas, records

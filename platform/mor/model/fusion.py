@@ -87,8 +87,9 @@ def weighted_ranks(hidden: torch.Tensor, role: RoleWeights) -> torch.Tensor:
     return (lora_hidden * coefficient.unsqueeze(-1)).flatten(-2)
 
 
-def inference_add(layer: RoleLayer, x: torch.Tensor, x2d: torch.Tensor, result: torch.Tensor,
-                  plan: RoutingPlan) -> torch.Tensor:
+def inference_add(
+    layer: RoleLayer, x: torch.Tensor, x2d: torch.Tensor, result: torch.Tensor, plan: RoutingPlan
+) -> torch.Tensor:
     """`result` (the contiguous base output) plus the MoR delta, without autograd or router records, in place.
 
     Decoding runs one token per row, so per-operator overhead, not arithmetic, sets the speed: the scaling rides on
@@ -173,11 +174,13 @@ class SharedInputGroup:
         return position, None
 
     def _leave(self, kind: str, inputs: torch.Tensor, plan: RoutingPlan, results: dict[int, object]) -> None:
-        self._local.pending = _Pending(kind=kind, inputs=inputs, version=_version_of(inputs), plan=plan,
-                                       results=results)
+        self._local.pending = _Pending(
+            kind=kind, inputs=inputs, version=_version_of(inputs), plan=plan, results=results
+        )
 
-    def delta(self, layer: RoleLayer, inputs: torch.Tensor, x2d: torch.Tensor, plan: RoutingPlan,
-              routing: RoutingState) -> torch.Tensor:
+    def delta(
+        self, layer: RoleLayer, inputs: torch.Tensor, x2d: torch.Tensor, plan: RoutingPlan, routing: RoutingState
+    ) -> torch.Tensor:
         """`layer`'s training delta (the fused math, no dropout): left by a sibling, or computed for all now.
 
         The siblings' routing records are added to `routing` when they are computed.
@@ -188,8 +191,10 @@ class SharedInputGroup:
         first = self.layers[0]
         deltas, records = fused_deltas(
             x2d,
-            [([role.down for role in member.role_weights], [role.up for role in member.role_weights])
-             for member in self.layers],
+            [
+                ([role.down for role in member.role_weights], [role.up for role in member.role_weights])
+                for member in self.layers
+            ],
             first.fused_layout(x2d.device),
             plan,
             scaling=first.scaling,
@@ -199,7 +204,7 @@ class SharedInputGroup:
             routing.add_record(record)
         mine = deltas.pop(position)
         others = [index for index in range(len(self.layers)) if index != position]
-        self._leave("delta", inputs, plan, dict(zip(others, deltas)))
+        self._leave("delta", inputs, plan, dict(zip(others, deltas, strict=False)))
         return mine
 
     def _stacked_down(self, role_name: str) -> torch.Tensor:
@@ -214,8 +219,9 @@ class SharedInputGroup:
             self._stacked[role_name] = (key, stacked)
         return stacked
 
-    def weighted(self, layer: RoleLayer, inputs: torch.Tensor, x2d: torch.Tensor,
-                 plan: RoutingPlan) -> list[torch.Tensor]:
+    def weighted(
+        self, layer: RoleLayer, inputs: torch.Tensor, x2d: torch.Tensor, plan: RoutingPlan
+    ) -> list[torch.Tensor]:
         """`layer`'s weighted rank activations, one per plan group: left by a sibling, or computed for all now."""
         position, left = self._take("weighted", layer, inputs, plan)
         if left is not None:

@@ -27,10 +27,11 @@ class _GatheredDown(torch.autograd.Function):
     """`h_g = x[tokens of g] @ W_g^T` for every role group, saving only `x` and re-gathering in backward."""
 
     @staticmethod
-    def forward(ctx: Any, x2d: torch.Tensor, groups: Sequence[RoleGroup],
-                *weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        ctx: Any, x2d: torch.Tensor, groups: Sequence[RoleGroup], *weights: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         outputs = []
-        for group, weight in zip(groups, weights):
+        for group, weight in zip(groups, weights, strict=False):
             rows = group.select(x2d)
             outputs.append(F.linear(rows.to(weight.dtype), weight))
         ctx.groups = groups
@@ -44,7 +45,7 @@ class _GatheredDown(torch.autograd.Function):
         grad_x = x2d.new_empty(x2d.shape) if ctx.needs_input_grad[0] else None
         covered = 0
         grad_weights: list[torch.Tensor | None] = []
-        for position, (group, weight, grad) in enumerate(zip(groups, weights, grads)):
+        for position, (group, weight, grad) in enumerate(zip(groups, weights, grads, strict=False)):
             grad = grad.to(weight.dtype)  # under autocast the forward's matmul (and so its gradient) ran in bf16/fp16
             if grad_x is not None:
                 rows_grad = (grad @ weight).to(grad_x.dtype)
@@ -74,7 +75,7 @@ class _AddIntoRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, out: torch.Tensor, groups: Sequence[RoleGroup], *deltas: torch.Tensor) -> torch.Tensor:
         out2d = out.view(-1, out.shape[-1])
-        for group, delta in zip(groups, deltas):
+        for group, delta in zip(groups, deltas, strict=False):
             if group.index is None:
                 out2d[group.start : group.stop].add_(delta)
             else:
@@ -108,7 +109,9 @@ def grouped_add(
     groups = plan.groups
     weights = [roles[group.role] for group in groups]
     if dropout:
-        hidden = [_down_with_dropout(group.select(x2d), role, dropout) for group, role in zip(groups, weights)]
+        hidden = [
+            _down_with_dropout(group.select(x2d), role, dropout) for group, role in zip(groups, weights, strict=False)
+        ]
     else:
         hidden = list(_GatheredDown.apply(x2d, groups, *[role.down for role in weights]))
     zero = _absent_roles_zero(roles, plan)
@@ -116,7 +119,7 @@ def grouped_add(
         hidden[0] = hidden[0] + zero
     deltas = [
         _role_delta(h, role, group.role, scaling, records).to(result.dtype)
-        for group, role, h in zip(groups, weights, hidden)
+        for group, role, h in zip(groups, weights, hidden, strict=False)
     ]
     return _AddIntoRows.apply(result, groups, *deltas)
 
@@ -149,8 +152,9 @@ def _absent_roles_zero(roles: Sequence[RoleWeights], plan: RoutingPlan) -> torch
     return torch.stack(terms).sum() * 0.0
 
 
-def _role_delta(h: torch.Tensor, role: RoleWeights, role_id: int, scaling: float,
-                records: RoleRecords | None) -> torch.Tensor:
+def _role_delta(
+    h: torch.Tensor, role: RoleWeights, role_id: int, scaling: float, records: RoleRecords | None
+) -> torch.Tensor:
     """From the fused down projection `h` of a role's tokens to their output delta `(tokens, out)`."""
     tokens = h.shape[0]
     coefficients = []

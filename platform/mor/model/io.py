@@ -12,8 +12,9 @@ saved on its own and swapped into a model with `load_role` without touching the 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -158,7 +159,11 @@ def load_role(mor_model: MoRModel, directory: str | Path, role: str) -> None:
     if role not in manifest["roles"]:
         raise MoRLoadError(f"{directory}: holds roles {manifest['roles']}, not {role!r}")
     saved = MoRConfig.model_validate(manifest["config"])
-    if role not in saved.roles or saved.roles[role] != mor_model.config.roles[role] or saved.rank != mor_model.config.rank:
+    if (
+        role not in saved.roles
+        or saved.roles[role] != mor_model.config.roles[role]
+        or saved.rank != mor_model.config.rank
+    ):
         saved_role = saved.roles.get(role)
         raise MoRLoadError(
             f"{directory}: role {role!r} was saved with rank {saved.rank} and {saved_role}, the model has rank "

@@ -139,8 +139,9 @@ class MoRLinear(nn.Module, BaseTunerLayer):
             return inference_add(self, x, x2d, result, plan)
         if self.impl == "grouped" or (self.impl == "auto" and x2d.device.type == "cpu"):
             records = self._new_records()
-            out = grouped_add(result, x2d, self.role_weights, plan, scaling=self.scaling, dropout=dropout,
-                              records=records)
+            out = grouped_add(
+                result, x2d, self.role_weights, plan, scaling=self.scaling, dropout=dropout, records=records
+            )
             self._add_record(records, x2d.device)
             return out
         delta = self._fused_delta(x, x2d, plan, dropout).view(result.shape)
@@ -152,8 +153,12 @@ class MoRLinear(nn.Module, BaseTunerLayer):
             return self.shared_input_group.delta(self, x, x2d, plan, self._routing)
         roles = self.role_weights
         (delta,), records = fused_deltas(
-            x2d, [([role.down for role in roles], [role.up for role in roles])], self.fused_layout(x2d.device),
-            plan, scaling=self.scaling, dropout=dropout,
+            x2d,
+            [([role.down for role in roles], [role.up for role in roles])],
+            self.fused_layout(x2d.device),
+            plan,
+            scaling=self.scaling,
+            dropout=dropout,
             record_as=[self.layer_name] if self._routing.recording() else None,
         )
         for record in records:

@@ -13,8 +13,9 @@ Wrapped in DDP, call `ddp_model.module.aux_loss()` / `.orth_loss()` after the fo
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 import torch
 from peft.config import PeftConfig
@@ -26,8 +27,8 @@ from .config import FUSED_MODULES, MoRConfig, MoRConfigError
 from .context import RoutingState, build_routing_plan
 from .fusion import link_shared_inputs
 from .layer import ADAPTER_NAME, Implementation, MoRLinear
-from .weights import RoleWeights
 from .losses import orthogonality_loss_batched
+from .weights import RoleWeights
 
 __all__ = ["MoRModel", "RoleSpec", "apply_mor", "resolve_target_modules", "unwrap_mor_model"]
 
@@ -56,7 +57,9 @@ def resolve_target_modules(model: nn.Module, config: MoRConfig) -> list[str]:
 
     Raises `MoRConfigError` naming each target that matches nothing, with the linear layer names the model has.
     """
-    linear_names = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)})
+    linear_names = sorted(
+        {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, nn.Linear)}
+    )
     available = set(linear_names)
     requested = list(config.target_modules)
     resolved: list[str] = []

@@ -17,10 +17,19 @@ import torch
 __all__ = ["SYNCING_OPERATORS", "OperatorCounts", "count_operators"]
 
 #: aten operators that need a tensor's value on the host (a device synchronisation on a GPU).
-SYNCING_OPERATORS = frozenset({
-    "aten::_local_scalar_dense", "aten::nonzero", "aten::bincount", "aten::masked_select", "aten::_unique2",
-    "aten::unique_consecutive", "aten::unique_dim", "aten::repeat_interleave", "aten::is_nonzero",
-})
+SYNCING_OPERATORS = frozenset(
+    {
+        "aten::_local_scalar_dense",
+        "aten::nonzero",
+        "aten::bincount",
+        "aten::masked_select",
+        "aten::_unique2",
+        "aten::unique_consecutive",
+        "aten::unique_dim",
+        "aten::repeat_interleave",
+        "aten::is_nonzero",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +50,7 @@ class OperatorCounts:
 
     def minus(self, other: OperatorCounts) -> OperatorCounts:
         """The calls this step makes beyond `other` (e.g. an adapter's cost over the frozen base)."""
-        return OperatorCounts(Counter({name: self.by_name[name] - other.by_name.get(name, 0)
-                                       for name in self.by_name}))
+        return OperatorCounts(Counter({name: self.by_name[name] - other.by_name.get(name, 0) for name in self.by_name}))
 
 
 def count_operators(step: Callable[[], object], *, warmup: int = 1) -> OperatorCounts:

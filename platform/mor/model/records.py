@@ -37,8 +37,9 @@ class RoleRecords:
         active = torch.zeros(roles, dtype=torch.bool, device=device)
         if self._noted:
             ids = list(self._noted)
-            aux = aux.index_put((torch.tensor(ids, device=device),),
-                                torch.stack([self._noted[i][0] for i in ids]).float())
+            aux = aux.index_put(
+                (torch.tensor(ids, device=device),), torch.stack([self._noted[i][0] for i in ids]).float()
+            )
             for role_id, (_, role_counts) in self._noted.items():
                 counts[role_id, : role_counts.numel()] = role_counts.float()
                 active[role_id] = True

@@ -50,7 +50,7 @@ class RoleWeights(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """LoRA init: A and router rows Kaiming-uniform (as `nn.Linear`), gate row and B zero, so the delta starts at 0."""
+        """LoRA init: A and router rows Kaiming-uniform (as `nn.Linear`), gate row and B zero (delta starts at 0)."""
         with torch.no_grad():
             nn.init.kaiming_uniform_(self.down[: self.lora_rows + self.routed], a=math.sqrt(5))
             if self.gate_rows:

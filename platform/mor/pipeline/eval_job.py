@@ -86,30 +86,53 @@ def run_eval_job(
             options = check_options(run.config or {})
             target, info = build_target(run.model_uri, settings, options)
             with session_scope(engine) as session:
-                model = get_or_create_model(session=session, uri=info.uri, name=info.name, version=info.version,
-                                            base_model=info.base_model)
+                model = get_or_create_model(
+                    session=session, uri=info.uri, name=info.name, version=info.version, base_model=info.base_model
+                )
                 start_run(session=session, run_id=run_id, model=model, ray_job_id=job_id)
             tags = _tags(run, selection.label, info.name, info.version, job_id)
-            with TrackingSession.start(settings, experiment=EXPERIMENT, run_name=f"{selection.label}#{run_id}",
-                                       tags=tags) as tracking:
+            with TrackingSession.start(
+                settings, experiment=EXPERIMENT, run_name=f"{selection.label}#{run_id}", tags=tags
+            ) as tracking:
                 mlflow_run_id = tracking.run_id
-                tracking.log_params({"suite": selection.label, "categories": list(selection.categories),
-                                     "model_uri": run.model_uri, **options})
+                tracking.log_params(
+                    {
+                        "suite": selection.label,
+                        "categories": list(selection.categories),
+                        "model_uri": run.model_uri,
+                        **options,
+                    }
+                )
                 result: SuiteResult = run_suite(
-                    selection, target, settings, options,
+                    selection,
+                    target,
+                    settings,
+                    options,
                     progress=lambda stage, done, total: progress.report(stage, done, total),
                 )
                 if result.judge_kind:
                     tracking.set_tags({"mor.judge_kind": result.judge_kind})
-                record_result(engine, run_id, rows=result.rows, metrics=result.metrics,
-                              judge_kind=result.judge_kind, tracking=tracking)
+                record_result(
+                    engine,
+                    run_id,
+                    rows=result.rows,
+                    metrics=result.metrics,
+                    judge_kind=result.judge_kind,
+                    tracking=tracking,
+                )
         except BaseException as error:
             record_failure(engine, run_id, error, mlflow_run_id=mlflow_run_id)
             raise
         progress.report("eval", len(result.rows), len(result.rows), {"accuracy": result.metrics.get("accuracy", 0.0)})
         return EvalJobSummary(
-            run_id=run_id, suite=run.suite, categories=list(selection.categories), model_uri=run.model_uri,
-            status="succeeded", items=len(result.rows), metrics=result.metrics, mlflow_run_id=mlflow_run_id,
+            run_id=run_id,
+            suite=run.suite,
+            categories=list(selection.categories),
+            model_uri=run.model_uri,
+            status="succeeded",
+            items=len(result.rows),
+            metrics=result.metrics,
+            mlflow_run_id=mlflow_run_id,
         )
     finally:
         engine.dispose()

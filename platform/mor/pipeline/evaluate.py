@@ -11,16 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from mor.hashing import file_sha256
 from mor.agent import Agent, AgentConfig, build_agent, load_agent_model
 from mor.cluster import ProgressReporter
 from mor.evals.record import canonical_metrics, mlflow_prefix, record_failure, record_result, synthetic_rows
 from mor.evals.synthetic import SyntheticEvalResult, evaluate_synthetic
-from mor.pipeline.prepare import PreparedData
+from mor.hashing import file_sha256
 from mor.model import MoRModel
+from mor.pipeline.prepare import PreparedData
 from mor.registry import RegisteredAgent, TrackingSession, resolve_model
 from mor.registry.layout import BASE_DIR, TOKENIZER_DIR, LocalAgentDir
 from mor.settings import Settings
@@ -75,9 +74,14 @@ class EvalOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (for the job summary)."""
-        return {"suite": self.suite, "run_id": self.run_id, "items": self.items, "metrics": self.metrics,
-                "baseline": self.baseline.as_dict() if self.baseline is not None else None,
-                "verdict": self.verdict}
+        return {
+            "suite": self.suite,
+            "run_id": self.run_id,
+            "items": self.items,
+            "metrics": self.metrics,
+            "baseline": self.baseline.as_dict() if self.baseline is not None else None,
+            "verdict": self.verdict,
+        }
 
 
 @contextmanager
@@ -95,32 +99,67 @@ def _untrained_uri(agent_dir: LocalAgentDir) -> str:
     return f"untrained:{base.kind}:{base.name}" + (f"@{base.revision}" if base.revision else "")
 
 
-def _baseline_config(suite: str, spec: TrainJobSpec, agent_dir: LocalAgentDir, prepared: PreparedData) -> dict[str, Any]:
+def _baseline_config(
+    suite: str, spec: TrainJobSpec, agent_dir: LocalAgentDir, prepared: PreparedData
+) -> dict[str, Any]:
     """What the untrained score depends on: the base (its files' hashes), the items, the roles and the loop."""
     assert spec.eval is not None
-    base_files = {name: meta["sha256"] for name, meta in agent_dir.manifest.get("files", {}).items()
-                  if name.startswith((f"{BASE_DIR}/", f"{TOKENIZER_DIR}/"))}
-    return {"suite": suite, "baseline": "untrained", "base": agent_dir.base.to_dict(), "base_files": base_files,
-            "roles": agent_dir.roles, "max_items": spec.eval.max_items, "max_steps": spec.eval.max_steps,
-            "test_set_sha256": file_sha256(prepared.dataset.directory / "test.jsonl")}
+    base_files = {
+        name: meta["sha256"]
+        for name, meta in agent_dir.manifest.get("files", {}).items()
+        if name.startswith((f"{BASE_DIR}/", f"{TOKENIZER_DIR}/"))
+    }
+    return {
+        "suite": suite,
+        "baseline": "untrained",
+        "base": agent_dir.base.to_dict(),
+        "base_files": base_files,
+        "roles": agent_dir.roles,
+        "max_items": spec.eval.max_items,
+        "max_steps": spec.eval.max_steps,
+        "test_set_sha256": file_sha256(prepared.dataset.directory / "test.jsonl"),
+    }
 
 
-def _run_suite(agent: Agent, prepared: PreparedData, *, engine: Any, model_row: dict[str, Any], model_uri: str,
-               suite: str, config: dict[str, Any], spec: TrainJobSpec, session: TrackingSession,
-               job_id: str | None, progress: ProgressReporter, stage: str,
-               variant: str | None = None) -> tuple[int, SyntheticEvalResult, dict[str, float]]:
+def _run_suite(
+    agent: Agent,
+    prepared: PreparedData,
+    *,
+    engine: Any,
+    model_row: dict[str, Any],
+    model_uri: str,
+    suite: str,
+    config: dict[str, Any],
+    spec: TrainJobSpec,
+    session: TrackingSession,
+    job_id: str | None,
+    progress: ProgressReporter,
+    stage: str,
+    variant: str | None = None,
+) -> tuple[int, SyntheticEvalResult, dict[str, float]]:
     """Evaluate `agent` on one suite as one recorded run (see `mor.evals.record`; MLflow prefix
     `eval/<suite>[/<variant>]`); returns the run id, result and metrics."""
     assert spec.eval is not None
     with session_scope(engine) as db:
         evaluated = get_or_create_model(session=db, **model_row)
-        run = create_run(session=db, suite=suite, categories=["all"], model_uri=model_uri,
-                         triggered_by=f"job:{job_id or spec.name}", ray_job_id=job_id, model=evaluated, config=config)
+        run = create_run(
+            session=db,
+            suite=suite,
+            categories=["all"],
+            model_uri=model_uri,
+            triggered_by=f"job:{job_id or spec.name}",
+            ray_job_id=job_id,
+            model=evaluated,
+            config=config,
+        )
         start_run(session=db, run_id=run.id)
         run_id = run.id
     try:
         result = evaluate_synthetic(
-            agent, prepared.dataset.test, max_items=spec.eval.max_items, batch_size=spec.eval.batch_size,
+            agent,
+            prepared.dataset.test,
+            max_items=spec.eval.max_items,
+            batch_size=spec.eval.batch_size,
             progress=lambda done, total: progress.report(stage, done, total),
         )
         rows, metrics = synthetic_rows(result)
@@ -153,20 +192,47 @@ def evaluate_registered_agent(
     outcomes: list[EvalOutcome] = []
     try:
         for suite in spec.eval.suites:
-            config = {"suite": suite, "max_items": spec.eval.max_items, "max_steps": spec.eval.max_steps,
-                      "batch_size": spec.eval.batch_size, "test_trajectories": len(prepared.dataset.test)}
-            trained_row = {"uri": registered.uri, "name": registered.name, "version": registered.version,
-                           "base_model": base_model}
+            config = {
+                "suite": suite,
+                "max_items": spec.eval.max_items,
+                "max_steps": spec.eval.max_steps,
+                "batch_size": spec.eval.batch_size,
+                "test_trajectories": len(prepared.dataset.test),
+            }
+            trained_row = {
+                "uri": registered.uri,
+                "name": registered.name,
+                "version": registered.version,
+                "base_model": base_model,
+            }
             run_id, result, metrics = _run_suite(
-                agent, prepared, engine=engine, model_row=trained_row, model_uri=registered.uri, suite=suite,
-                config=config, spec=spec, session=session, job_id=job_id, progress=progress, stage="eval",
+                agent,
+                prepared,
+                engine=engine,
+                model_row=trained_row,
+                model_uri=registered.uri,
+                suite=suite,
+                config=config,
+                spec=spec,
+                session=session,
+                job_id=job_id,
+                progress=progress,
+                stage="eval",
             )
             progress.report("eval", len(result.items), len(result.items), {"accuracy": metrics["accuracy"]})
             outcome = EvalOutcome(suite=suite, run_id=run_id, items=len(result.items), metrics=metrics)
             if spec.eval.baseline == "untrained":
                 outcome.baseline = _untrained_baseline(
-                    agent, model, agent_dir, prepared, engine=engine, suite=suite, spec=spec, session=session,
-                    job_id=job_id, progress=progress,
+                    agent,
+                    model,
+                    agent_dir,
+                    prepared,
+                    engine=engine,
+                    suite=suite,
+                    spec=spec,
+                    session=session,
+                    job_id=job_id,
+                    progress=progress,
                 )
                 session.set_tags({f"mor.eval.{suite}.verdict": str(outcome.verdict)})
             outcomes.append(outcome)
@@ -175,9 +241,19 @@ def evaluate_registered_agent(
     return outcomes
 
 
-def _untrained_baseline(agent: Agent, model: MoRModel, agent_dir: LocalAgentDir, prepared: PreparedData, *,
-                        engine: Any, suite: str, spec: TrainJobSpec, session: TrackingSession, job_id: str | None,
-                        progress: ProgressReporter) -> BaselineScore:
+def _untrained_baseline(
+    agent: Agent,
+    model: MoRModel,
+    agent_dir: LocalAgentDir,
+    prepared: PreparedData,
+    *,
+    engine: Any,
+    suite: str,
+    spec: TrainJobSpec,
+    session: TrackingSession,
+    job_id: str | None,
+    progress: ProgressReporter,
+) -> BaselineScore:
     """The untrained base's accuracy on the suite: a stored run with the same configuration, or a new one."""
     config = _baseline_config(suite, spec, agent_dir, prepared)
     uri = _untrained_uri(agent_dir)
@@ -188,12 +264,27 @@ def _untrained_baseline(agent: Agent, model: MoRModel, agent_dir: LocalAgentDir,
         session.log_summary(stored, prefix=mlflow_prefix(suite, "untrained"))
         progress.report("baseline", 1, 1, {"accuracy": float(stored["accuracy"]), "reused": 1.0})
         return BaselineScore(accuracy=float(stored["accuracy"]), run_id=found_id, reused=True)
-    row = {"uri": uri, "name": f"untrained {agent_dir.base.name}", "version": None,
-           "base_model": f"{agent_dir.base.kind}:{agent_dir.base.name}"}
+    row = {
+        "uri": uri,
+        "name": f"untrained {agent_dir.base.name}",
+        "version": None,
+        "base_model": f"{agent_dir.base.kind}:{agent_dir.base.name}",
+    }
     with _adapters_off(model):
         run_id, result, metrics = _run_suite(
-            agent, prepared, engine=engine, model_row=row, model_uri=uri, suite=suite, config=config, spec=spec,
-            session=session, job_id=job_id, progress=progress, stage="baseline", variant="untrained",
+            agent,
+            prepared,
+            engine=engine,
+            model_row=row,
+            model_uri=uri,
+            suite=suite,
+            config=config,
+            spec=spec,
+            session=session,
+            job_id=job_id,
+            progress=progress,
+            stage="baseline",
+            variant="untrained",
         )
     progress.report("baseline", len(result.items), len(result.items), {"accuracy": metrics["accuracy"]})
     return BaselineScore(accuracy=metrics["accuracy"], run_id=run_id, reused=False)

@@ -52,8 +52,14 @@ def prepare_training(spec: TrainJobSpec, cache_dir: Path) -> PreparedData:
             f"train.max_seq_len: every training trajectory is longer than {spec.train.max_seq_len} tokens "
             f"({report.summary()}); raise it"
         )
-    key = _digest({"data": spec.data.model_dump(mode="json"), "base": str(base_dir), "roles": roles,
-                   "max_seq_len": spec.train.max_seq_len})
+    key = _digest(
+        {
+            "data": spec.data.model_dump(mode="json"),
+            "base": str(base_dir),
+            "roles": roles,
+            "max_seq_len": spec.train.max_seq_len,
+        }
+    )
     samples_path = cache_dir / "samples" / f"{key}.jsonl"
     if not samples_path.is_file():
         samples_path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,6 +70,10 @@ def prepare_training(spec: TrainJobSpec, cache_dir: Path) -> PreparedData:
         os.replace(partial, samples_path)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return PreparedData(
-        dataset=dataset, base_dir=base_dir, samples_path=samples_path, pad_token_id=int(pad),
-        samples=len(encoded), fit_summary=report.summary(),
+        dataset=dataset,
+        base_dir=base_dir,
+        samples_path=samples_path,
+        pad_token_id=int(pad),
+        samples=len(encoded),
+        fit_summary=report.summary(),
     )

@@ -60,8 +60,9 @@ def _base_ref(spec: TrainJobSpec) -> BaseModelRef:
     return BaseModelRef("hub", base["hub"], base.get("revision"))
 
 
-def _train(spec: TrainJobSpec, prepared: PreparedData, settings: Settings, session: TrackingSession,
-           progress: ProgressReporter) -> tuple[Path, float, int, float]:
+def _train(
+    spec: TrainJobSpec, prepared: PreparedData, settings: Settings, session: TrackingSession, progress: ProgressReporter
+) -> tuple[Path, float, int, float]:
     trainer = build_trainer(
         spec,
         TrainInputs(prepared.base_dir, prepared.samples_path, prepared.pad_token_id),
@@ -92,26 +93,49 @@ def _split_roles(adapter_dir: Path, prepared: PreparedData, roles: list[str], ta
     return {role: save_mor(model, target / role, roles=[role]) for role in roles}
 
 
-def run_train_job(spec: TrainJobSpec, spec_text: str, settings: Settings, *, job_id: str | None = None,
-                  progress: ProgressReporter | None = None) -> JobSummary:
+def run_train_job(
+    spec: TrainJobSpec,
+    spec_text: str,
+    settings: Settings,
+    *,
+    job_id: str | None = None,
+    progress: ProgressReporter | None = None,
+) -> JobSummary:
     """Run every stage of a train job on the connected Ray cluster."""
     progress = progress or ProgressReporter()
     progress.report("data", 0, 1)
     prepared = prepare_training(spec, settings.cache_dir)
-    progress.report("data", 1, 1, {"train_trajectories": len(prepared.dataset.train),
-                                   "test_trajectories": len(prepared.dataset.test),
-                                   "samples": prepared.samples})
+    progress.report(
+        "data",
+        1,
+        1,
+        {
+            "train_trajectories": len(prepared.dataset.train),
+            "test_trajectories": len(prepared.dataset.test),
+            "samples": prepared.samples,
+        },
+    )
     tags = {JOB_ID_TAG: job_id or "local", "mor.kind": spec.kind}
     registered: RegisteredAgent | None = None
     with TrackingSession.start(settings, experiment=spec.name, run_name=job_id or spec.name, tags=tags) as session:
         try:
             session.log_spec(spec.model_dump(mode="json", by_alias=True), spec_text=spec_text)
-            session.log_params({"data.samples": prepared.samples, "data.fit": prepared.fit_summary,
-                                "data.dataset_dir": str(prepared.dataset.directory)})
+            session.log_params(
+                {
+                    "data.samples": prepared.samples,
+                    "data.fit": prepared.fit_summary,
+                    "data.dataset_dir": str(prepared.dataset.directory),
+                }
+            )
             adapter_dir, final_loss, steps, seconds = _train(spec, prepared, settings, session, progress)
             summary = JobSummary(
-                job_name=spec.name, mlflow_run_id=session.run_id, tracking_uri=settings.tracking_uri, steps=steps,
-                train_seconds=round(seconds, 1), final_loss=final_loss, samples=prepared.samples,
+                job_name=spec.name,
+                mlflow_run_id=session.run_id,
+                tracking_uri=settings.tracking_uri,
+                steps=steps,
+                train_seconds=round(seconds, 1),
+                final_loss=final_loss,
+                samples=prepared.samples,
             )
             if spec.register_ is not None:
                 progress.report("register", 0, 1)
@@ -119,10 +143,15 @@ def run_train_job(spec: TrainJobSpec, spec_text: str, settings: Settings, *, job
                     adapters = _split_roles(adapter_dir, prepared, list(spec.mor.roles), Path(scratch))
                     base = _base_ref(spec)
                     registered = register_agent(
-                        session, model_name=spec.register_.model_name, base=base, adapters=adapters,
-                        tokenizer=prepared.base_dir, spec_text=spec_text,
+                        session,
+                        model_name=spec.register_.model_name,
+                        base=base,
+                        adapters=adapters,
+                        tokenizer=prepared.base_dir,
+                        spec_text=spec_text,
                         base_weights=prepared.base_dir if base.kind == "builtin" else None,
-                        alias=spec.register_.alias, description=spec.description,
+                        alias=spec.register_.alias,
+                        description=spec.description,
                         tags={JOB_ID_TAG: job_id or "local"},
                     )
                 summary.model_uri, summary.alias_uri = registered.uri, registered.alias_uri
@@ -131,7 +160,13 @@ def run_train_job(spec: TrainJobSpec, spec_text: str, settings: Settings, *, job
                 if registered is None:
                     raise ValueError("eval: needs register (the evaluated agent is the registered version)")
                 outcomes: list[EvalOutcome] = evaluate_registered_agent(
-                    spec, registered, prepared, settings, session=session, progress=progress, job_id=job_id,
+                    spec,
+                    registered,
+                    prepared,
+                    settings,
+                    session=session,
+                    progress=progress,
+                    job_id=job_id,
                 )
                 summary.evals = [outcome.as_dict() for outcome in outcomes]
             session.flush()
@@ -145,8 +180,12 @@ def run_train_job(spec: TrainJobSpec, spec_text: str, settings: Settings, *, job
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry of the Ray job."""
     parser = argparse.ArgumentParser(prog="python -m mor.pipeline.run", description=__doc__)
-    parser.add_argument("--spec", type=Path, default=None,
-                        help="YAML job spec (default: the MOR_JOB_SPEC environment variable set by `mor job submit`)")
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        default=None,
+        help="YAML job spec (default: the MOR_JOB_SPEC environment variable set by `mor job submit`)",
+    )
     parser.add_argument("--job-id", default=None, help="Ray job submission id")
     args = parser.parse_args(argv)
     if args.spec is not None:

@@ -233,12 +233,9 @@ def _check_names(model_name: str, alias: str | None, artifact_path: str) -> None
     problems = []
     if not _MODEL_NAME.match(model_name or ""):
         problems.append(
-            f"register.model_name: got {model_name!r}, must match {_MODEL_NAME.pattern} (no '/' or ':'); "
-            "e.g. mor-agent"
+            f"register.model_name: got {model_name!r}, must match {_MODEL_NAME.pattern} (no '/' or ':'); e.g. mor-agent"
         )
-    if alias is not None and (
-        not _ALIAS.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)
-    ):
+    if alias is not None and (not _ALIAS.match(alias) or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias)):
         problems.append(
             f"register.alias: got {alias!r}, must be letters, digits, '_' or '-', not 'latest' or v<number>; "
             "e.g. candidate"
@@ -324,9 +321,7 @@ def _drop_model_if_created(client: MlflowClient, name: str, created_model: bool)
         pass
 
 
-def _lookup_version(
-    client: MlflowClient, name: str, alias: str | None, version: str | None, uri: str
-) -> ModelVersion:
+def _lookup_version(client: MlflowClient, name: str, alias: str | None, version: str | None, uri: str) -> ModelVersion:
     try:
         if alias is not None:
             return client.get_model_version_by_alias(name, alias)

@@ -131,10 +131,7 @@ class TrackingSession:
         timestamp = int(time.time() * 1000)
         for key, value in metrics.items():
             self._pending.append(Metric(param_key([str(key)]), float(value), timestamp, int(step)))
-        if (
-            len(self._pending) >= _METRICS_PER_BATCH
-            or time.monotonic() - self._last_flush >= self._flush_interval_s
-        ):
+        if len(self._pending) >= _METRICS_PER_BATCH or time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
 
     def flush(self) -> None:
@@ -217,16 +214,12 @@ def end_open_runs(settings: Settings, *, job_id: str, status: RunEndStatus = "KI
     return ended
 
 
-def log_eval_summary(
-    settings: Settings, *, run_id: str, suite: str, metrics: Mapping[str, float]
-) -> dict[str, float]:
+def log_eval_summary(settings: Settings, *, run_id: str, suite: str, metrics: Mapping[str, float]) -> dict[str, float]:
     """Log an evaluation's summary metrics as `eval/<suite>/<name>` to run `run_id` (running or finished)."""
     return _log_summary(tracking_client(settings), run_id, metrics, prefix=f"eval/{suite}")
 
 
-def _log_summary(
-    client: MlflowClient, run_id: str, metrics: Mapping[str, float], *, prefix: str
-) -> dict[str, float]:
+def _log_summary(client: MlflowClient, run_id: str, metrics: Mapping[str, float], *, prefix: str) -> dict[str, float]:
     timestamp = int(time.time() * 1000)
     logged: dict[str, float] = {}
     for name, value in metrics.items():

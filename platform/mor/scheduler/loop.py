@@ -118,8 +118,13 @@ class Scheduler:
         with session_scope(self.engine) as session:
             report.settled = settle_fires(session=session, now=self._clock(), retry_delay=self._retry_delay)
         for settled in report.settled:
-            _log.info("schedule %s @ %s: run %s %s", settled.schedule_name, settled.scheduled_for, settled.run_id,
-                      settled.outcome)
+            _log.info(
+                "schedule %s @ %s: run %s %s",
+                settled.schedule_name,
+                settled.scheduled_for,
+                settled.run_id,
+                settled.outcome,
+            )
         self._plan(report)
         self._submit(report)
         self._started = True
@@ -199,8 +204,13 @@ class Scheduler:
             report.planned.extend((schedule.name, t) for t in created)
             if plan.skipped_from is not None and plan.skipped_until is not None:
                 report.skipped.append(Skipped(schedule.name, plan.skipped_from, plan.skipped_until))
-                _log.warning("schedule %s (catch_up=%s): skipped fires due %s .. %s", schedule.name,
-                             schedule.catch_up, plan.skipped_from, plan.skipped_until)
+                _log.warning(
+                    "schedule %s (catch_up=%s): skipped fires due %s .. %s",
+                    schedule.name,
+                    schedule.catch_up,
+                    plan.skipped_from,
+                    plan.skipped_until,
+                )
 
     def _submit(self, report: TickReport) -> None:
         reclaim_own = not self._started
@@ -211,7 +221,11 @@ class Scheduler:
         for fire_id in fire_ids:
             with session_scope(self.engine) as session:
                 claim = claim_fire(
-                    session=session, fire_id=fire_id, owner_id=self.owner_id, now=self._clock(), lease=self._lease,
+                    session=session,
+                    fire_id=fire_id,
+                    owner_id=self.owner_id,
+                    now=self._clock(),
+                    lease=self._lease,
                     reclaim_own=reclaim_own,
                 )
             if claim is None:
@@ -227,7 +241,11 @@ class Scheduler:
                 error = error_text(exc)
                 with session_scope(self.engine) as session:
                     settled = record_submission_failure(
-                        session=session, fire_id=fire_id, owner_id=self.owner_id, error=error, now=self._clock(),
+                        session=session,
+                        fire_id=fire_id,
+                        owner_id=self.owner_id,
+                        error=error,
+                        now=self._clock(),
                         retry_delay=self._retry_delay,
                     )
                 report.submit_errors.append(
@@ -235,8 +253,13 @@ class Scheduler:
                 )
                 if settled is not None:
                     report.settled.append(settled)
-                _log.error("schedule %s @ %s attempt %d: submission failed: %s", scheduled.name,
-                           claim.scheduled_for, claim.attempt, error.splitlines()[0])
+                _log.error(
+                    "schedule %s @ %s attempt %d: submission failed: %s",
+                    scheduled.name,
+                    claim.scheduled_for,
+                    claim.attempt,
+                    error.splitlines()[0],
+                )
                 continue
             with session_scope(self.engine) as session:
                 recorded = record_submission(
@@ -245,5 +268,8 @@ class Scheduler:
             if recorded:
                 report.submitted.append(Fired(scheduled.name, claim.scheduled_for, claim.run_id, claim.attempt, job_id))
             else:
-                _log.warning("fire %s: lease lost before job %s was recorded; its new holder resubmits the same "
-                             "submission id", fire_id, job_id)
+                _log.warning(
+                    "fire %s: lease lost before job %s was recorded; its new holder resubmits the same submission id",
+                    fire_id,
+                    job_id,
+                )

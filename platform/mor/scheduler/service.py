@@ -21,8 +21,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from mor.cluster import ClusterError, ClusterUnreachableError, JobClient, JobNotFoundError, ensure_local_cluster
-from mor.cluster import job_runtime_env
+from mor.cluster import (
+    ClusterError,
+    ClusterUnreachableError,
+    JobClient,
+    JobNotFoundError,
+    ensure_local_cluster,
+    job_runtime_env,
+)
 from mor.scheduler.fire import ScheduledFire
 from mor.scheduler.loop import Scheduler
 from mor.settings import Settings
@@ -49,8 +55,9 @@ class RayEvalSubmitter:
     only explicit URLs (MOR_DATABASE_URL, MLFLOW_TRACKING_URI) for a remote one.
     """
 
-    def __init__(self, settings: Settings, *, address: str | None = None, client: JobClient | None = None,
-                 local: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, address: str | None = None, client: JobClient | None = None, local: bool = True
+    ) -> None:
         self.settings = settings
         self.address = address
         self._client = client
@@ -85,11 +92,16 @@ class RayEvalSubmitter:
             client, local = self._connect(fresh=True)
             return self._submit(client, local, entrypoint, submission_id, tags)
 
-    def _submit(self, client: JobClient, local: bool, entrypoint: str, submission_id: str,
-                metadata: Mapping[str, str]) -> str:
+    def _submit(
+        self, client: JobClient, local: bool, entrypoint: str, submission_id: str, metadata: Mapping[str, str]
+    ) -> str:
         try:
-            return client.submit(entrypoint, runtime_env=job_runtime_env(self.settings, local=local),
-                                 metadata=metadata, submission_id=submission_id)
+            return client.submit(
+                entrypoint,
+                runtime_env=job_runtime_env(self.settings, local=local),
+                metadata=metadata,
+                submission_id=submission_id,
+            )
         except ClusterError:
             if self._exists(client, submission_id):
                 _log.info("job %s exists already: not submitted again", submission_id)
@@ -106,8 +118,11 @@ class RayEvalSubmitter:
 
     def fire(self, scheduled: ScheduledFire, scheduled_for: datetime) -> str:
         """The scheduler's `fire`: submit the attempt's queued run under its stable submission id."""
-        metadata = {"mor.schedule": scheduled.name, "mor.scheduled_for": scheduled_for.isoformat(),
-                    "mor.attempt": str(scheduled.attempt)}
+        metadata = {
+            "mor.schedule": scheduled.name,
+            "mor.scheduled_for": scheduled_for.isoformat(),
+            "mor.attempt": str(scheduled.attempt),
+        }
         return self.submit(scheduled.run_id, scheduled.submission_id, metadata=metadata)
 
     def job_status(self, job_id: str) -> str | None:
@@ -131,8 +146,14 @@ class RayEvalSubmitter:
         engine = make_engine(self.settings.db_url)
         try:
             with session_scope(engine) as session:
-                run = create_run(session=session, suite=suite, categories=list(categories), model_uri=model_uri,
-                                 triggered_by=triggered_by, config=dict(options))
+                run = create_run(
+                    session=session,
+                    suite=suite,
+                    categories=list(categories),
+                    model_uri=model_uri,
+                    triggered_by=triggered_by,
+                    config=dict(options),
+                )
                 job_id = f"mor-eval-run{run.id}-{uuid.uuid4().hex[:6]}"
                 run.ray_job_id = job_id
                 run_id = run.id
@@ -140,8 +161,12 @@ class RayEvalSubmitter:
                 self.submit(run_id, job_id, metadata={"mor.triggered_by": triggered_by})
             except Exception as error:
                 with session_scope(engine) as session:
-                    finish_run(session=session, run_id=run_id, status="failed",
-                               error=f"submission failed: {type(error).__name__}: {error}")
+                    finish_run(
+                        session=session,
+                        run_id=run_id,
+                        status="failed",
+                        error=f"submission failed: {type(error).__name__}: {error}",
+                    )
                 raise
             return SubmittedRun(run_id, job_id)
         finally:
@@ -162,8 +187,13 @@ def build_scheduler(
     upgrade(settings.db_url)
     submitter = submitter or RayEvalSubmitter(settings, address=address)
     return Scheduler(
-        make_engine(settings.db_url), submitter.fire, owner_id=owner_id, lease=lease, retry_delay=retry_delay,
-        misfire_grace=misfire_grace, job_status=submitter.job_status,
+        make_engine(settings.db_url),
+        submitter.fire,
+        owner_id=owner_id,
+        lease=lease,
+        retry_delay=retry_delay,
+        misfire_grace=misfire_grace,
+        job_status=submitter.job_status,
     )
 
 

@@ -6,6 +6,7 @@ one engine per replica batches decoding steps of all requests, rows of different
 
 ```python
 from mor.serve import ServeArgs, build_app, digest_key
+
 app = build_app(ServeArgs(model_uri="models:/mor-agent@champion", api_key_digests=[digest_key(key)]))
 ```
 """

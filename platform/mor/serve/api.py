@@ -82,9 +82,13 @@ def _request_schema() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
     """The FastAPI app serving `runtime`, accepting the API keys of `keys`."""
-    app = FastAPI(title="mor agent", description="OpenAI-compatible chat completions with tool calling, served "
-                                                 "by a Mixture-of-Roles agent.", version="1", docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(
+        title="mor agent",
+        description="OpenAI-compatible chat completions with tool calling, served by a Mixture-of-Roles agent.",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+    )
     body_schema, components = _request_schema()
     started = int(time.time())
     args = runtime.args
@@ -96,20 +100,25 @@ def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if error.status_code == 404:
-            message = f"{request.method} {request.url.path}: no such route; use POST /v1/chat/completions, " \
-                      "GET /v1/models or GET /health"
+            message = (
+                f"{request.method} {request.url.path}: no such route; use POST /v1/chat/completions, "
+                "GET /v1/models or GET /health"
+            )
         elif error.status_code == 405:
             message = f"{request.method} {request.url.path}: method not allowed"
         else:
             message = str(error.detail)
-        return JSONResponse(error_body(message, status=error.status_code, code="not_found"
-                                       if error.status_code == 404 else None), status_code=error.status_code)
+        return JSONResponse(
+            error_body(message, status=error.status_code, code="not_found" if error.status_code == 404 else None),
+            status_code=error.status_code,
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
         _LOG.exception("unexpected error")
-        return JSONResponse(error_body(f"internal error: {type(error).__name__}", status=500, code="internal_error"),
-                            status_code=500)
+        return JSONResponse(
+            error_body(f"internal error: {type(error).__name__}", status=500, code="internal_error"), status_code=500
+        )
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -139,12 +148,19 @@ def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
         """One model."""
         keys.check(request.headers.get("authorization"))
         if model_id != runtime.model_name:
-            raise APIError(404, f"model: got {model_id!r}, this server serves {runtime.model_name!r}",
-                           param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"model: got {model_id!r}, this server serves {runtime.model_name!r}",
+                param="model",
+                code="model_not_found",
+            )
         return model_list(runtime.model_name, started)["data"][0]
 
-    @app.post("/v1/chat/completions", response_model=None, openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}})
+    @app.post(
+        "/v1/chat/completions",
+        response_model=None,
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": body_schema}}}},
+    )
     async def chat_completions(request: Request) -> Response:
         """One role-gated turn: tool calls to run, or the final answer (streamed with `stream: true`)."""
         keys.check(request.headers.get("authorization"))
@@ -153,34 +169,63 @@ def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
             raise APIError(415, f"Content-Type: got {kind!r}, must be application/json", code="unsupported_media_type")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > args.max_request_bytes:
-            raise APIError(413, f"body: {declared} bytes is more than the limit of {args.max_request_bytes}; send a "
-                                "shorter conversation", code="request_too_large")
+            raise APIError(
+                413,
+                f"body: {declared} bytes is more than the limit of {args.max_request_bytes}; send a "
+                "shorter conversation",
+                code="request_too_large",
+            )
         body = bytearray()
         async for part in request.stream():
             body.extend(part)
             if len(body) > args.max_request_bytes:
-                raise APIError(413, f"body: more than the limit of {args.max_request_bytes} bytes; send a shorter "
-                                    "conversation", code="request_too_large")
+                raise APIError(
+                    413,
+                    f"body: more than the limit of {args.max_request_bytes} bytes; send a shorter conversation",
+                    code="request_too_large",
+                )
         parsed = parse_chat_request(bytes(body))
         plan = runtime.prepare(parsed)
         ids = ResponseIds(runtime.model_name)
         decision = await runtime.decide(plan)
         if plan.stream:
-            return StreamingResponse(_stream(runtime, plan, decision, ids), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                _stream(runtime, plan, decision, ids),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         if decision.kind == "tool_calls":
             content = decision.thought if args.thought_in_content else None
-            body_out = completion(ids, content=content, thought=decision.thought, calls=decision.calls,
-                                  finish_reason="tool_calls", usage=decision.usage.to_openai(),
-                                  extra=_extra(decision))
+            body_out = completion(
+                ids,
+                content=content,
+                thought=decision.thought,
+                calls=decision.calls,
+                finish_reason="tool_calls",
+                usage=decision.usage.to_openai(),
+                extra=_extra(decision),
+            )
         elif decision.kind == "length":
-            body_out = completion(ids, content=None, thought=decision.thought, calls=[], finish_reason="length",
-                                  usage=decision.usage.to_openai(), extra=_extra(decision))
+            body_out = completion(
+                ids,
+                content=None,
+                thought=decision.thought,
+                calls=[],
+                finish_reason="length",
+                usage=decision.usage.to_openai(),
+                extra=_extra(decision),
+            )
         else:
             answer = await runtime.answer(plan, decision)
-            body_out = completion(ids, content=answer.content, thought=decision.thought, calls=[],
-                                  finish_reason=answer.finish_reason, usage=decision.usage.to_openai(),
-                                  extra=_extra(decision))
+            body_out = completion(
+                ids,
+                content=answer.content,
+                thought=decision.thought,
+                calls=[],
+                finish_reason=answer.finish_reason,
+                usage=decision.usage.to_openai(),
+                extra=_extra(decision),
+            )
         return JSONResponse(body_out)
 
     openapi = app.openapi

@@ -76,17 +76,27 @@ class KeySet:
     def check(self, authorization: str | None) -> None:
         """Accept `Bearer <key>` for a known key; raise `APIError(401)` otherwise."""
         if not authorization:
-            raise APIError(401, "Authorization: missing; send the header 'Authorization: Bearer <api key>' "
-                                "(the key printed by mor serve or set with --api-key / MOR_API_KEYS)",
-                           code="invalid_api_key")
+            raise APIError(
+                401,
+                "Authorization: missing; send the header 'Authorization: Bearer <api key>' "
+                "(the key printed by mor serve or set with --api-key / MOR_API_KEYS)",
+                code="invalid_api_key",
+            )
         scheme, _, token = authorization.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise APIError(401, "Authorization: must be 'Bearer <api key>'; the scheme was "
-                                f"{scheme[:16]!r}", code="invalid_api_key")
+            raise APIError(
+                401,
+                f"Authorization: must be 'Bearer <api key>'; the scheme was {scheme[:16]!r}",
+                code="invalid_api_key",
+            )
         presented = digest_key(token.strip())
         matched = False
         for digest in self.digests:  # compare with every digest: the time does not depend on which one matches
             matched |= hmac.compare_digest(presented, digest)
         if not matched:
-            raise APIError(401, "Authorization: incorrect API key provided; use a key given to mor serve with "
-                                "--api-key or MOR_API_KEYS", code="invalid_api_key")
+            raise APIError(
+                401,
+                "Authorization: incorrect API key provided; use a key given to mor serve with "
+                "--api-key or MOR_API_KEYS",
+                code="invalid_api_key",
+            )

@@ -124,8 +124,9 @@ class Vocabulary:
                 import llguidance.hf
 
                 eos = self.end_ids[0] if self.end_is_special else getattr(self.tokenizer, "eos_token_id", None)
-                self._ll_tokenizer = llguidance.hf.from_tokenizer(self.tokenizer, n_vocab=len(self.tokenizer),
-                                                                  eos_token=eos)
+                self._ll_tokenizer = llguidance.hf.from_tokenizer(
+                    self.tokenizer, n_vocab=len(self.tokenizer), eos_token=eos
+                )
             return self._ll_tokenizer
 
 
@@ -193,7 +194,7 @@ class ReasonerConstraint:
         """The rest of the first target the suffix so far can still become."""
         for target in self._targets:
             if target.startswith(self._suffix):
-                return target[len(self._suffix):]
+                return target[len(self._suffix) :]
         return self._targets[0]
 
     def _choice_mask(self, remaining: int) -> torch.Tensor:
@@ -204,7 +205,7 @@ class ReasonerConstraint:
         for target in self._targets:
             if not target.startswith(self._suffix):
                 continue
-            rest = target[len(self._suffix):]
+            rest = target[len(self._suffix) :]
             for end in range(1, len(rest) + 1):
                 if 1 + len(self._vocab.encode(rest[end:])) + end_cost <= remaining:
                     allowed.extend(self._vocab.ids_of_text(rest[:end]))
@@ -229,7 +230,7 @@ class ReasonerConstraint:
             return
         text = self._vocab.tokenizer.decode(self._generated, skip_special_tokens=True)
         for match in reversed(list(_NEXT.finditer(text))):
-            rest = text[match.end():]
+            rest = text[match.end() :]
             if any(target.startswith(rest) for target in self._targets):
                 self._suffix = rest
                 self._state = "end" if rest in self._targets else "choose"
@@ -299,8 +300,10 @@ def calls_lark(functions: Sequence[tuple[str, dict[str, Any]]], *, parallel: boo
     if end_text is not None:
         start += " " + json.dumps(end_text)
     lines = [f"start: {start}", f"call: {calls}"]
-    lines += [f"call_{index}: %json {json.dumps(_call_schema(name, params))}"
-              for index, (name, params) in enumerate(functions)]
+    lines += [
+        f"call_{index}: %json {json.dumps(_call_schema(name, params))}"
+        for index, (name, params) in enumerate(functions)
+    ]
     return "\n".join(lines)
 
 
@@ -320,8 +323,9 @@ class CallsConstraint:
         self._done = False
 
     @classmethod
-    def compile(cls, vocab: Vocabulary, functions: Sequence[tuple[str, dict[str, Any]]], *,
-                parallel: bool) -> CallsGrammar:
+    def compile(
+        cls, vocab: Vocabulary, functions: Sequence[tuple[str, dict[str, Any]]], *, parallel: bool
+    ) -> CallsGrammar:
         """The grammar for these functions (cached); raises ValueError naming a function whose schema the
         decoder cannot enforce."""
         from llguidance import LLMatcher

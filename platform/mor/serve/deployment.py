@@ -63,8 +63,10 @@ def build_app(args: ServeArgs, **deployment_options: Any) -> Any:
     from ray import serve
 
     if not args.api_key_digests:
-        raise ValueError("api_key_digests: got none; the agent never runs open. Pass keys through "
-                         "mor.serve.resolve_api_keys + digest_key")
+        raise ValueError(
+            "api_key_digests: got none; the agent never runs open. Pass keys through "
+            "mor.serve.resolve_api_keys + digest_key"
+        )
     options = {**_DEFAULT_OPTIONS, **deployment_options}
     deployment = serve.deployment(name=DEPLOYMENT_NAME, **options)(serve.ingress()(AgentServer))
     return deployment.bind(args.model_dump())

@@ -218,8 +218,10 @@ class BatchEngine:
     def submit(self, job: GenerationJob) -> concurrent.futures.Future[GenerationResult]:
         """Queue a job; the future resolves with its result (never with an exception)."""
         if not job.input_ids or len(job.input_ids) != len(job.role_ids):
-            raise ValueError(f"job: got {len(job.input_ids)} input_ids and {len(job.role_ids)} role_ids; give a "
-                             "non-empty prompt with one role id per token")
+            raise ValueError(
+                f"job: got {len(job.input_ids)} input_ids and {len(job.role_ids)} role_ids; give a "
+                "non-empty prompt with one role id per token"
+            )
         if job.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens: got {job.max_new_tokens}, must be ≥ 1")
         generator = None
@@ -310,8 +312,11 @@ class BatchEngine:
         too_long = [row for row in chosen if self.max_positions and len(row.job.input_ids) >= self.max_positions]
         for row in too_long:
             chosen.remove(row)
-            self._resolve(row, "error", f"prompt of {len(row.job.input_ids)} tokens does not fit the model's "
-                                        f"{self.max_positions} positions")
+            self._resolve(
+                row,
+                "error",
+                f"prompt of {len(row.job.input_ids)} tokens does not fit the model's {self.max_positions} positions",
+            )
         if not chosen:
             return
         kv, logits = self._prefill_forward(chosen)
@@ -336,10 +341,10 @@ class BatchEngine:
         mask = torch.zeros((count, width), dtype=torch.long)
         for index, row in enumerate(rows):
             length = len(row.job.input_ids)
-            input_ids[index, width - length:] = torch.tensor(row.job.input_ids, dtype=torch.long)
+            input_ids[index, width - length :] = torch.tensor(row.job.input_ids, dtype=torch.long)
             role_ids[index, :] = row.job.role
-            role_ids[index, width - length:] = torch.tensor(row.job.role_ids, dtype=torch.long)
-            mask[index, width - length:] = 1
+            role_ids[index, width - length :] = torch.tensor(row.job.role_ids, dtype=torch.long)
+            mask[index, width - length :] = 1
         positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
         cache = DynamicCache()
         logits = self._forward(input_ids, mask, positions, role_ids, cache)
@@ -347,8 +352,14 @@ class BatchEngine:
         self.stats.prompt_tokens += int(mask.sum())
         return PaddedCache(cache=cache, mask=mask), logits
 
-    def _forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
-                 role_ids: torch.Tensor, cache: DynamicCache) -> torch.Tensor:
+    def _forward(
+        self,
+        input_ids: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor,
+        role_ids: torch.Tensor,
+        cache: DynamicCache,
+    ) -> torch.Tensor:
         started = time.perf_counter()
         kwargs: dict[str, Any] = {
             "input_ids": input_ids.to(self._device),
@@ -396,14 +407,13 @@ class BatchEngine:
 
     def _choose(self, rows: Sequence[_Row], logits: torch.Tensor) -> set[int]:
         """Pick every row's next token under its constraint; returns the indices of rows that finished."""
-        masks = [row.job.constraint.allowed(row.remaining) if row.job.constraint is not None else None
-                 for row in rows]
+        masks = [row.job.constraint.allowed(row.remaining) if row.job.constraint is not None else None for row in rows]
         if any(mask is not None for mask in masks):
             full = torch.ones_like(logits, dtype=torch.bool)
             for index, mask in enumerate(masks):
                 if mask is not None:
                     full[index, : mask.shape[0]] = mask[: logits.shape[1]]
-                    full[index, mask.shape[0]:] = False
+                    full[index, mask.shape[0] :] = False
             logits = logits.masked_fill(~full, float("-inf"))
         greedy = logits.argmax(dim=-1).tolist()
         finished: set[int] = set()
@@ -425,8 +435,9 @@ class BatchEngine:
                 except Exception:  # a consumer's bug must not stop the batch
                     _LOG.exception("on_token callback failed")
             stop = row.job.stop_ids
-            if (stop and row.generated[-len(stop):] == stop) or (row.job.constraint is not None
-                                                                 and row.job.constraint.done):
+            if (stop and row.generated[-len(stop) :] == stop) or (
+                row.job.constraint is not None and row.job.constraint.done
+            ):
                 row.finish = "stop"
             elif row.remaining <= 0 or (self.max_positions and row.length + 1 >= self.max_positions):
                 row.finish = "length"
@@ -454,14 +465,16 @@ class BatchEngine:
         else:
             self.stats.jobs_done += 1
         error = error or row.error
-        row.future.set_result(GenerationResult(
-            token_ids=list(row.generated),
-            finish_reason=reason,
-            prompt_tokens=len(row.job.input_ids),
-            first_token_s=row.first_token_s,
-            total_s=time.perf_counter() - row.submitted,
-            error=error,
-        ))
+        row.future.set_result(
+            GenerationResult(
+                token_ids=list(row.generated),
+                finish_reason=reason,
+                prompt_tokens=len(row.job.input_ids),
+                first_token_s=row.first_token_s,
+                total_s=time.perf_counter() - row.submitted,
+                error=error,
+            )
+        )
 
     def _fail_all(self, message: str, reason: FinishReason = "error") -> None:
         for batch in self._batches.values():

@@ -21,11 +21,18 @@ _TYPES = {
 }
 
 
-def error_body(message: str, *, status: int = 400, param: str | None = None, code: str | None = None,
-               type_: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, *, status: int = 400, param: str | None = None, code: str | None = None, type_: str | None = None
+) -> dict[str, Any]:
     """The JSON body OpenAI servers return for an error."""
-    return {"error": {"message": message, "type": type_ or _TYPES.get(status, "invalid_request_error"),
-                      "param": param, "code": code}}
+    return {
+        "error": {
+            "message": message,
+            "type": type_ or _TYPES.get(status, "invalid_request_error"),
+            "param": param,
+            "code": code,
+        }
+    }
 
 
 class APIError(Exception):
@@ -34,8 +41,9 @@ class APIError(Exception):
     The message names the field, the value, the rule and a fix, like every error of mor.
     """
 
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type_: str | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None, type_: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message

@@ -71,8 +71,9 @@ class PaddedCache:
             k = torch.cat([_pad_left(k1, width - self.width, 2), _pad_left(k2, width - other.width, 2)], dim=0)
             v = torch.cat([_pad_left(v1, width - self.width, 2), _pad_left(v2, width - other.width, 2)], dim=0)
             merged.append((k, v))
-        self.mask = torch.cat([_pad_left(self.mask, width - self.width, 1),
-                               _pad_left(other.mask, width - other.width, 1)], dim=0)
+        self.mask = torch.cat(
+            [_pad_left(self.mask, width - self.width, 1), _pad_left(other.mask, width - other.width, 1)], dim=0
+        )
         self.cache = make_cache(merged)
 
     def keep(self, rows: list[int]) -> None:
@@ -82,7 +83,12 @@ class PaddedCache:
         real = mask.any(dim=0).nonzero()
         start = int(real[0]) if real.numel() else mask.shape[1]
         self.mask = mask[:, start:].contiguous()
-        self.cache = make_cache([
-            (k.index_select(0, index)[:, :, start:].contiguous(), v.index_select(0, index)[:, :, start:].contiguous())
-            for k, v in _tensors(self.cache)
-        ])
+        self.cache = make_cache(
+            [
+                (
+                    k.index_select(0, index)[:, :, start:].contiguous(),
+                    v.index_select(0, index)[:, :, start:].contiguous(),
+                )
+                for k, v in _tensors(self.cache)
+            ]
+        )

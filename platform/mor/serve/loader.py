@@ -44,8 +44,12 @@ def load_agent(model_uri: str, settings: Settings) -> LoadedAgent:
 
     agent_dir = resolve_model(model_uri, settings)
     model, tokenizer = load_agent_model(agent_dir)
-    return LoadedAgent(model=model, tokenizer=tokenizer, uri=model_uri,
-                       name=served_name(model_uri, agent_dir.model_name, agent_dir.root))
+    return LoadedAgent(
+        model=model,
+        tokenizer=tokenizer,
+        uri=model_uri,
+        name=served_name(model_uri, agent_dir.model_name, agent_dir.root),
+    )
 
 
 def _logits_size(model: Any) -> int:

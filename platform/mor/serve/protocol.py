@@ -99,9 +99,12 @@ class AssistantMessage(_Lenient):
     """An earlier assistant message: tool calls (with the thought as content or reasoning_content) or an answer."""
 
     role: Literal["assistant"]
-    content: Annotated[
-        Annotated[str, Tag("=str")] | Annotated[list[TextPart | RefusalPart], Tag("=list")], Discriminator(_kind)
-    ] | None = None
+    content: (
+        Annotated[
+            Annotated[str, Tag("=str")] | Annotated[list[TextPart | RefusalPart], Tag("=list")], Discriminator(_kind)
+        ]
+        | None
+    ) = None
     tool_calls: list[ToolCallParam] | None = None
     reasoning_content: str | None = None
     name: str | None = None
@@ -116,8 +119,7 @@ class ToolMessage(_Lenient):
     tool_call_id: str = Field(min_length=1)
 
 
-_ROLE_TAGS = {"system": "=system", "developer": "=system", "user": "=user", "assistant": "=assistant",
-              "tool": "=tool"}
+_ROLE_TAGS = {"system": "=system", "developer": "=system", "user": "=user", "assistant": "=assistant", "tool": "=tool"}
 
 
 def _role_tag(value: Any) -> str | None:
@@ -130,8 +132,11 @@ Message = Annotated[
     | Annotated[UserMessage, Tag("=user")]
     | Annotated[AssistantMessage, Tag("=assistant")]
     | Annotated[ToolMessage, Tag("=tool")],
-    Discriminator(_role_tag, custom_error_type="invalid_role",
-                  custom_error_message="must have a role of system, developer, user, assistant or tool"),
+    Discriminator(
+        _role_tag,
+        custom_error_type="invalid_role",
+        custom_error_message="must have a role of system, developer, user, assistant or tool",
+    ),
 ]
 
 
@@ -200,9 +205,11 @@ ToolChoice = Annotated[
     Annotated[Literal["none", "auto", "required"], Tag("=mode")]
     | Annotated[NamedToolChoice, Tag("=named")]
     | Annotated[AllowedTools, Tag("=allowed")],
-    Discriminator(_choice_kind, custom_error_type="invalid_tool_choice",
-                  custom_error_message="must be 'none', 'auto', 'required' or {'type': 'function', 'function': "
-                                       "{'name': ...}}"),
+    Discriminator(
+        _choice_kind,
+        custom_error_type="invalid_tool_choice",
+        custom_error_message="must be 'none', 'auto', 'required' or {'type': 'function', 'function': {'name': ...}}",
+    ),
 ]
 
 
@@ -299,19 +306,29 @@ def parse_chat_request(body: bytes) -> ChatRequest:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, huge integers, deep nesting
         position = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
-        raise APIError(400, f"body: not valid JSON{position} ({exc.__class__.__name__}); send a JSON object "
-                            "with model and messages", code="invalid_json") from None
+        raise APIError(
+            400,
+            f"body: not valid JSON{position} ({exc.__class__.__name__}); send a JSON object with model and messages",
+            code="invalid_json",
+        ) from None
     try:
         json.dumps(data, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
-        bad = exc.object[exc.start:exc.end].encode("unicode_escape").decode()
-        raise APIError(400, f"body: contains {bad!r}, an unpaired UTF-16 surrogate escape that is not valid "
-                            "Unicode; send valid UTF-8 text", code="invalid_json") from None
+        bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode()
+        raise APIError(
+            400,
+            f"body: contains {bad!r}, an unpaired UTF-16 surrogate escape that is not valid "
+            "Unicode; send valid UTF-8 text",
+            code="invalid_json",
+        ) from None
     except (ValueError, RecursionError):
         pass  # reported below with the field that holds it
     if not isinstance(data, dict):
-        raise APIError(400, f"body: got a JSON {type(data).__name__}, must be an object with model and messages",
-                       code="invalid_request")
+        raise APIError(
+            400,
+            f"body: got a JSON {type(data).__name__}, must be an object with model and messages",
+            code="invalid_request",
+        )
     try:
         return _REQUEST.validate_python(data)
     except ValidationError as exc:

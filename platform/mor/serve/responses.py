@@ -40,11 +40,18 @@ def tool_calls(calls: list[ToolCall], *, with_index: bool = False) -> list[dict[
     return out
 
 
-def completion(ids: ResponseIds, *, content: str | None, thought: str | None, calls: list[ToolCall],
-               finish_reason: str, usage: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def completion(
+    ids: ResponseIds,
+    *,
+    content: str | None,
+    thought: str | None,
+    calls: list[ToolCall],
+    finish_reason: str,
+    usage: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A whole `chat.completion` object."""
-    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None,
-                               "reasoning_content": thought}
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None, "reasoning_content": thought}
     if calls:
         message["tool_calls"] = tool_calls(calls)
     body: dict[str, Any] = {
@@ -61,8 +68,14 @@ def completion(ids: ResponseIds, *, content: str | None, thought: str | None, ca
     return body
 
 
-def chunk(ids: ResponseIds, delta: dict[str, Any], *, finish_reason: str | None = None,
-          usage: dict[str, Any] | None = None, with_choice: bool = True) -> dict[str, Any]:
+def chunk(
+    ids: ResponseIds,
+    delta: dict[str, Any],
+    *,
+    finish_reason: str | None = None,
+    usage: dict[str, Any] | None = None,
+    with_choice: bool = True,
+) -> dict[str, Any]:
     """One `chat.completion.chunk`; the usage chunk has no choices."""
     body: dict[str, Any] = {
         "id": ids.id,
@@ -70,7 +83,8 @@ def chunk(ids: ResponseIds, delta: dict[str, Any], *, finish_reason: str | None 
         "created": ids.created,
         "model": ids.model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
-        if with_choice else [],
+        if with_choice
+        else [],
     }
     if usage is not None:
         body["usage"] = usage

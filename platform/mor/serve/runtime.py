@@ -18,7 +18,7 @@ from mor.agent import GatePolicy, RoleGate, messages_to_trajectory
 from mor.agent.gate import Generate, RunCalls, last_thought
 from mor.agent.parse import clean_output
 from mor.data.render import END, Renderer
-from mor.data.schema import ToolCall, Trajectory, Turn
+from mor.data.schema import ToolCall, Trajectory
 from mor.serve.args import ServeArgs
 from mor.serve.constrain import CallsConstraint, ReasonerConstraint, TextConstraint, TokenConstraint, Vocabulary
 from mor.serve.engine import BatchEngine, GenerationJob, GenerationResult, Sampling
@@ -106,8 +106,13 @@ def _unsupported(request: ChatRequest) -> None:
         if value not in (None, 0, 0.0):
             problems.append((name, f"{name}: got {value}, only 0 is supported; omit it"))
     if request.response_format is not None and request.response_format.type != "text":
-        problems.append(("response_format", f"response_format.type: got {request.response_format.type!r}, the "
-                                            "summarizer writes plain text; use {'type': 'text'} or omit it"))
+        problems.append(
+            (
+                "response_format",
+                f"response_format.type: got {request.response_format.type!r}, the "
+                "summarizer writes plain text; use {'type': 'text'} or omit it",
+            )
+        )
     stops = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
     if len(stops) > 4:
         problems.append(("stop", f"stop: got {len(stops)} sequences, at most 4 are allowed"))
@@ -118,9 +123,20 @@ def _unsupported(request: ChatRequest) -> None:
 class AgentRuntime:
     """A loaded agent (model, tokenizer, roles) with its decoding engine, serving role-gated turns."""
 
-    def __init__(self, *, tokenizer: Any, roles: Sequence[str], engine: BatchEngine, args: ServeArgs,
-                 model_name: str, logits_size: int, max_positions: int | None,
-                 reasoner: str = "reasoner", executor: str = "executor", summarizer: str = "summarizer") -> None:
+    def __init__(
+        self,
+        *,
+        tokenizer: Any,
+        roles: Sequence[str],
+        engine: BatchEngine,
+        args: ServeArgs,
+        model_name: str,
+        logits_size: int,
+        max_positions: int | None,
+        reasoner: str = "reasoner",
+        executor: str = "executor",
+        summarizer: str = "summarizer",
+    ) -> None:
         self.tokenizer = tokenizer
         self.engine = engine
         self.args = args
@@ -128,8 +144,16 @@ class AgentRuntime:
         self.renderer = Renderer(tokenizer, list(roles))
         self.roles = list(roles)
         self.reasoner, self.executor, self.summarizer = reasoner, executor, summarizer
-        self.gate = RoleGate(GatePolicy(reasoner=reasoner, executor=executor, summarizer=summarizer,
-                                        max_steps=args.max_steps, max_calls=args.max_calls), self.roles)
+        self.gate = RoleGate(
+            GatePolicy(
+                reasoner=reasoner,
+                executor=executor,
+                summarizer=summarizer,
+                max_steps=args.max_steps,
+                max_calls=args.max_calls,
+            ),
+            self.roles,
+        )
         self.vocab = Vocabulary(tokenizer, logits_size=logits_size, end_text=END)
         self.max_context = args.max_context_tokens or max_positions
         self._accepted_models = {model_name}
@@ -143,23 +167,37 @@ class AgentRuntime:
     def prepare(self, request: ChatRequest) -> TurnPlan:
         """Check the request and build the trajectory; raises `APIError` (4xx) for anything the agent cannot do."""
         if request.model not in self._accepted_models:
-            raise APIError(404, f"model: got {request.model!r}, this server serves {self.model_name!r}; set "
-                                f"model={self.model_name!r} (see GET /v1/models)", param="model",
-                           code="model_not_found")
+            raise APIError(
+                404,
+                f"model: got {request.model!r}, this server serves {self.model_name!r}; set "
+                f"model={self.model_name!r} (see GET /v1/models)",
+                param="model",
+                code="model_not_found",
+            )
         _unsupported(request)
-        tools = plan_tools(request, has_executor=self.executor in self.roles,
-                           has_summarizer=self.summarizer in self.roles)
+        tools = plan_tools(
+            request, has_executor=self.executor in self.roles, has_summarizer=self.summarizer in self.roles
+        )
         try:
-            trajectory = messages_to_trajectory(request.message_dicts(), tools.tools, reasoner=self.reasoner,
-                                                executor=self.executor, summarizer=self.summarizer)
+            trajectory = messages_to_trajectory(
+                request.message_dicts(),
+                tools.tools,
+                reasoner=self.reasoner,
+                executor=self.executor,
+                summarizer=self.summarizer,
+            )
         except ValueError as error:
             raise APIError(400, str(error), param="messages", code="invalid_request") from None
         self._restore_thoughts(request, trajectory)
         budget = request.max_completion_tokens or request.max_tokens or self.args.role_budget(self.summarizer)
         if budget > self.args.max_completion_tokens:
             name = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
-            raise APIError(400, f"{name}: got {budget}, this server allows at most {self.args.max_completion_tokens}",
-                           param=name, code="invalid_request")
+            raise APIError(
+                400,
+                f"{name}: got {budget}, this server allows at most {self.args.max_completion_tokens}",
+                param=name,
+                code="invalid_request",
+            )
         temperature = request.temperature or 0.0
         stop = [request.stop] if isinstance(request.stop, str) else list(request.stop or [])
         return TurnPlan(
@@ -186,14 +224,19 @@ class AgentRuntime:
     def _budget(self, role: str) -> int:
         return self.args.role_budget(role)
 
-    def _job(self, trajectory: Trajectory, role: str, budget: int, constraint: TokenConstraint | None,
-             sampling: Sampling) -> GenerationJob:
+    def _job(
+        self, trajectory: Trajectory, role: str, budget: int, constraint: TokenConstraint | None, sampling: Sampling
+    ) -> GenerationJob:
         prompt = self.renderer.prompt(trajectory, role)
         if self.max_context is not None and len(prompt) + budget > self.max_context:
-            raise APIError(400, f"messages: the conversation takes {len(prompt)} tokens as the {role}'s prompt; "
-                                f"with its budget of {budget} new tokens that exceeds the context of "
-                                f"{self.max_context} tokens; shorten the conversation or lower max_tokens",
-                           param="messages", code="context_length_exceeded")
+            raise APIError(
+                400,
+                f"messages: the conversation takes {len(prompt)} tokens as the {role}'s prompt; "
+                f"with its budget of {budget} new tokens that exceeds the context of "
+                f"{self.max_context} tokens; shorten the conversation or lower max_tokens",
+                param="messages",
+                code="context_length_exceeded",
+            )
         return GenerationJob(
             input_ids=prompt.input_ids,
             role_ids=prompt.role_ids,
@@ -213,7 +256,7 @@ class AgentRuntime:
     def _text(self, result: GenerationResult) -> str:
         ids = result.token_ids
         end = self.renderer.end_ids
-        if ids[-len(end):] == end:
+        if ids[-len(end) :] == end:
             ids = ids[: -len(end)]
         return clean_output(self.tokenizer.decode(ids, skip_special_tokens=True))
 
@@ -240,16 +283,21 @@ class AgentRuntime:
                 functions = [(tool.name, tool.parameters) for tool in plan.tools.callable]
                 grammar = CallsConstraint.compile(self.vocab, functions, parallel=plan.tools.parallel)
             except ValueError as error:
-                raise APIError(400, f"tools: {error}; the constrained decoder cannot compile this schema (a keyword "
-                                    "it does not support, or no value can satisfy it); simplify or fix it",
-                               param="tools", code="unsupported_schema") from None
+                raise APIError(
+                    400,
+                    f"tools: {error}; the constrained decoder cannot compile this schema (a keyword "
+                    "it does not support, or no value can satisfy it); simplify or fix it",
+                    param="tools",
+                    code="unsupported_schema",
+                ) from None
         allowed = self._next_roles(plan)
         action = self.gate.begin(trajectory, allowed)
         while isinstance(action, Generate):
             role = action.role
             if role == self.summarizer:
-                return Decision("answer", last_thought(trajectory, self.reasoner, since=start), [], trajectory, usage,
-                                first_token_s)
+                return Decision(
+                    "answer", last_thought(trajectory, self.reasoner, since=start), [], trajectory, usage, first_token_s
+                )
             constraint: TokenConstraint
             if role == self.reasoner:
                 constraint = ReasonerConstraint(self.vocab, self.gate.next_roles(allowed))
@@ -263,18 +311,23 @@ class AgentRuntime:
             if first_token_s is None:
                 first_token_s = result.first_token_s
             if isinstance(constraint, CallsConstraint) and not constraint.accepted:
-                return Decision("length", last_thought(trajectory, self.reasoner, since=start), [], trajectory, usage,
-                                first_token_s)
+                return Decision(
+                    "length", last_thought(trajectory, self.reasoner, since=start), [], trajectory, usage, first_token_s
+                )
             action = self.gate.after(trajectory, role, self._text(result), allowed, tools=plan.tools.callable)
         if isinstance(action, RunCalls):
             problem = check_calls(action.calls, plan.tools.callable)
             if problem is not None:
-                raise APIError(500, f"the executor's output failed its grammar check: {problem}",
-                               code="generation_failed")
+                raise APIError(
+                    500, f"the executor's output failed its grammar check: {problem}", code="generation_failed"
+                )
             return Decision("tool_calls", action.thought, action.calls, trajectory, usage, first_token_s)
         if action.failure is not None and not action.limit:
-            raise APIError(500, f"the {action.failure.role}'s output could not be used: {action.failure.reason}",
-                           code="generation_failed")
+            raise APIError(
+                500,
+                f"the {action.failure.role}'s output could not be used: {action.failure.reason}",
+                code="generation_failed",
+            )
         return Decision("length", None, [], trajectory, usage, first_token_s)
 
     async def stream_answer(self, plan: TurnPlan, decision: Decision) -> AsyncIterator[str | Answer]:
@@ -285,8 +338,9 @@ class AgentRuntime:
         def on_token(token: int) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, token)
 
-        job = self._job(decision.trajectory, self.summarizer, plan.answer_budget, TextConstraint(self.vocab),
-                        plan.sampling)
+        job = self._job(
+            decision.trajectory, self.summarizer, plan.answer_budget, TextConstraint(self.vocab), plan.sampling
+        )
         job.on_token = on_token
         assembler = TextAssembler(self.tokenizer, end_text=END, stop=plan.stop)
         future = self.engine.submit(job)
@@ -313,8 +367,9 @@ class AgentRuntime:
         rest = assembler.finish()
         if rest:
             yield rest
-        finish: Literal["stop", "length"] = "length" if result.finish_reason == "length" and not assembler.stopped \
-            else "stop"
+        finish: Literal["stop", "length"] = (
+            "length" if result.finish_reason == "length" and not assembler.stopped else "stop"
+        )
         yield Answer(content=assembler.text, finish_reason=finish)
 
     async def answer(self, plan: TurnPlan, decision: Decision) -> Answer:

@@ -61,7 +61,7 @@ class TextAssembler:
         safe = current.rstrip() if self.stopped else self._safe(current)
         if not safe.startswith(self._emitted):  # never expected; keep the stream consistent anyway
             return ""
-        delta = safe[len(self._emitted):]
+        delta = safe[len(self._emitted) :]
         self._emitted = safe
         return delta
 
@@ -70,6 +70,6 @@ class TextAssembler:
         final = self.text
         if not final.startswith(self._emitted):
             return ""
-        delta = final[len(self._emitted):]
+        delta = final[len(self._emitted) :]
         self._emitted = final
         return delta

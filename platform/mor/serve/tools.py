@@ -39,22 +39,38 @@ def _check_schema(index: int, parameters: dict[str, Any]) -> None:
         validators.validator_for(parameters).check_schema(parameters)
     except schema_errors.SchemaError as error:
         path = "".join(f"[{part!r}]" if isinstance(part, str) else f"[{part}]" for part in error.path)
-        raise APIError(400, f"{where}{path}: not a valid JSON Schema ({error.message}); fix the schema, e.g. "
-                            "{'type': 'object', 'properties': {'city': {'type': 'string'}}}",
-                       param=where, code="invalid_tool_schema") from None
+        raise APIError(
+            400,
+            f"{where}{path}: not a valid JSON Schema ({error.message}); fix the schema, e.g. "
+            "{'type': 'object', 'properties': {'city': {'type': 'string'}}}",
+            param=where,
+            code="invalid_tool_schema",
+        ) from None
     except (RecursionError, ValueError, TypeError) as error:
-        raise APIError(400, f"{where}: cannot be read as a JSON Schema ({type(error).__name__}); simplify it",
-                       param=where, code="invalid_tool_schema") from None
+        raise APIError(
+            400,
+            f"{where}: cannot be read as a JSON Schema ({type(error).__name__}); simplify it",
+            param=where,
+            code="invalid_tool_schema",
+        ) from None
     kind = parameters.get("type", "object")
     if kind != "object" and not (isinstance(kind, list) and "object" in kind):
-        raise APIError(400, f"{where}.type: got {kind!r}, must be 'object' (function arguments are a JSON object)",
-                       param=f"{where}.type", code="invalid_tool_schema")
+        raise APIError(
+            400,
+            f"{where}.type: got {kind!r}, must be 'object' (function arguments are a JSON object)",
+            param=f"{where}.type",
+            code="invalid_tool_schema",
+        )
 
 
 def _named(tools: dict[str, Tool], name: str, where: str) -> Tool:
     if name not in tools:
-        raise APIError(400, f"{where}: got {name!r}, which is not among the tools {sorted(tools)}; name one of them",
-                       param=where, code="invalid_tool_choice")
+        raise APIError(
+            400,
+            f"{where}: got {name!r}, which is not among the tools {sorted(tools)}; name one of them",
+            param=where,
+            code="invalid_tool_choice",
+        )
     return tools[name]
 
 
@@ -65,8 +81,12 @@ def plan_tools(request: ChatRequest, *, has_executor: bool, has_summarizer: bool
     for index, entry in enumerate(request.tools or []):
         function = entry.function
         if function.name in seen:
-            raise APIError(400, f"tools[{index}].function.name: {function.name!r} is offered twice; give each "
-                                "function once", param=f"tools[{index}].function.name", code="invalid_request")
+            raise APIError(
+                400,
+                f"tools[{index}].function.name: {function.name!r} is offered twice; give each function once",
+                param=f"tools[{index}].function.name",
+                code="invalid_request",
+            )
         seen.add(function.name)
         parameters = function.parameters if function.parameters is not None else dict(_EMPTY_PARAMETERS)
         _check_schema(index, parameters)
@@ -88,18 +108,30 @@ def plan_tools(request: ChatRequest, *, has_executor: bool, has_summarizer: bool
             function = item.get("function") if isinstance(item.get("function"), dict) else item
             name = function.get("name") if isinstance(function, dict) else None
             if not isinstance(name, str):
-                raise APIError(400, f"tool_choice.allowed_tools.tools[{n}]: expected {{'type': 'function', "
-                                    "'function': {'name': ...}}", param=f"tool_choice.allowed_tools.tools[{n}]",
-                               code="invalid_tool_choice")
+                raise APIError(
+                    400,
+                    f"tool_choice.allowed_tools.tools[{n}]: expected {{'type': 'function', "
+                    "'function': {'name': ...}}",
+                    param=f"tool_choice.allowed_tools.tools[{n}]",
+                    code="invalid_tool_choice",
+                )
             names.append(name)
         callable_tools = [_named(by_name, name, "tool_choice.allowed_tools.tools") for name in dict.fromkeys(names)]
         required = choice.allowed_tools.mode == "required"
     if required and not callable_tools:
-        raise APIError(400, "tool_choice: requires a tool call but the request offers no tools; add tools or use "
-                            "tool_choice 'auto'", param="tool_choice", code="invalid_tool_choice")
+        raise APIError(
+            400,
+            "tool_choice: requires a tool call but the request offers no tools; add tools or use tool_choice 'auto'",
+            param="tool_choice",
+            code="invalid_tool_choice",
+        )
     if required and not has_executor:
-        raise APIError(400, "tool_choice: requires a tool call but this agent has no executor role",
-                       param="tool_choice", code="invalid_tool_choice")
+        raise APIError(
+            400,
+            "tool_choice: requires a tool call but this agent has no executor role",
+            param="tool_choice",
+            code="invalid_tool_choice",
+        )
     executor_allowed = bool(callable_tools) and has_executor
     return ToolPlan(
         tools=tools,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterError, croniter
@@ -33,7 +33,7 @@ def validate_cron(expression: str, field: str = "cron") -> str:
         count = len(fields) if cleaned else 0
         raise InvalidValueError(field, expression, f"has {count} fields, needs 5 or 6", _CRON_FIX)
     try:
-        croniter(cleaned, datetime(2000, 1, 1, tzinfo=timezone.utc))
+        croniter(cleaned, datetime(2000, 1, 1, tzinfo=UTC))
     except (CroniterError, ValueError, KeyError) as exc:
         raise InvalidValueError(field, expression, f"is not a valid cron expression ({exc})", _CRON_FIX) from exc
     return cleaned
@@ -61,7 +61,7 @@ def fire_times(expression: str, tz: str, after: datetime) -> Iterator[datetime]:
     start = _aware(after, "after").astimezone(zone)
     schedule = croniter(validate_cron(expression), start)
     while True:
-        yield schedule.get_next(datetime).astimezone(timezone.utc)
+        yield schedule.get_next(datetime).astimezone(UTC)
 
 
 def next_fire_time(expression: str, tz: str, after: datetime) -> datetime:
@@ -73,7 +73,7 @@ def previous_fire_time(expression: str, tz: str, before: datetime) -> datetime:
     """The last cron time strictly before `before` (aware UTC)."""
     zone = validate_timezone(tz)
     start = _aware(before, "before").astimezone(zone)
-    return croniter(validate_cron(expression), start).get_prev(datetime).astimezone(timezone.utc)
+    return croniter(validate_cron(expression), start).get_prev(datetime).astimezone(UTC)
 
 
 def latest_fire_time(expression: str, tz: str, at: datetime) -> datetime:

@@ -105,8 +105,13 @@ def plan_schedule(
     created = []
     for scheduled_for in times:
         values = {
-            "schedule_id": schedule_id, "scheduled_for": scheduled_for, "status": "pending", "attempts": 0,
-            "not_before": scheduled_for, "created_at": now, "updated_at": now,
+            "schedule_id": schedule_id,
+            "scheduled_for": scheduled_for,
+            "status": "pending",
+            "attempts": 0,
+            "not_before": scheduled_for,
+            "created_at": now,
+            "updated_at": now,
         }
         statement = (
             dialect.insert(ScheduleFire)
@@ -241,7 +246,9 @@ def record_submission(*, session: Session, fire_id: int, owner_id: str, job_id: 
     if done.rowcount != 1:
         return False
     session.execute(
-        update(EvalRun).where(EvalRun.id == fire.run_id).values(ray_job_id=job_id)
+        update(EvalRun)
+        .where(EvalRun.id == fire.run_id)
+        .values(ray_job_id=job_id)
         .execution_options(synchronize_session=False)
     )
     return True
@@ -344,9 +351,7 @@ def fail_lost_job(*, session: Session, run_id: int, error: str, now: datetime) -
 
 def next_wakeup(*, session: Session) -> datetime | None:
     """The soonest time anything becomes due: a schedule's next fire or a pending retry; None if nothing waits."""
-    schedule_time = session.scalar(
-        select(func.min(Schedule.next_fire_at)).where(Schedule.paused.is_(False))
-    )
+    schedule_time = session.scalar(select(func.min(Schedule.next_fire_at)).where(Schedule.paused.is_(False)))
     retry_time = session.scalar(select(func.min(ScheduleFire.not_before)).where(ScheduleFire.status == "pending"))
     candidates = [t for t in (schedule_time, retry_time) if t is not None]
     return min(candidates) if candidates else None

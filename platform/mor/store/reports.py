@@ -232,13 +232,18 @@ def compare_runs(*, session: Session, run_a: int, run_b: int) -> RunComparison:
     first, second = get_run(session=session, run_id=run_a), get_run(session=session, run_id=run_b)
     if first.suite != second.suite:
         raise InvalidValueError(
-            "run_b", run_b, f"is a {second.suite!r} run and run {run_a} a {first.suite!r} run; only runs of one "
-            "suite compare", "pick two runs of the same suite (`mor eval results --suite ...`)",
+            "run_b",
+            run_b,
+            f"is a {second.suite!r} run and run {run_a} a {first.suite!r} run; only runs of one suite compare",
+            "pick two runs of the same suite (`mor eval results --suite ...`)",
         )
     if first.judge_kind != second.judge_kind:
         raise InvalidValueError(
-            "run_b", run_b, f"was judged {second.judge_kind!r} and run {run_a} {first.judge_kind!r}; LLM-judged "
-            "and rule-based scores are never mixed", "compare runs judged the same way",
+            "run_b",
+            run_b,
+            f"was judged {second.judge_kind!r} and run {run_a} {first.judge_kind!r}; LLM-judged "
+            "and rule-based scores are never mixed",
+            "compare runs judged the same way",
         )
     counts_a, counts_b = _category_counts(session, run_a), _category_counts(session, run_b)
     categories = [
@@ -248,8 +253,14 @@ def compare_runs(*, session: Session, run_a: int, run_b: int) -> RunComparison:
     item_a, item_b = aliased(ItemResult), aliased(ItemResult)
     flipped_rows = session.execute(
         select(
-            item_a.category, item_a.item_id, item_a.passed, item_b.passed,
-            item_a.failure_reason, item_b.failure_reason, item_a.failing_role, item_b.failing_role,
+            item_a.category,
+            item_a.item_id,
+            item_a.passed,
+            item_b.passed,
+            item_a.failure_reason,
+            item_b.failure_reason,
+            item_a.failing_role,
+            item_b.failing_role,
         )
         .join(item_b, and_(item_b.category == item_a.category, item_b.item_id == item_a.item_id))
         .where(item_a.run_id == run_a, item_b.run_id == run_b, item_a.passed != item_b.passed)

@@ -55,7 +55,9 @@ def hash_config(config: Mapping[str, Any]) -> str:
 def _check_judge_kind(judge_kind: str | None) -> None:
     if judge_kind is not None and judge_kind not in JUDGE_KINDS:
         raise InvalidValueError(
-            "judge_kind", judge_kind, f"must be one of {', '.join(JUDGE_KINDS)} or None",
+            "judge_kind",
+            judge_kind,
+            f"must be one of {', '.join(JUDGE_KINDS)} or None",
             "use 'llm' for an LLM judge, 'rule-based' for the fallback judge, None for exact checkers",
         )
 
@@ -188,8 +190,10 @@ def finish_run(
         raise StoreError(f"run {run_id}: already {run.status}, it cannot finish twice; create a new run to re-run")
     if judge_kind is not None and run.judge_kind is not None and judge_kind != run.judge_kind:
         raise InvalidValueError(
-            "judge_kind", judge_kind, f"differs from the run's {run.judge_kind!r}; judged and rule-based scores "
-            "are never mixed in one run", "start a separate run for the other judge",
+            "judge_kind",
+            judge_kind,
+            f"differs from the run's {run.judge_kind!r}; judged and rule-based scores are never mixed in one run",
+            "start a separate run for the other judge",
         )
     run.status = status
     run.finished_at = now or utcnow()

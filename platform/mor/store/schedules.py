@@ -44,14 +44,18 @@ def create_schedule(
     """
     if not _NAME.match(name):
         raise InvalidValueError(
-            "name", name, "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
+            "name",
+            name,
+            "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit",
             "e.g. 'bfcl-nightly'",
         )
     expression = validate_cron(cron)
     validate_timezone(timezone)
     if catch_up not in CATCH_UP_POLICIES:
         raise InvalidValueError(
-            "catch_up", catch_up, f"must be one of {', '.join(CATCH_UP_POLICIES)}",
+            "catch_up",
+            catch_up,
+            f"must be one of {', '.join(CATCH_UP_POLICIES)}",
             "'run_once' runs one evaluation for everything missed while the scheduler was down",
         )
     if max_retries < 0:

@@ -50,7 +50,9 @@ def write_checkpoint(
     directory.mkdir(parents=True, exist_ok=True)
     save_adapter(directory / _ADAPTER_DIR)
     states: dict[str, Any] = {
-        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state()
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(),
     }
     if scaler is not None and scaler.is_enabled():
         states["scaler"] = scaler.state_dict()

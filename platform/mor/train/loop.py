@@ -53,8 +53,9 @@ def _lr_lambda(warmup: int, total: int) -> Any:
     return _factor
 
 
-def _batches(sampler: LengthGroupedBatchSampler, state: TrainState, samples: list[dict[str, list[int]]],
-             pad_token_id: int) -> Iterator[Batch]:
+def _batches(
+    sampler: LengthGroupedBatchSampler, state: TrainState, samples: list[dict[str, list[int]]], pad_token_id: int
+) -> Iterator[Batch]:
     epoch = state.epoch
     skip = state.batch_in_epoch
     while True:
@@ -89,7 +90,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     samples = load_samples(config["samples_path"])
     sampler = LengthGroupedBatchSampler(
-        [len(s["input_ids"]) for s in samples], spec.train.batch_size, rank=rank, world_size=world,
+        [len(s["input_ids"]) for s in samples],
+        spec.train.batch_size,
+        rank=rank,
+        world_size=world,
         seed=spec.train.seed,
     )
     steps = total_steps(spec, len(sampler))
@@ -115,9 +119,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     warmup = int(spec.train.warmup_ratio * steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(warmup, steps))
     step = TrainStep(
-        model=model, mor_model=mor_model, optimizer=optimizer, scheduler=scheduler,
-        aux_weight=spec.mor.loss.aux_weight, orth_weight=spec.mor.loss.orth_weight, grad_clip=spec.train.grad_clip,
-        precision=spec.train.precision, sync_gradients=sync_gradients,
+        model=model,
+        mor_model=mor_model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        aux_weight=spec.mor.loss.aux_weight,
+        orth_weight=spec.mor.loss.orth_weight,
+        grad_clip=spec.train.grad_clip,
+        precision=spec.train.precision,
+        sync_gradients=sync_gradients,
     )
     if resumed is not None:
         optimizer.load_state_dict(resumed["optimizer"])
@@ -170,8 +180,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             with tempfile.TemporaryDirectory() as directory:
                 if rank == 0:
                     write_checkpoint(
-                        Path(directory), save_adapter=lambda path: _save_adapter(mor_model, path),
-                        optimizer=optimizer, scheduler=scheduler, state=state, scaler=step.scaler,
+                        Path(directory),
+                        save_adapter=lambda path: _save_adapter(mor_model, path),
+                        optimizer=optimizer,
+                        scheduler=scheduler,
+                        state=state,
+                        scaler=step.scaler,
                     )
                     ray.train.report(  # [Ray] metrics + checkpoint persisted to the run's storage
                         metrics, checkpoint=ray.train.Checkpoint.from_directory(directory)

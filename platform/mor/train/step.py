@@ -75,8 +75,10 @@ class TrainStep:
             with nullcontext() if last or no_sync is None else no_sync():
                 with autocast(self.precision, self.device.type):
                     output = self.model(
-                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                        role_ids=batch["role_ids"], use_cache=False,
+                        input_ids=batch["input_ids"],
+                        attention_mask=batch["attention_mask"],
+                        role_ids=batch["role_ids"],
+                        use_cache=False,
                     )
                 ce, per_role, labels = role_cross_entropy(output.logits, batch["labels"], batch["role_ids"], role_names)
                 aux = self.mor_model.aux_loss().float()

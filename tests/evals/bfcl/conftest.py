@@ -6,11 +6,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mor_testing import benchmarks_dir as find_benchmarks_dir
 
 from mor.evals.bfcl import BfclItem, load_items
-
-
+from mor_testing import benchmarks_dir as find_benchmarks_dir
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,12 @@ def test_only_live_categories_scored() -> None:
     assert summary.non_live_ast.accuracy == 0.0 and not summary.non_live_ast.complete
     assert summary.live_ast.complete
     assert set(summary.to_dict()) == {
-        "simple", "non_live_ast", "non_live_overall", "live_ast", "live_overall", "irrelevance", "relevance"
+        "simple",
+        "non_live_ast",
+        "non_live_overall",
+        "live_ast",
+        "live_overall",
+        "irrelevance",
+        "relevance",
     }
     assert len(CATEGORIES) == 13

@@ -45,7 +45,8 @@ def test_score_prints_accuracy_and_verdicts(
     items = items_of("live_parallel")
     path = _results(tmp_path, items)
     result = CliRunner().invoke(
-        _app(), ["score", "bfcl/live_parallel", "--results", str(path), "--data-dir", str(benchmarks_dir)],
+        _app(),
+        ["score", "bfcl/live_parallel", "--results", str(path), "--data-dir", str(benchmarks_dir)],
         terminal_width=200,
     )
     assert result.exit_code == 0, result.output

@@ -84,7 +84,7 @@ def test_python_strings_that_do_not_decode(text: str) -> None:
 
 
 def test_java_call_strings() -> None:
-    text = '[Foo.bar(name="Ann", count=5L, items=new int[]{1, 2}, flag=true, c=\'x\')]'
+    text = "[Foo.bar(name=\"Ann\", count=5L, items=new int[]{1, 2}, flag=true, c='x')]"
     assert parse_output(text, Language.JAVA) == [
         {"Foo.bar": {"name": "Ann", "count": "5L", "items": "new int[]{1, 2}", "flag": "true", "c": "x"}}
     ]

@@ -16,7 +16,7 @@ import pytest
 from mor.evals.bfcl import AST_CATEGORIES, BfclItem, FailureReason, reference_output, score_item
 
 _ARRAY_OF_STRING = (
-    "Java Array of String: the rules keep each element's quotes (new String[]{\"a\"} reads as ['\"a\"']), so no "
+    'Java Array of String: the rules keep each element\'s quotes (new String[]{"a"} reads as [\'"a"\']), so no '
     "array of string literals can equal the ground truth"
 )
 _ARRAYLIST_OF_ANY = (
@@ -74,7 +74,7 @@ REJECTED: dict[str, tuple[FailureReason, str]] = {
     ),
 }
 
-_REQUIRED_MARKED_OMITTABLE = "ground truth lists \"\" (may be omitted) for a parameter the function requires"
+_REQUIRED_MARKED_OMITTABLE = 'ground truth lists "" (may be omitted) for a parameter the function requires'
 # With every omittable parameter left out, these fail too (and the two stray optional parameters above pass).
 REJECTED_WHEN_OMITTING: dict[str, tuple[FailureReason, str]] = {
     **{key: value for key, value in REJECTED.items() if key not in ("parallel_multiple_12", "parallel_multiple_26")},

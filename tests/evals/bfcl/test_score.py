@@ -190,8 +190,10 @@ def test_score_results_rejects_foreign_and_duplicate_ids(items_of: Callable[[str
 def test_read_results_names_the_line_of_a_problem(tmp_path: Path) -> None:
     path = tmp_path / "results.jsonl"
     path.write_text(
-        json.dumps({"id": "simple_python_0", "result": [{"f": {"x": 1}}], "latency": 0.2}) + "\n\n"
-        + json.dumps({"id": "simple_python_1", "result": "[f(x=2)]"}) + "\n"
+        json.dumps({"id": "simple_python_0", "result": [{"f": {"x": 1}}], "latency": 0.2})
+        + "\n\n"
+        + json.dumps({"id": "simple_python_1", "result": "[f(x=2)]"})
+        + "\n"
     )
     rows = read_results(path)
     assert [row["id"] for row in rows] == ["simple_python_0", "simple_python_1"]

@@ -6,13 +6,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from mor_testing import benchmarks_dir as find_benchmarks_dir
 
 from mor.evals.stabletoolbench import ApiCatalog, StbQuery, load_group
+from mor_testing import benchmarks_dir as find_benchmarks_dir
 
 from ._fakes import FakeChatServer, Reply
-
-
 
 
 @pytest.fixture(scope="session")

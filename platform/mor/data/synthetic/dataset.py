@@ -41,7 +41,7 @@ class SyntheticDataset:
         return root
 
     @classmethod
-    def load(cls, directory: str | Path) -> "SyntheticDataset":
+    def load(cls, directory: str | Path) -> SyntheticDataset:
         """Read a data set written by `save`."""
         root = Path(directory)
         missing = [name for name in _FILES.values() if not (root / name).is_file()]
@@ -73,6 +73,11 @@ def generate_synthetic(
     tool_list, train, test = build_trajectories(
         tools=tools, trajectories=trajectories, seed=seed, test_fraction=test_fraction, value_holdout=value_holdout
     )
-    params = {"tools": tools, "trajectories": trajectories, "seed": seed, "test_fraction": test_fraction,
-              "value_holdout": value_holdout}
+    params = {
+        "tools": tools,
+        "trajectories": trajectories,
+        "seed": seed,
+        "test_fraction": test_fraction,
+        "value_holdout": value_holdout,
+    }
     return SyntheticDataset(tools=tool_list, train=train, test=test, params=params)

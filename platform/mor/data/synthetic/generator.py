@@ -47,14 +47,19 @@ class _Chain:
 
 
 _CHAINS = (
-    _Chain("search_flights", "book_flight",
-           "Find a flight from {origin} to {destination} on {date} and book it for {passenger}.",
-           {"flight_id": "flight_id"}),
-    _Chain("find_restaurants", "book_table",
-           "Find a {cuisine} restaurant in {city} and book a table there for {people} people on {date}.",
-           {"restaurant_id": "restaurant_id"}),
-    _Chain("lookup_contact", "send_email", "Look up {name} and send them an email about {subject}.",
-           {"to": "email"}),
+    _Chain(
+        "search_flights",
+        "book_flight",
+        "Find a flight from {origin} to {destination} on {date} and book it for {passenger}.",
+        {"flight_id": "flight_id"},
+    ),
+    _Chain(
+        "find_restaurants",
+        "book_table",
+        "Find a {cuisine} restaurant in {city} and book a table there for {people} people on {date}.",
+        {"restaurant_id": "restaurant_id"},
+    ),
+    _Chain("lookup_contact", "send_email", "Look up {name} and send them an email about {subject}.", {"to": "email"}),
 )
 
 _NO_TOOL: tuple[tuple[str, dict[str, str], str, tuple[str, ...]], ...] = (
@@ -124,12 +129,14 @@ class _Builder:
         probe = random.Random(seed * 7919 + 2)
         self.recoverable = [d for d in definitions if self._probe(d, probe, lambda o: "suggestion" in o, {})]
         self.fallible = [
-            d for d in definitions
+            d
+            for d in definitions
             if self._probe(d, probe, lambda o: "error" in o and "suggestion" not in o, d.give_up_kinds)
         ]
 
-    def _probe(self, definition: ToolDef, rng: random.Random, hit: Callable[[dict[str, Any]], bool],
-               kinds: Mapping[str, str]) -> bool:
+    def _probe(
+        self, definition: ToolDef, rng: random.Random, hit: Callable[[dict[str, Any]], bool], kinds: Mapping[str, str]
+    ) -> bool:
         """Whether some sampled call of this tool produces the wanted kind of observation."""
         for _ in range(40):
             for split in ("train", "test"):
@@ -143,8 +150,9 @@ class _Builder:
 
     # -- sampling -------------------------------------------------------------------------------------------------
 
-    def sample_args(self, definition: ToolDef, ask: Ask, split: str, rng: random.Random,
-                    kinds: Mapping[str, str] | None = None) -> dict[str, Any]:
+    def sample_args(
+        self, definition: ToolDef, ask: Ask, split: str, rng: random.Random, kinds: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
         args: dict[str, Any] = {}
         for name in ask.placeholders:
             param = definition.param(name)
@@ -275,8 +283,9 @@ class _Builder:
         return f"{'Next' if again else 'First'} I will call {definition.name}."
 
 
-def _candidates(builder: _Builder, used: Sequence[str], rng: random.Random,
-                forbidden: set[frozenset[str]]) -> list[str]:
+def _candidates(
+    builder: _Builder, used: Sequence[str], rng: random.Random, forbidden: set[frozenset[str]]
+) -> list[str]:
     needed = list(dict.fromkeys(used))
     others = [name for name in sorted(builder.defs) if name not in needed]
     extra = _DISTRACTORS if needed else _DISTRACTORS + 1
@@ -316,14 +325,25 @@ def build_trajectories(
     return [d.tool() for d in definitions], train, test
 
 
-def _split(builder: _Builder, split: str, count: int, seed: int, weights: Mapping[str, float],
-           forbidden: set[frozenset[str]], seen_sets: set[frozenset[str]]) -> list[Trajectory]:
+def _split(
+    builder: _Builder,
+    split: str,
+    count: int,
+    seed: int,
+    weights: Mapping[str, float],
+    forbidden: set[frozenset[str]],
+    seen_sets: set[frozenset[str]],
+) -> list[Trajectory]:
     rng = random.Random(f"synthetic:{seed}:{split}")
     names = [name for name, weight in weights.items() if weight > 0 and not (name == "chain" and split == "test")]
     shares = [weights[name] for name in names]
     makers: dict[str, Callable[[str, random.Random], tuple[_Episode, list[str]]]] = {
-        "single": builder.single, "multi": builder.multi, "chain": builder.chain,
-        "no_tool": builder.no_tool, "recovery": builder.recovery, "give_up": builder.give_up,
+        "single": builder.single,
+        "multi": builder.multi,
+        "chain": builder.chain,
+        "no_tool": builder.no_tool,
+        "recovery": builder.recovery,
+        "give_up": builder.give_up,
     }
     out: list[Trajectory] = []
     seen_queries: set[str] = set()

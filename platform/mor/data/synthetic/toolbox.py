@@ -30,7 +30,7 @@ class SyntheticToolbox:
         }
 
     @classmethod
-    def for_tools(cls, tools: Iterable[Tool | str]) -> "SyntheticToolbox":
+    def for_tools(cls, tools: Iterable[Tool | str]) -> SyntheticToolbox:
         """A toolbox holding the catalog tools of these names."""
         return cls(tool_def(tool if isinstance(tool, str) else tool.name) for tool in tools)
 

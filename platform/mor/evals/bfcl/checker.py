@@ -449,7 +449,7 @@ def _check_list_of_dicts(param: str, value: list[Any], acceptable: list[Any]) ->
                 f"Wrong number of dictionaries in the list for parameter {param!r}.",
             )
             continue
-        for element, expected_dict in zip(value, expected):
+        for element, expected_dict in zip(value, expected, strict=False):
             verdict = _check_dict(param, element, [expected_dict])
             if not verdict.passed:
                 break

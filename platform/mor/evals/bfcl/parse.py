@@ -167,7 +167,7 @@ def _python_value(node: ast.expr) -> Any:
     if isinstance(node, ast.Dict):
         if any(key is None for key in node.keys):
             raise ParseError("`**mapping` in a dict cannot be decoded")
-        return {_python_value(k): _python_value(v) for k, v in zip(node.keys, node.values)}  # type: ignore[arg-type]
+        return {_python_value(k): _python_value(v) for k, v in zip(node.keys, node.values, strict=False)}  # type: ignore[arg-type]
     if isinstance(node, ast.BinOp):
         return _arithmetic(node)  # upstream evaluates it: `2**10` gives 1024
     if isinstance(node, ast.Name):

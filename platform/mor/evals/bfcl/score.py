@@ -167,8 +167,14 @@ def score_results(
         row = by_id.get(item.id)
         if row is None:
             verdicts.append(
-                ItemResult(item.id, item.category, False, FailureReason.MISSING_RESULT, "missing_result",
-                           "The result file has no line for this item.")
+                ItemResult(
+                    item.id,
+                    item.category,
+                    False,
+                    FailureReason.MISSING_RESULT,
+                    "missing_result",
+                    "The result file has no line for this item.",
+                )
             )
             continue
         verdicts.append(score_item(item, row["result"], underscore_names=underscore_names))
