@@ -52,14 +52,10 @@ class MoRConfigError(ValueError):
     """A MoR configuration or model does not fit; the message names each field, its value, the rule and a fix."""
 
 
-class RoleConfig(BaseModel):
-    """One role's LoRA group: an optional shared LoRA plus `routed` LoRAs of which a router picks `top_k` per token."""
+class _CheckedModel(BaseModel):
+    """A frozen model whose construction raises `MoRConfigError` naming every bad field."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-    routed: int = Field(4, description=f"Number of routed LoRA experts in this role's group (0..{_MAX_ROUTED}).")
-    top_k: int = Field(3, description="Routed experts each token uses (1..routed); ignored when routed is 0.")
-    shared: bool = Field(True, description="Whether the group has a shared LoRA, gated per token by a sigmoid.")
 
     def __init__(self, **data: Any) -> None:
         """Check the values; raises `MoRConfigError` naming every bad field."""
@@ -71,6 +67,16 @@ class RoleConfig(BaseModel):
     # Marked as pydantic's own __init__ (as pydantic's RootModel does) so that, nested in another model such as a
     # job spec, validation does not call it and keeps one error per field with its full path (mor.roles.x.top_k).
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+
+class RoleConfig(_CheckedModel):
+    """One role's LoRA group: an optional shared LoRA plus `routed` LoRAs of which a router picks `top_k` per token."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    routed: int = Field(4, description=f"Number of routed LoRA experts in this role's group (0..{_MAX_ROUTED}).")
+    top_k: int = Field(3, description="Routed experts each token uses (1..routed); ignored when routed is 0.")
+    shared: bool = Field(True, description="Whether the group has a shared LoRA, gated per token by a sigmoid.")
 
     @field_validator("routed")
     @classmethod
@@ -113,7 +119,7 @@ def _paper_roles() -> dict[str, RoleConfig]:
     }
 
 
-class MoRConfig(BaseModel):
+class MoRConfig(_CheckedModel):
     """Mixture-of-Roles adapter settings; the defaults are the MoRAgent paper's.
 
     `roles` is ordered: role id `i` in `role_ids` means `role_names[i]`.
@@ -139,17 +145,6 @@ class MoRConfig(BaseModel):
             "Default: the paper's reasoner, executor and summarizer."
         ),
     )
-
-    def __init__(self, **data: Any) -> None:
-        """Check the values; raises `MoRConfigError` naming every bad field."""
-        try:
-            super().__init__(**data)
-        except ValidationError as error:
-            raise MoRConfigError(_format_validation_error(error)) from None
-
-    # Marked as pydantic's own __init__ (as pydantic's RootModel does) so that, nested in another model such as a
-    # job spec, validation does not call it and keeps one error per field with its full path (mor.roles.x.top_k).
-    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @classmethod
     def model_validate(cls, obj: Any, **kwargs: Any) -> MoRConfig:  # type: ignore[override]
