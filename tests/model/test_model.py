@@ -397,6 +397,7 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str, impl: 
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    ddp: DistributedDataParallel | None = None
     try:
         mor_model = _ddp_model(impl)
         ddp = DistributedDataParallel(mor_model)  # find_unused_parameters=False (the default)
@@ -407,6 +408,9 @@ def _ddp_worker(rank: int, world_size: int, init_file: str, out_dir: str, impl: 
             grads = {n: p.grad.clone() for n, p in mor_model.named_parameters() if p.requires_grad}
             torch.save(grads, f"{out_dir}/step{step}-rank{rank}.pt")
     finally:
+        # The reducer goes first, while the process group is still registered: a group destroyed by the reducer's
+        # deallocation joins gloo's worker thread holding the GIL that thread may need (the worker then hangs).
+        del ddp
         dist.destroy_process_group()
 
 
