@@ -9,7 +9,6 @@ from mor.registry import (
     RegistryError,
     TrackingSession,
     end_open_runs,
-    log_eval_summary,
     tracking_client,
 )
 from mor.settings import Settings
@@ -103,15 +102,12 @@ def test_end_open_runs_closes_runs_of_a_dead_job(mlflow_settings: Settings, uniq
     other.end()
 
 
-def test_eval_summary_goes_to_a_finished_run(mlflow_settings: Settings, unique_name: str) -> None:
+def test_a_summary_is_logged_under_its_prefix_without_nan(mlflow_settings: Settings, unique_name: str) -> None:
     with TrackingSession.start(mlflow_settings, experiment=unique_name) as session:
-        pass
-    logged = log_eval_summary(
-        mlflow_settings,
-        run_id=session.run_id,
-        suite="synthetic",
-        metrics={"function_accuracy": 0.75, "answer_accuracy": 0.5, "empty_category": float("nan")},
-    )
+        logged = session.log_summary(
+            {"function_accuracy": 0.75, "answer_accuracy": 0.5, "empty_category": float("nan")},
+            prefix="eval/synthetic",
+        )
     assert logged == {"eval/synthetic/function_accuracy": 0.75, "eval/synthetic/answer_accuracy": 0.5}
     metrics = tracking_client(mlflow_settings).get_run(session.run_id).data.metrics
     assert metrics["eval/synthetic/function_accuracy"] == 0.75

@@ -22,7 +22,7 @@ from mor.registry.layout import (
     write_agent_dir,
 )
 from mor.registry.params import MAX_PARAM_KEY_LENGTH, MAX_PARAM_VALUE_LENGTH, TRUNCATION_MARK, flatten_params
-from mor.registry.tracking import JOB_ID_TAG, RunEndStatus, TrackingSession, end_open_runs, log_eval_summary
+from mor.registry.tracking import JOB_ID_TAG, RunEndStatus, TrackingSession, end_open_runs
 
 __all__ = [
     "JOB_ID_TAG",
@@ -42,7 +42,6 @@ __all__ = [
     "experiment_artifact_location",
     "flatten_params",
     "get_or_create_experiment",
-    "log_eval_summary",
     "read_agent_dir",
     "register_agent",
     "resolve_model",

@@ -17,7 +17,7 @@ from mor.registry.errors import RegistryError
 from mor.registry.params import flatten_params, param_key
 from mor.settings import Settings
 
-__all__ = ["JOB_ID_TAG", "RunEndStatus", "TrackingSession", "end_open_runs", "log_eval_summary"]
+__all__ = ["JOB_ID_TAG", "RunEndStatus", "TrackingSession", "end_open_runs"]
 
 RunEndStatus = Literal["FINISHED", "FAILED", "KILLED"]
 JOB_ID_TAG = "mor.job_id"
@@ -141,7 +141,7 @@ class TrackingSession:
             self._client.log_batch(self._run_id, metrics=batch)
         self._last_flush = time.monotonic()
 
-    def log_summary(self, metrics: Mapping[str, float], *, prefix: str = "eval") -> dict[str, float]:
+    def log_summary(self, metrics: Mapping[str, float], *, prefix: str) -> dict[str, float]:
         """Log summary metrics (e.g. an eval suite's accuracies) as `<prefix>/<name>` at step 0, right away."""
         return _log_summary(self._client, self._run_id, metrics, prefix=prefix)
 
@@ -212,11 +212,6 @@ def end_open_runs(settings: Settings, *, job_id: str, status: RunEndStatus = "KI
         client.set_terminated(run.info.run_id, status=status)
         ended.append(run.info.run_id)
     return ended
-
-
-def log_eval_summary(settings: Settings, *, run_id: str, suite: str, metrics: Mapping[str, float]) -> dict[str, float]:
-    """Log an evaluation's summary metrics as `eval/<suite>/<name>` to run `run_id` (running or finished)."""
-    return _log_summary(tracking_client(settings), run_id, metrics, prefix=f"eval/{suite}")
 
 
 def _log_summary(client: MlflowClient, run_id: str, metrics: Mapping[str, float], *, prefix: str) -> dict[str, float]:
