@@ -11,9 +11,22 @@ import pytest
 if TYPE_CHECKING:
     from mor.evals.synthetic import SyntheticEvalResult
 
-__all__ = ["benchmarks_dir", "synthetic_result"]
+__all__ = ["benchmarks_dir", "shared_dataset", "synthetic_result"]
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def shared_dataset(name: str) -> Path:
+    """The data set sample `name` in ../shared/datasets beside the repository, read in place (never copied); skips
+    the test when absent, and fails it under CI=true where the samples must be."""
+    found = _DATASETS / name
+    if (found / "LICENSE.txt").is_file():
+        return found
+    message = f"data set sample not found at {found}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (CI has ../shared/datasets beside the clone)")
+    pytest.skip(message)
 
 
 def benchmarks_dir(needs: str = "bfcl") -> Path:

@@ -1,4 +1,11 @@
-"""The data set of a data spec: every source's trajectories, written once to a content-addressed cache directory."""
+"""The data set of a data spec: every source's trajectories, written once to a content-addressed cache directory.
+
+File sources (the readers of `mor.data.readers`) are split into train and held-out test by the spec's `seed` and
+`test_fraction` (by trajectory id, so adding a source does not move the others' items); the synthetic source
+splits itself. Records a reader could not use are written to `malformed.jsonl` with their file, position and
+reason, and counted per source in `report.json`; they never stop the job. Trajectories with no agent turn (e.g.
+ToolBench queries, which have no calls or answer yet) have nothing to learn from; they are counted, not used.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,12 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from mor.data.io import read_tools, read_trajectories, write_tools, write_trajectories
+from mor.data.readers import Malformed
 from mor.data.schema import Tool, Trajectory
 from mor.data.sources import read_source
 
@@ -25,6 +33,12 @@ class DataSpecLike(Protocol):
     @property
     def sources(self) -> Sequence[Any]: ...
 
+    @property
+    def test_fraction(self) -> float: ...
+
+    @property
+    def seed(self) -> int: ...
+
     def model_dump(self, *, mode: str) -> Mapping[str, Any]: ...
 
 
@@ -36,6 +50,12 @@ class DatasetFiles:
     tools: list[Tool]
     train: list[Trajectory]
     test: list[Trajectory]
+    report: dict[str, Any] = field(default_factory=dict)  # per source: trajectories, train, test, malformed
+
+    @property
+    def malformed(self) -> int:
+        """Records the sources could not use (their reasons are in `directory / "malformed.jsonl"`)."""
+        return sum(int(entry.get("malformed", 0)) for entry in self.report.get("sources", []))
 
 
 def _digest(payload: object) -> str:
@@ -50,18 +70,42 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
         tools: list[Tool] = []
         train: list[Trajectory] = []
         test: list[Trajectory] = []
+        malformed: list[Malformed] = []
+        report: dict[str, Any] = {"sources": []}
         for source in data.sources:
             for name, options in source.model_dump(mode="python").items():  # one field: the format's name
                 read = read_source(name, dict(options))
+                source_train, source_test = read.train, read.test
+                incomplete = 0
+                if name != "synthetic":
+                    usable = [t for t in read.train if any(not turn.is_context for turn in t.turns)]
+                    incomplete = len(read.train) - len(usable)
+                    source_train, source_test = _split(usable, data.test_fraction, data.seed)
                 tools.extend(read.tools)
-                train.extend(read.train)
-                test.extend(read.test)
+                train.extend(source_train)
+                test.extend(source_test)
+                malformed.extend(read.malformed)
+                report["sources"].append(
+                    {
+                        "format": name,
+                        "path": options.get("path"),
+                        "train": len(source_train),
+                        "test": len(source_test),
+                        "malformed": len(read.malformed),
+                        "without_agent_turns": incomplete,
+                        "malformed_reasons": _reason_counts(read.malformed),
+                    }
+                )
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=directory.parent))
         try:
             write_tools(staging / "tools.json", tools)
             write_trajectories(staging / "train.jsonl", train)
             write_trajectories(staging / "test.jsonl", test)
+            with (staging / "malformed.jsonl").open("w", encoding="utf-8") as handle:
+                for record in malformed:
+                    handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+            (staging / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
             (staging / "DONE").write_text("ok\n")
             try:
                 os.replace(staging, directory)
@@ -75,4 +119,25 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
         tools=read_tools(directory / "tools.json"),
         train=read_trajectories(directory / "train.jsonl"),
         test=read_trajectories(directory / "test.jsonl"),
+        report=json.loads((directory / "report.json").read_text()) if (directory / "report.json").is_file() else {},
     )
+
+
+def _split(
+    trajectories: list[Trajectory], test_fraction: float, seed: int
+) -> tuple[list[Trajectory], list[Trajectory]]:
+    """Train and held-out test by a seeded hash of each trajectory's id."""
+    train, test = [], []
+    for trajectory in trajectories:
+        digest = hashlib.sha256(f"{seed}:{trajectory.id}".encode()).digest()
+        (test if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else train).append(trajectory)
+    return train, test
+
+
+def _reason_counts(malformed: Sequence[Malformed], most: int = 10) -> dict[str, int]:
+    """How often each reason occurs (the `most` commonest), its details after the first colon dropped."""
+    counts: dict[str, int] = {}
+    for record in malformed:
+        key = record.reason.split(": ", 1)[0][:120]
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1])[:most])

@@ -1,8 +1,8 @@
-"""Extension point for data sources: each source turns its own format into unified trajectories.
+"""Data sources: each turns its own format into unified trajectories, named as in a spec's `data.sources`.
 
-A source is a callable taking its options (from the spec) and returning a `SourceData`. The synthetic generator is
-registered here; readers of public data (ToolBench, glaive-function-calling, ToolACE, xLAM, OpenAI messages) plug
-in the same way: `register_source("glaive", read_glaive)` where `read_glaive(path=..., ...) -> SourceData`.
+A source is a callable taking its options (from the spec) and returning a `SourceData`. Registered here: the
+synthetic generator, and every reader of `mor.data.readers` (options: `path`, an optional `limit`, and the
+reader's own); `register_source` adds more.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mor.data.readers import READERS, Malformed, read
 from mor.data.schema import Tool, Trajectory
 from mor.data.synthetic import generate_synthetic
 
@@ -24,6 +25,7 @@ class SourceData:
     tools: list[Tool] = field(default_factory=list)
     train: list[Trajectory] = field(default_factory=list)
     test: list[Trajectory] = field(default_factory=list)
+    malformed: list[Malformed] = field(default_factory=list)  # records the source could not use, with reasons
 
 
 class Source(Protocol):
@@ -37,7 +39,24 @@ def _synthetic(**options: Any) -> SourceData:
     return SourceData(tools=dataset.tools, train=dataset.train, test=dataset.test)
 
 
-_SOURCES: dict[str, Source] = {"synthetic": _synthetic}
+def _file_source(name: str) -> Source:
+    """The source of reader `name`: every trajectory of `path` (up to `limit`) in train, malformed records apart."""
+
+    def read_file_source(*, path: str, limit: int | None = None, **options: Any) -> SourceData:
+        data = SourceData()
+        for record in read(name, path, **{key: value for key, value in options.items() if value is not None}):
+            if isinstance(record, Malformed):
+                data.malformed.append(record)
+                continue
+            data.train.append(record)
+            if limit is not None and len(data.train) >= limit:
+                break
+        return data
+
+    return read_file_source
+
+
+_SOURCES: dict[str, Source] = {"synthetic": _synthetic, **{name: _file_source(name) for name in READERS}}
 
 
 def register_source(name: str, source: Source) -> None:

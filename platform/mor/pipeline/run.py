@@ -112,6 +112,7 @@ def run_train_job(
         {
             "train_trajectories": len(prepared.dataset.train),
             "test_trajectories": len(prepared.dataset.test),
+            "malformed_records": prepared.dataset.malformed,
             "samples": prepared.samples,
         },
     )
@@ -125,8 +126,11 @@ def run_train_job(
                     "data.samples": prepared.samples,
                     "data.fit": prepared.fit_summary,
                     "data.dataset_dir": str(prepared.dataset.directory),
+                    "data.malformed_records": prepared.dataset.malformed,
                 }
             )
+            if (prepared.dataset.directory / "report.json").is_file():
+                session.log_artifact(prepared.dataset.directory / "report.json", "data")
             adapter_dir, final_loss, steps, seconds = _train(spec, prepared, settings, session, progress)
             summary = JobSummary(
                 job_name=spec.name,

@@ -64,6 +64,9 @@ def _describe(error: ValidationError, data: dict[str, Any]) -> list[str]:
         # base_model.hub.dtype → base_model.dtype.
         if len(loc) >= 3 and loc[0] == "base_model" and loc[1] in ("builtin", "path", "hub"):
             loc = [loc[0], *loc[2:]]
+        # Data sources are tagged by their format, which is also their one key: sources.0.xlam.xlam → sources.0.xlam.
+        if len(loc) >= 5 and loc[:2] == ["data", "sources"] and loc[3] == loc[4]:
+            loc = [*loc[:3], *loc[4:]]
         if item["type"] == "union_tag_invalid":
             loc = ["kind"]
         field = ".".join(loc) or "(top level)"

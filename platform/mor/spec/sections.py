@@ -3,6 +3,7 @@ jobs/README.md is generated from the JSON schema)."""
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,6 +30,8 @@ __all__ = [
     "SyntheticSource",
     "DataSource",
     "DataSpec",
+    "FileSourceParams",
+    "SOURCE_FORMATS",
     "LossSpec",
     "MoRSpec",
     "TrainSpec",
@@ -133,11 +136,140 @@ class SyntheticSource(StrictModel):
     )
 
 
-DataSource = SyntheticSource
+class FileSourceParams(StrictModel):
+    path: str = Field(
+        min_length=1,
+        description="A file, a directory (searched for .json/.jsonl) or a glob pattern; relative paths are resolved "
+        "against the spec file's directory.",
+    )
+    limit: int | None = Field(default=None, ge=1, description="Read at most this many trajectories from the source.")
+
+    @field_validator("path")
+    @classmethod
+    def _path_matches(cls, value: str, info: ValidationInfo) -> str:
+        spec_dir = (info.context or {}).get("spec_dir")
+        given = Path(value).expanduser()
+        resolved = given if given.is_absolute() or spec_dir is None else Path(spec_dir) / given
+        if not (resolved.exists() or glob.glob(str(resolved), recursive=True)):
+            raise ValueError(
+                f"got {value!r}, which names no file, directory or glob match (resolved to {resolved}); "
+                "e.g. path: data/glaive_toolcall_en.json"
+            )
+        return str(resolved.resolve()) if resolved.exists() else str(resolved)
+
+
+class ToolBenchParams(FileSourceParams):
+    kind: Literal["auto", "answer", "toolllama", "query", "tool"] = Field(
+        default="auto", description="Which ToolBench record type to read (auto: decided per record)."
+    )
+    tools_dir: str | None = Field(
+        default=None, description="ToolBench's toolenv/tools folder (descriptions and parameters of query tools)."
+    )
+    include_give_up: bool = Field(default=True, description="Keep answers that end in give_up_and_restart.")
+    all_steps: bool = Field(default=False, description="Read every step record of ToolLLaMA SFT files.")
+
+
+class ShareGPTParams(FileSourceParams):
+    columns: dict[str, str | None] | None = Field(
+        default=None,
+        description="LLaMA-Factory column and tag names (messages, system, tools, role_tag, content_tag, user_tag, "
+        "assistant_tag, observation_tag, function_tag, system_tag) where they differ from the defaults.",
+    )
+
+
+class ToolACEParams(FileSourceParams):
+    system_prompt: Literal["without_tools", "keep", "drop"] = Field(
+        default="drop",
+        description="ToolACE's system prompt: drop it (default: it asks for its own call syntax, which the role "
+        "prompts replace), keep it without the tool list, or keep it whole.",
+    )
+
+
+class ToolBenchSource(StrictModel):
+    toolbench: ToolBenchParams = Field(description="ToolBench answer trees, ToolLLaMA SFT data, queries or tools.")
+
+
+class GlaiveSource(StrictModel):
+    glaive: FileSourceParams = Field(
+        description="glaive-function-calling-v2 in its raw SYSTEM/USER/ASSISTANT text form."
+    )
+
+
+class ShareGPTSource(StrictModel):
+    sharegpt: ShareGPTParams = Field(
+        description="LLaMA-Factory sharegpt with function_call / observation turns (e.g. its glaive_toolcall data)."
+    )
+
+
+class OpenAIMessagesSource(StrictModel):
+    openai_messages: FileSourceParams = Field(
+        description="OpenAI chat messages with tools, tool_calls and tool messages (e.g. exported logs)."
+    )
+
+
+class TypedMessagesSource(StrictModel):
+    typed_messages: FileSourceParams = Field(
+        description="LLaMA-Factory typed-content messages (text, reasoning and tool_call parts)."
+    )
+
+
+class ToolACESource(StrictModel):
+    toolace: ToolACEParams = Field(description="ToolACE: tools in the system prompt, [Func(arg=value)] calls.")
+
+
+class XLAMSource(StrictModel):
+    xlam: FileSourceParams = Field(description="APIGen / xLAM function calling: query, tools and answers.")
+
+
+#: Each data source is a mapping with one key: the format's name.
+SOURCE_FORMATS: dict[str, type[StrictModel]] = {
+    "synthetic": SyntheticSource,
+    "toolbench": ToolBenchSource,
+    "glaive": GlaiveSource,
+    "sharegpt": ShareGPTSource,
+    "openai_messages": OpenAIMessagesSource,
+    "typed_messages": TypedMessagesSource,
+    "toolace": ToolACESource,
+    "xlam": XLAMSource,
+}
+
+
+def _source_format(value: Any) -> str | None:
+    if isinstance(value, dict):
+        keys = [key for key in SOURCE_FORMATS if key in value]
+        return keys[0] if len(keys) == 1 and len(value) == 1 else None
+    return next((name for name, cls in SOURCE_FORMATS.items() if isinstance(value, cls)), None)
+
+
+DataSource = Annotated[
+    Annotated[SyntheticSource, Tag("synthetic")]
+    | Annotated[ToolBenchSource, Tag("toolbench")]
+    | Annotated[GlaiveSource, Tag("glaive")]
+    | Annotated[ShareGPTSource, Tag("sharegpt")]
+    | Annotated[OpenAIMessagesSource, Tag("openai_messages")]
+    | Annotated[TypedMessagesSource, Tag("typed_messages")]
+    | Annotated[ToolACESource, Tag("toolace")]
+    | Annotated[XLAMSource, Tag("xlam")],
+    Discriminator(
+        _source_format,
+        custom_error_type="data_source_format",
+        custom_error_message="each source is a mapping with exactly one key, its format: "
+        + ", ".join(SOURCE_FORMATS)
+        + "; e.g. - sharegpt: {path: data/glaive_toolcall_en.json}",
+    ),
+]
 
 
 class DataSpec(StrictModel):
     sources: list[DataSource] = Field(min_length=1, description="Where training trajectories come from.")
+    test_fraction: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=0.9,
+        description="Share of the file sources' trajectories held out for evaluation (the synthetic source splits "
+        "by its own test_fraction).",
+    )
+    seed: int = Field(default=0, description="Seed of the file sources' train / held-out split.")
 
 
 class LossSpec(StrictModel):

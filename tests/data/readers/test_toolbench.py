@@ -4,7 +4,6 @@ malformed records written here."""
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ import pytest
 from mor.data import Trajectory, render_text
 from mor.data.readers import Malformed, read
 from mor.data.readers.toolbench import read_toolbench
+from mor_testing import shared_dataset
 
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "toolbench"
 ANSWER_57 = "data_example/answer/G1_answer/57_ChatGPT_DFS_woFilter_w2.json"
 RAW_82217 = "data/toolllama/raw_answer/G1_demo/82217_ChatGPT_DFS_woFilter_w2.json"
 PROCESSED = "data/toolllama/processed_answer/G1_demo_DFS_woFilter_w2.json"
@@ -29,13 +28,7 @@ QUOTE_FUNCTIONS = ["love_quote_for_olato_quotes", "success_quote_for_olato_quote
 
 @pytest.fixture(scope="module")
 def toolbench() -> Path:
-    """The ToolBench samples beside the repository; skips when absent, fails under CI=true where they must be."""
-    if (SHARED / "LICENSE.txt").is_file():
-        return SHARED
-    message = f"ToolBench samples not found at {SHARED}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
+    return shared_dataset("toolbench")
 
 
 def trajectories(path: Path, **options: Any) -> list[Trajectory]:
