@@ -173,7 +173,7 @@ def normalise_parameters(parameters: Any) -> dict[str, Any]:
         return {"type": "object", "properties": properties, **({"required": required} if required else {})}
     if not isinstance(parameters, Mapping):
         raise ValueError(f"parameters: got {type(parameters).__name__}, expected a JSON Schema object or a map")
-    if "properties" in parameters or parameters.get("type") in ("object", "dict"):
+    if _is_json_schema(parameters):
         properties = {name: _property(spec) for name, spec in dict(parameters.get("properties") or {}).items()}
         schema: dict[str, Any] = {"type": "object", "properties": properties}
         required = [name for name in parameters.get("required") or [] if name in properties]
@@ -190,6 +190,14 @@ def normalise_parameters(parameters: Any) -> dict[str, Any]:
         if "default" not in spec and "optional" not in str(spec.get("type", "")).lower():
             required.append(str(name))
     return {"type": "object", "properties": properties, **({"required": required} if required else {})}
+
+
+def _is_json_schema(parameters: Mapping[str, Any]) -> bool:
+    """A JSON Schema object, not xLAM's name -> spec map (where a parameter may itself be named `properties`)."""
+    if parameters.get("type") in ("object", "dict"):
+        return True
+    properties = parameters.get("properties")
+    return isinstance(properties, Mapping) and not isinstance(properties.get("type"), str)
 
 
 def _property(spec: Any) -> dict[str, Any]:
@@ -209,4 +217,6 @@ def _property(spec: Any) -> dict[str, Any]:
         out["items"] = _property(spec["items"])
     if isinstance(spec.get("properties"), Mapping):
         out["properties"] = {name: _property(sub) for name, sub in spec["properties"].items()}
+        if isinstance(spec.get("required"), list):
+            out["required"] = [name for name in spec["required"] if name in out["properties"]]
     return out
