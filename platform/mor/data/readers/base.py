@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import glob
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mor.data.schema import Tool
 
 __all__ = [
     "DATA_SUFFIXES",
@@ -31,6 +33,7 @@ __all__ = [
     "expand_paths",
     "iter_json_records",
     "normalise_parameters",
+    "parse_tools",
 ]
 
 #: File suffixes a directory is searched for.
@@ -220,3 +223,41 @@ def _property(spec: Any) -> dict[str, Any]:
         if isinstance(spec.get("required"), list):
             out["required"] = [name for name in spec["required"] if name in out["properties"]]
     return out
+
+
+def parse_tools(
+    value: Any, *, where: str = "tools", parameters: Callable[[Any], dict[str, Any]] | None = None
+) -> list[Tool]:
+    """Tools from a list (or a JSON string of a list) of functions, bare (`{"name", "description", "parameters"}`)
+    or OpenAI entries (`{"type": "function", "function": {...}}`); parameters normalised to JSON Schema by
+    `parameters` (default `normalise_parameters`)."""
+    normalise = parameters or normalise_parameters
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list):
+        raise ValueError(f"{where}: got {type(value).__name__}, expected a list of functions")
+    tools = []
+    for index, entry in enumerate(value):
+        function = (
+            entry["function"] if isinstance(entry, Mapping) and isinstance(entry.get("function"), Mapping) else entry
+        )
+        name = function.get("name") if isinstance(function, Mapping) else None
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"{where}[{index}]: expected an object with a name, got {str(entry)[:80]!r}")
+        description = function.get("description") or ""
+        if not isinstance(description, str):
+            kind = type(description).__name__
+            raise ValueError(f"{where}[{index}] ({name}).description: expected a string, got {kind}")
+        try:
+            schema = normalise(function.get("parameters"))
+        except ValueError as error:
+            raise ValueError(f"{where}[{index}] ({name}).{error}") from None
+        tools.append(Tool(name=name, description=description, parameters=schema))
+    return tools

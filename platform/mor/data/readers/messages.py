@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from mor.data.readers.base import Malformed, Record, expand_paths, iter_json_records, normalise_parameters
+from mor.data.readers.base import Malformed, Record, expand_paths, iter_json_records, parse_tools
 from mor.data.schema import Tool, ToolCall, Trajectory, TrajectoryMeta, Turn
 
 __all__ = [
@@ -101,38 +101,6 @@ def _reason(error: Exception) -> str:
             for problem in error.errors()
         )
     return str(error)
-
-
-def parse_tools(value: Any, *, where: str = "tools") -> list[Tool]:
-    """Tools from a list (or a JSON string of a list) of functions, bare (`{"name", "description", "parameters"}`)
-    or OpenAI entries (`{"type": "function", "function": {...}}`); parameters normalised to JSON Schema."""
-    if value is None or value == "":
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
-    if isinstance(value, Mapping):
-        value = [value]
-    if not isinstance(value, list):
-        raise ValueError(f"{where}: got {type(value).__name__}, expected a list of functions")
-    tools = []
-    for index, entry in enumerate(value):
-        if not isinstance(entry, Mapping):
-            raise ValueError(f"{where}[{index}]: got {entry!r:.80}, expected a function object")
-        function = entry["function"] if isinstance(entry.get("function"), Mapping) else entry
-        name = function.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError(
-                f"{where}[{index}]: a function without a name; expected {{'name': ..., 'parameters': ...}}"
-            )
-        try:
-            parameters = normalise_parameters(function.get("parameters"))
-        except ValueError as error:
-            raise ValueError(f"{where}[{index}] ({name}): {error}") from None
-        tools.append(Tool(name=name, description=str(function.get("description") or ""), parameters=parameters))
-    return tools
 
 
 def _call(raw: Any, where: str) -> tuple[str | None, str, dict[str, Any]]:

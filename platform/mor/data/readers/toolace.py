@@ -38,8 +38,8 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from mor.data.readers.base import Malformed, expand_paths, iter_json_records, normalise_parameters
-from mor.data.schema import Tool, ToolCall, Trajectory, TrajectoryMeta, Turn
+from mor.data.readers.base import Malformed, expand_paths, iter_json_records, parse_tools
+from mor.data.schema import ToolCall, Trajectory, TrajectoryMeta, Turn
 
 __all__ = ["SOURCE", "CallSyntaxError", "SystemPrompt", "parse_call_list", "read_toolace"]
 
@@ -92,7 +92,7 @@ def _trajectory(record: Any, file: Path, position: str, system_prompt: SystemPro
         raise ValueError("conversations: missing, empty or not a list of {'from': ..., 'value': ...}")
 
     listed, (start, end) = _tool_list(system)
-    tools = [_tool(entry, index) for index, entry in enumerate(listed)]
+    tools = parse_tools(listed)
     names = {tool.name for tool in tools}
 
     turns: list[Turn] = []
@@ -178,20 +178,6 @@ def _tool_list(system: str) -> tuple[list[Any], tuple[int, int]]:
         "system: no JSON list of functions found; expected one after 'Here is a list of functions in JSON format "
         f"that you can invoke:'{problem}"
     )
-
-
-def _tool(entry: Any, index: int) -> Tool:
-    name = entry.get("name") if isinstance(entry, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"tools[{index}]: expected an object with a name, got {str(entry)[:80]!r}")
-    description = entry.get("description") or ""
-    if not isinstance(description, str):
-        raise ValueError(f"tools[{index}] ({name}).description: expected a string, got {type(description).__name__}")
-    try:
-        parameters = normalise_parameters(entry.get("parameters"))
-    except ValueError as error:
-        raise ValueError(f"tools[{index}] ({name}).{error}") from None
-    return Tool(name=name, description=description, parameters=parameters)
 
 
 def _results(value: str, awaiting: int, where: str) -> list[tuple[str | None, str]]:

@@ -32,8 +32,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mor.data.readers.base import Malformed, expand_paths, iter_json_records, normalise_parameters
-from mor.data.schema import Tool, ToolCall, Trajectory, TrajectoryMeta, Turn
+from mor.data.readers.base import Malformed, expand_paths, iter_json_records, normalise_parameters, parse_tools
+from mor.data.schema import ToolCall, Trajectory, TrajectoryMeta, Turn
 
 __all__ = ["MISSING", "SOURCE", "read_xlam", "xlam_parameters"]
 
@@ -66,7 +66,7 @@ def _trajectory(record: Any, file: Path, position: str) -> Trajectory:
     query = record.get("query")
     if not isinstance(query, str) or not query.strip():
         raise ValueError("query: missing, empty or not a string")
-    tools = [_tool(entry, index) for index, entry in enumerate(_json_list(record, "tools"))]
+    tools = parse_tools(_json_list(record, "tools"), parameters=xlam_parameters)
     answers = _json_list(record, "answers")
     if not answers:
         raise ValueError("answers: an empty list; an xLAM record without calls has nothing to learn")
@@ -96,20 +96,6 @@ def _json_list(record: dict[str, Any], key: str) -> list[Any]:
     if not isinstance(value, list):
         raise ValueError(f"{key}: expected a JSON list, got {type(value).__name__}")
     return value
-
-
-def _tool(entry: Any, index: int) -> Tool:
-    name = entry.get("name") if isinstance(entry, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"tools[{index}]: expected an object with a name, got {str(entry)[:80]!r}")
-    description = entry.get("description") or ""
-    if not isinstance(description, str):
-        raise ValueError(f"tools[{index}] ({name}).description: expected a string, got {type(description).__name__}")
-    try:
-        parameters = xlam_parameters(entry.get("parameters"))
-    except ValueError as error:
-        raise ValueError(f"tools[{index}] ({name}).{error}") from None
-    return Tool(name=name, description=description, parameters=parameters)
 
 
 def _call(answer: Any, index: int) -> ToolCall:
