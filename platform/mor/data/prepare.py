@@ -3,7 +3,9 @@
 File sources (the readers of `mor.data.readers`) are split into train and held-out test by the spec's `seed` and
 `test_fraction` (by trajectory id, so adding a source does not move the others' items); the synthetic source
 splits itself. Records a reader could not use are written to `malformed.jsonl` with their file, position and
-reason, and counted per source in `report.json`; they never stop the job. Trajectories with no agent turn (e.g.
+reason, and counted per source in `report.json`; they never stop the job. Unless `verify` is off, file-source
+trajectories failing the rule checks of `mor.data.verify` are dropped and listed with their reasons in
+`dropped.jsonl`. Trajectories with no agent turn (e.g.
 ToolBench queries, which have no calls or answer yet) have nothing to learn from; they are counted, not used.
 """
 
@@ -23,6 +25,7 @@ from mor.data.io import read_tools, read_trajectories, write_tools, write_trajec
 from mor.data.readers import Malformed
 from mor.data.schema import Tool, Trajectory
 from mor.data.sources import read_source
+from mor.data.verify import Dropped, verify_all
 
 __all__ = ["DataSpecLike", "DatasetFiles", "prepare_dataset"]
 
@@ -38,6 +41,12 @@ class DataSpecLike(Protocol):
 
     @property
     def seed(self) -> int: ...
+
+    @property
+    def verify(self) -> bool: ...
+
+    @property
+    def verify_ignore(self) -> Sequence[str]: ...
 
     def model_dump(self, *, mode: str) -> Mapping[str, Any]: ...
 
@@ -71,15 +80,22 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
         train: list[Trajectory] = []
         test: list[Trajectory] = []
         malformed: list[Malformed] = []
+        rejected: list[Dropped] = []
         report: dict[str, Any] = {"sources": []}
         for source in data.sources:
             for name, options in source.model_dump(mode="python").items():  # one field: the format's name
                 read = read_source(name, dict(options))
                 source_train, source_test = read.train, read.test
                 incomplete = 0
+                verification: dict[str, Any] = {}
                 if name != "synthetic":
                     usable = [t for t in read.train if any(not turn.is_context for turn in t.turns)]
                     incomplete = len(read.train) - len(usable)
+                    if data.verify:
+                        checked = verify_all(usable, ignore=data.verify_ignore)
+                        usable = checked.kept
+                        rejected.extend(checked.dropped)
+                        verification = {"dropped": len(checked.dropped), "problems": checked.problem_counts()}
                     source_train, source_test = _split(usable, data.test_fraction, data.seed)
                 tools.extend(read.tools)
                 train.extend(source_train)
@@ -93,6 +109,7 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
                         "test": len(source_test),
                         "malformed": len(read.malformed),
                         "without_agent_turns": incomplete,
+                        "failed_verification": verification,
                         "malformed_reasons": _reason_counts(read.malformed),
                     }
                 )
@@ -105,6 +122,15 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
             with (staging / "malformed.jsonl").open("w", encoding="utf-8") as handle:
                 for record in malformed:
                     handle.write(json.dumps(asdict(record), ensure_ascii=False) + "\n")
+            with (staging / "dropped.jsonl").open("w", encoding="utf-8") as handle:
+                for item in rejected:
+                    row = {
+                        "id": item.trajectory.id,
+                        "origin": getattr(item.trajectory.metadata, "origin", None),
+                        "reasons": [str(problem) for problem in item.problems],
+                        "codes": item.codes,
+                    }
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             (staging / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
             (staging / "DONE").write_text("ok\n")
             try:

@@ -3,16 +3,19 @@ samples."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mor.base import load_base
 from mor.data import fit_samples, render, render_text
 from mor.data.prepare import DatasetFiles, prepare_dataset
-from mor.spec import TrainJobSpec
+from mor.evals.contamination import ContaminationError, build_index, decontaminate
+from mor.spec import DecontaminateSpec, TrainJobSpec
 
 __all__ = ["PreparedData", "prepare_training"]
 
@@ -27,15 +30,23 @@ class PreparedData:
     pad_token_id: int
     samples: int
     fit_summary: str
+    decontamination: dict[str, Any] | None = None  # what `data.decontaminate` dropped, when set
 
 
 def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare_training(spec: TrainJobSpec, cache_dir: Path) -> PreparedData:
-    """Data set, base model directory (built or resolved) and encoded training samples for a train spec."""
+def prepare_training(spec: TrainJobSpec, cache_dir: Path, *, benchmarks_dir: Path | None = None) -> PreparedData:
+    """Data set, base model directory (built or resolved) and encoded training samples for a train spec.
+
+    With `data.decontaminate`, training items whose query copies an evaluation item (from `benchmarks_dir`, and
+    the held-out set) are dropped first.
+    """
     dataset = prepare_dataset(spec.data, cache_dir)
+    decontamination = None
+    if spec.data.decontaminate is not None:
+        dataset, decontamination = _decontaminate(dataset, spec.data.decontaminate, benchmarks_dir)
     roles = list(spec.mor.roles)
     texts = [render_text(trajectory) for trajectory in dataset.train]
     model, tokenizer = load_base(spec.base_model, cache_dir=cache_dir, texts=texts, roles=roles)
@@ -76,4 +87,32 @@ def prepare_training(spec: TrainJobSpec, cache_dir: Path) -> PreparedData:
         pad_token_id=int(pad),
         samples=len(encoded),
         fit_summary=report.summary(),
+        decontamination=decontamination,
     )
+
+
+def _decontaminate(
+    dataset: DatasetFiles, settings: DecontaminateSpec, benchmarks_dir: Path | None
+) -> tuple[DatasetFiles, dict[str, Any]]:
+    """The data set without training items that copy an evaluation item, and the report of what was dropped."""
+    wants_benchmarks = settings.bfcl != [] or settings.stabletoolbench != []
+    if wants_benchmarks and benchmarks_dir is None:
+        raise ValueError(
+            "data.decontaminate: checking against BFCL and StableToolBench needs their data; set MOR_BENCHMARKS_DIR "
+            "to the directory holding bfcl/ and stabletoolbench/ (or give bfcl: [] and stabletoolbench: [] to "
+            "check against the held-out set only)"
+        )
+    try:
+        index = build_index(
+            benchmarks_dir if wants_benchmarks else None,
+            bfcl=settings.bfcl,
+            stabletoolbench=settings.stabletoolbench,
+            held_out=dataset.test if settings.held_out else (),
+            n=settings.ngram,
+            threshold=settings.threshold,
+        )
+    except ContaminationError as error:
+        raise ValueError(f"data.decontaminate: {error}") from None
+    kept, dropped, report = decontaminate(dataset.train, index)
+    summary = {**report.to_dict(), "items": [{"id": d.trajectory.id, **d.match.to_dict()} for d in dropped]}
+    return dataclasses.replace(dataset, train=kept), summary

@@ -104,7 +104,7 @@ def run_train_job(
     """Run every stage of a train job on the connected Ray cluster."""
     progress = progress or ProgressReporter()
     progress.report("data", 0, 1)
-    prepared = prepare_training(spec, settings.cache_dir)
+    prepared = prepare_training(spec, settings.cache_dir, benchmarks_dir=settings.benchmarks_dir)
     progress.report(
         "data",
         1,
@@ -113,6 +113,7 @@ def run_train_job(
             "train_trajectories": len(prepared.dataset.train),
             "test_trajectories": len(prepared.dataset.test),
             "malformed_records": prepared.dataset.malformed,
+            "decontaminated": (prepared.decontamination or {}).get("dropped", 0),
             "samples": prepared.samples,
         },
     )
@@ -129,8 +130,11 @@ def run_train_job(
                     "data.malformed_records": prepared.dataset.malformed,
                 }
             )
-            if (prepared.dataset.directory / "report.json").is_file():
-                session.log_artifact(prepared.dataset.directory / "report.json", "data")
+            for report in ("report.json", "dropped.jsonl", "malformed.jsonl"):
+                if (prepared.dataset.directory / report).is_file():
+                    session.log_artifact(prepared.dataset.directory / report, "data")
+            if prepared.decontamination is not None:
+                session.log_text(json.dumps(prepared.decontamination, indent=2), "data/decontamination.json")
             adapter_dir, final_loss, steps, seconds = _train(spec, prepared, settings, session, progress)
             summary = JobSummary(
                 job_name=spec.name,

@@ -5,6 +5,7 @@ from mor.spec.load import SpecError, load_spec, parse_spec
 from mor.spec.sections import (
     BuiltinBase,
     DataSpec,
+    DecontaminateSpec,
     EvalSpec,
     HubBase,
     LossSpec,
@@ -20,6 +21,7 @@ __all__ = [
     "BuiltinBase",
     "DataJobSpec",
     "DataSpec",
+    "DecontaminateSpec",
     "EvalSpec",
     "HubBase",
     "JobSpec",

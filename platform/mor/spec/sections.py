@@ -30,6 +30,7 @@ __all__ = [
     "SyntheticSource",
     "DataSource",
     "DataSpec",
+    "DecontaminateSpec",
     "FileSourceParams",
     "SOURCE_FORMATS",
     "LossSpec",
@@ -260,8 +261,40 @@ DataSource = Annotated[
 ]
 
 
+class DecontaminateSpec(StrictModel):
+    bfcl: list[str] | None = Field(
+        default=None,
+        description="BFCL categories whose questions no training query may copy (all when omitted; [] for none).",
+    )
+    stabletoolbench: list[str] | None = Field(
+        default=None, description="StableToolBench groups likewise (all when omitted; [] for none)."
+    )
+    held_out: bool = Field(default=True, description="Also drop training queries that copy this job's held-out set.")
+    ngram: int = Field(default=8, ge=2, le=32, description="Word n-gram length of the overlap check.")
+    threshold: float = Field(
+        default=0.5,
+        ge=0.0,
+        lt=1.0,
+        description="Drop a training query when more than this share of its n-grams occurs in one evaluation item.",
+    )
+
+
 class DataSpec(StrictModel):
     sources: list[DataSource] = Field(min_length=1, description="Where training trajectories come from.")
+    verify: bool = Field(
+        default=True,
+        description="Drop file-source trajectories whose calls break their tools' schemas, call unknown functions, "
+        "or whose observations answer no call (mor.data.verify); each dropped item keeps its reasons.",
+    )
+    verify_ignore: list[str] = Field(
+        default_factory=list,
+        description="Verification checks that neither drop nor count, e.g. [call_not_in_thought].",
+    )
+    decontaminate: DecontaminateSpec | None = Field(
+        default=None,
+        description="Drop training items whose query copies an evaluation item (BFCL and StableToolBench data from "
+        "the benchmarks directory, MOR_BENCHMARKS_DIR, and the held-out set).",
+    )
     test_fraction: float = Field(
         default=0.1,
         ge=0.0,
