@@ -71,9 +71,12 @@ def test_file_sources_are_read_split_and_reported(tmp_path: Path) -> None:
     spec = _spec(sources, tmp_path, "  test_fraction: 0.25\n  seed: 3\n")
     dataset = prepare_dataset(spec.data, tmp_path / "cache")
     by_format = {entry["format"]: entry for entry in dataset.report["sources"]}
-    assert by_format["sharegpt"]["train"] + by_format["sharegpt"]["test"] == 120
-    assert 15 <= by_format["sharegpt"]["test"] <= 45  # a quarter, give or take
-    assert by_format["openai_messages"]["train"] + by_format["openai_messages"]["test"] == 2
+    sharegpt = by_format["sharegpt"]
+    used = sharegpt["train"] + sharegpt["test"]
+    assert used + sharegpt["duplicates"] + sharegpt["failed_verification"]["dropped"] == 120 and used > 100
+    assert 0.15 * used <= sharegpt["test"] <= 0.35 * used  # a quarter, give or take
+    chats = by_format["openai_messages"]
+    assert chats["train"] + chats["test"] == 1 and chats["duplicates"] == 1  # the same chat twice
     assert by_format["openai_messages"]["malformed"] == 2 and dataset.malformed == 2
     assert by_format["synthetic"]["train"] + by_format["synthetic"]["test"] == 30
     rows = [json.loads(line) for line in (dataset.directory / "malformed.jsonl").read_text().splitlines()]
@@ -83,7 +86,7 @@ def test_file_sources_are_read_split_and_reported(tmp_path: Path) -> None:
     ]
     assert "not valid JSON" in rows[0]["reason"] and rows[1]["reason"]
     ids = [t.id for t in dataset.train + dataset.test]
-    assert len(ids) == len(set(ids)) == 152
+    assert len(ids) == len(set(ids)) == used + 1 + 30
     assert {t.metadata.source for t in dataset.train} == {"sharegpt", "openai_messages", "synthetic"}
     for trajectory in dataset.train[:50]:
         render_text(trajectory)
@@ -114,3 +117,26 @@ def test_trajectories_without_agent_turns_are_counted_not_used(tmp_path: Path) -
 def test_bad_file_sources_name_the_field(tmp_path: Path, source: str, message: str) -> None:
     with pytest.raises(ValueError, match=message.replace(".", r"\.").replace("(", r"\(")):
         _spec(source, tmp_path)
+
+
+def test_weights_repeat_or_thin_a_source_and_duplicates_across_sources_are_dropped(tmp_path: Path) -> None:
+    glaive = shared_dataset("glaive-function-calling-v2") / "glaive_toolcall_en_demo.json"
+    sources = (
+        f"    - sharegpt: {{path: {glaive}, limit: 100, weight: 2.0}}\n"
+        f"    - sharegpt: {{path: {glaive}, limit: 40, weight: 0.5}}\n"
+    )
+    dataset = prepare_dataset(_spec(sources, tmp_path, "  test_fraction: 0.2\n").data, tmp_path / "cache")
+    first, second = dataset.report["sources"]
+    assert second["duplicates"] == 40 and second["train"] == second["test"] == 0  # all already in the first
+    unique = 100 - first["duplicates"] - first["failed_verification"]["dropped"]
+    assert first["train"] == 2 * (unique - first["test"])
+    ids = [t.id for t in dataset.train]
+    assert len(ids) == len(set(ids)) and sum(i.endswith("#1") for i in ids) == first["train"] // 2
+
+    thinned = prepare_dataset(
+        _spec(f"    - sharegpt: {{path: {glaive}, weight: 0.5}}\n", tmp_path, "  test_fraction: 0.0\n").data,
+        tmp_path / "cache",
+    )
+    (entry,) = thinned.report["sources"]
+    kept = 300 - entry["duplicates"] - entry["failed_verification"]["dropped"]
+    assert 0.35 * kept < entry["train"] < 0.65 * kept

@@ -1,12 +1,17 @@
 """The data set of a data spec: every source's trajectories, written once to a content-addressed cache directory.
 
-File sources (the readers of `mor.data.readers`) are split into train and held-out test by the spec's `seed` and
-`test_fraction` (by trajectory id, so adding a source does not move the others' items); the synthetic source
-splits itself. Records a reader could not use are written to `malformed.jsonl` with their file, position and
-reason, and counted per source in `report.json`; they never stop the job. Unless `verify` is off, file-source
-trajectories failing the rule checks of `mor.data.verify` are dropped and listed with their reasons in
-`dropped.jsonl`. Trajectories with no agent turn (e.g.
-ToolBench queries, which have no calls or answer yet) have nothing to learn from; they are counted, not used.
+File sources (the readers of `mor.data.readers`) go through these steps:
+* records a reader could not use are written to `malformed.jsonl` with their file, position and reason, and
+  counted per source in `report.json`; they never stop the job;
+* trajectories with no agent turn (e.g. ToolBench queries, with no calls or answer yet) have nothing to learn
+  from: counted, not used;
+* duplicates within and across sources (same user messages, calls and answers) are dropped, the first kept
+  (`deduplicate`);
+* unless `verify` is off, trajectories failing the rule checks of `mor.data.verify` are dropped and listed with
+  their reasons in `dropped.jsonl`;
+* the rest is split into train and held-out test by the spec's `seed` and `test_fraction` (by trajectory id, so
+  adding a source does not move the others' items), and the training part weighted (`weight`).
+The synthetic source splits itself.
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ class DataSpecLike(Protocol):
     def verify(self) -> bool: ...
 
     @property
+    def deduplicate(self) -> bool: ...
+
+    @property
     def verify_ignore(self) -> Sequence[str]: ...
 
     def model_dump(self, *, mode: str) -> Mapping[str, Any]: ...
@@ -82,21 +90,28 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
         malformed: list[Malformed] = []
         rejected: list[Dropped] = []
         report: dict[str, Any] = {"sources": []}
+        seen: set[str] = set()
         for source in data.sources:
             for name, options in source.model_dump(mode="python").items():  # one field: the format's name
+                weight = float(options.pop("weight", 1.0))
                 read = read_source(name, dict(options))
                 source_train, source_test = read.train, read.test
-                incomplete = 0
+                incomplete = duplicates = 0
                 verification: dict[str, Any] = {}
                 if name != "synthetic":
                     usable = [t for t in read.train if any(not turn.is_context for turn in t.turns)]
                     incomplete = len(read.train) - len(usable)
+                    if data.deduplicate:
+                        before = len(usable)
+                        usable = _first_of_each(usable, seen)
+                        duplicates = before - len(usable)
                     if data.verify:
                         checked = verify_all(usable, ignore=data.verify_ignore)
                         usable = checked.kept
                         rejected.extend(checked.dropped)
                         verification = {"dropped": len(checked.dropped), "problems": checked.problem_counts()}
                     source_train, source_test = _split(usable, data.test_fraction, data.seed)
+                    source_train = _weighted(source_train, weight, data.seed)
                 tools.extend(read.tools)
                 train.extend(source_train)
                 test.extend(source_test)
@@ -109,6 +124,8 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
                         "test": len(source_test),
                         "malformed": len(read.malformed),
                         "without_agent_turns": incomplete,
+                        "duplicates": duplicates,
+                        "weight": weight,
                         "failed_verification": verification,
                         "malformed_reasons": _reason_counts(read.malformed),
                     }
@@ -158,6 +175,37 @@ def _split(
         digest = hashlib.sha256(f"{seed}:{trajectory.id}".encode()).digest()
         (test if int.from_bytes(digest[:8], "big") / 2**64 < test_fraction else train).append(trajectory)
     return train, test
+
+
+def _first_of_each(trajectories: list[Trajectory], seen: set[str]) -> list[Trajectory]:
+    """The trajectories whose user messages, calls and answers no earlier one had (`seen` holds the keys so far,
+    across sources; case and spacing do not count)."""
+    kept = []
+    for trajectory in trajectories:
+        parts = [
+            [turn.role, " ".join((turn.content or "").lower().split()), [call.key() for call in turn.calls]]
+            for turn in trajectory.turns
+            if turn.role not in ("system", "observation") and (turn.content is not None or turn.calls)
+        ]
+        key = hashlib.sha256(json.dumps(parts, ensure_ascii=False).encode()).hexdigest()
+        if key not in seen:
+            seen.add(key)
+            kept.append(trajectory)
+    return kept
+
+
+def _weighted(trajectories: list[Trajectory], weight: float, seed: int) -> list[Trajectory]:
+    """Each trajectory `floor(weight)` times, plus once more with probability `weight - floor(weight)` (seeded by
+    its id). Repeats are separate trajectories with ids `<id>#<n>`."""
+    out = []
+    whole = int(weight)
+    for trajectory in trajectories:
+        digest = hashlib.sha256(f"weight:{seed}:{trajectory.id}".encode()).digest()
+        times = whole + (int.from_bytes(digest[:8], "big") / 2**64 < weight - whole)
+        out.extend(
+            trajectory if n == 0 else trajectory.model_copy(update={"id": f"{trajectory.id}#{n}"}) for n in range(times)
+        )
+    return out
 
 
 def _reason_counts(malformed: Sequence[Malformed], most: int = 10) -> dict[str, int]:

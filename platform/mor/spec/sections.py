@@ -144,6 +144,13 @@ class FileSourceParams(StrictModel):
         "against the spec file's directory.",
     )
     limit: int | None = Field(default=None, ge=1, description="Read at most this many trajectories from the source.")
+    weight: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=100.0,
+        description="How often the source's training trajectories are used: 2.0 repeats each twice, 0.5 keeps a "
+        "seeded half (the held-out split is not weighted).",
+    )
 
     @field_validator("path")
     @classmethod
@@ -281,6 +288,10 @@ class DecontaminateSpec(StrictModel):
 
 class DataSpec(StrictModel):
     sources: list[DataSource] = Field(min_length=1, description="Where training trajectories come from.")
+    deduplicate: bool = Field(
+        default=True,
+        description="Keep one of the file sources' trajectories with the same user messages, calls and answers.",
+    )
     verify: bool = Field(
         default=True,
         description="Drop file-source trajectories whose calls break their tools' schemas, call unknown functions, "
