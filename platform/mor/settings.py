@@ -83,3 +83,8 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Generated data sets, tokenizers and built-in model files."""
         return self.resolved_home / "cache"
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Named data sets written by `kind: data` jobs (one folder per name, one per version)."""
+        return self.resolved_home / "datasets"

@@ -68,7 +68,17 @@ def summary_from_logs(text: str) -> dict[str, object] | None:
 
 
 def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
-    """The end-of-job table: registered version, held-out accuracy, where to look."""
+    """The end-of-job table: registered version, held-out accuracy, where to look (for a data job: what it wrote)."""
+    if summary.get("kind") == "data":
+        table = Table(title=f"data set {summary.get('name')}@{summary.get('version')}: written", show_header=False)
+        table.add_column("what", style="bold")
+        table.add_column("value")
+        table.add_row("trajectories", f"{summary.get('train')} train, {summary.get('test')} held out")
+        table.add_row("malformed records", f"{summary.get('malformed')} (reasons in malformed.jsonl)")
+        table.add_row("where", str(summary.get("directory")))
+        table.add_row("use it", f"data: {{sources: [{{dataset: {summary.get('name')}@{summary.get('version')}}}]}}")
+        table.add_row("look", f"mor data inspect {summary.get('name')}@{summary.get('version')}")
+        return table
     table = Table(title=f"job {summary.get('job_name')}: done", show_header=False)
     table.add_column("what", style="bold")
     table.add_column("value")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from mor.cli.cluster import cluster_app
+from mor.cli.data import data_app
 from mor.cli.db import db_app
 from mor.cli.eval import eval_app
 from mor.cli.job import job_app
@@ -21,6 +22,7 @@ app = typer.Typer(
 app.add_typer(job_app, name="job")
 app.add_typer(eval_app, name="eval")
 app.add_typer(db_app, name="db")
+app.add_typer(data_app, name="data")
 app.add_typer(cluster_app, name="cluster")
 app.command("serve")(serve_command)
 

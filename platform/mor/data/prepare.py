@@ -11,7 +11,8 @@ File sources (the readers of `mor.data.readers`) go through these steps:
   their reasons in `dropped.jsonl`;
 * the rest is split into train and held-out test by the spec's `seed` and `test_fraction` (by trajectory id, so
   adding a source does not move the others' items), and the training part weighted (`weight`).
-The synthetic source splits itself.
+The synthetic source splits itself; a stored data set (`{dataset: NAME@VERSION}`, written by a `kind: data` job)
+keeps the split and checks it was written with.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from typing import Any, Protocol
 from mor.data.io import read_tools, read_trajectories, write_tools, write_trajectories
 from mor.data.readers import Malformed
 from mor.data.schema import Tool, Trajectory
-from mor.data.sources import read_source
+from mor.data.sources import SourceData, read_source
+from mor.data.store import StoredDataset, read_dataset, resolve_dataset
 from mor.data.verify import Dropped, verify_all
 
 __all__ = ["DataSpecLike", "DatasetFiles", "prepare_dataset"]
@@ -79,9 +81,15 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
-    """Read (or reuse from the cache) the trajectories of every source a data spec names."""
-    key = _digest(data.model_dump(mode="json"))
+def prepare_dataset(data: DataSpecLike, cache_dir: Path, datasets_dir: Path | None = None) -> DatasetFiles:
+    """Read (or reuse from the cache) the trajectories of every source a data spec names; `datasets_dir` holds the
+    data sets `{dataset: NAME@VERSION}` sources name (`mor.data.store`)."""
+    stored = {
+        ref: _stored(ref, datasets_dir)
+        for ref in (dict(source.model_dump(mode="python")).get("dataset") for source in data.sources)
+        if ref is not None
+    }
+    key = _digest([data.model_dump(mode="json"), {ref: str(found.directory) for ref, found in stored.items()}])
     directory = cache_dir / "datasets" / key
     if not (directory / "DONE").is_file():
         tools: list[Tool] = []
@@ -93,12 +101,16 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
         seen: set[str] = set()
         for source in data.sources:
             for name, options in source.model_dump(mode="python").items():  # one field: the format's name
-                weight = float(options.pop("weight", 1.0))
-                read = read_source(name, dict(options))
+                weight = float(options.pop("weight", 1.0)) if isinstance(options, dict) else 1.0
+                if name == "dataset":  # already verified and split by the data job that wrote it
+                    read = SourceData(*read_dataset(stored[options]))
+                    options = {"path": str(stored[options].directory)}
+                else:
+                    read = read_source(name, dict(options))
                 source_train, source_test = read.train, read.test
                 incomplete = duplicates = 0
                 verification: dict[str, Any] = {}
-                if name != "synthetic":
+                if name not in ("synthetic", "dataset"):
                     usable = [t for t in read.train if any(not turn.is_context for turn in t.turns)]
                     incomplete = len(read.train) - len(usable)
                     if data.deduplicate:
@@ -164,6 +176,12 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path) -> DatasetFiles:
         test=read_trajectories(directory / "test.jsonl"),
         report=json.loads((directory / "report.json").read_text()) if (directory / "report.json").is_file() else {},
     )
+
+
+def _stored(reference: str, datasets_dir: Path | None) -> StoredDataset:
+    if datasets_dir is None:
+        raise ValueError(f"data.sources: dataset {reference!r} needs the data sets' directory (MOR_HOME/datasets)")
+    return resolve_dataset(reference, datasets_dir)
 
 
 def _split(

@@ -17,7 +17,7 @@ from mor.data.prepare import DatasetFiles, prepare_dataset
 from mor.evals.contamination import ContaminationError, build_index, decontaminate
 from mor.spec import DecontaminateSpec, TrainJobSpec
 
-__all__ = ["PreparedData", "prepare_training"]
+__all__ = ["PreparedData", "decontaminate_dataset", "prepare_training"]
 
 
 @dataclass
@@ -37,16 +37,18 @@ def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def prepare_training(spec: TrainJobSpec, cache_dir: Path, *, benchmarks_dir: Path | None = None) -> PreparedData:
+def prepare_training(
+    spec: TrainJobSpec, cache_dir: Path, *, benchmarks_dir: Path | None = None, datasets_dir: Path | None = None
+) -> PreparedData:
     """Data set, base model directory (built or resolved) and encoded training samples for a train spec.
 
     With `data.decontaminate`, training items whose query copies an evaluation item (from `benchmarks_dir`, and
     the held-out set) are dropped first.
     """
-    dataset = prepare_dataset(spec.data, cache_dir)
+    dataset = prepare_dataset(spec.data, cache_dir, datasets_dir)
     decontamination = None
     if spec.data.decontaminate is not None:
-        dataset, decontamination = _decontaminate(dataset, spec.data.decontaminate, benchmarks_dir)
+        dataset, decontamination = decontaminate_dataset(dataset, spec.data.decontaminate, benchmarks_dir)
     roles = list(spec.mor.roles)
     texts = [render_text(trajectory) for trajectory in dataset.train]
     model, tokenizer = load_base(spec.base_model, cache_dir=cache_dir, texts=texts, roles=roles)
@@ -91,7 +93,7 @@ def prepare_training(spec: TrainJobSpec, cache_dir: Path, *, benchmarks_dir: Pat
     )
 
 
-def _decontaminate(
+def decontaminate_dataset(
     dataset: DatasetFiles, settings: DecontaminateSpec, benchmarks_dir: Path | None
 ) -> tuple[DatasetFiles, dict[str, Any]]:
     """The data set without training items that copy an evaluation item, and the report of what was dropped."""

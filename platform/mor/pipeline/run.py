@@ -17,13 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mor.cluster import ProgressReporter
+from mor.pipeline.data_job import run_data_job
 from mor.pipeline.evaluate import EvalOutcome, evaluate_registered_agent
 from mor.pipeline.prepare import PreparedData, prepare_training
 from mor.pipeline.sinks import MlflowMetricsSink
 from mor.registry import JOB_ID_TAG, BaseModelRef, RegisteredAgent, TrackingSession, register_agent
 from mor.registry.agent import unregister_agent
 from mor.settings import Settings
-from mor.spec import TrainJobSpec, parse_spec
+from mor.spec import DataJobSpec, TrainJobSpec, parse_spec
 from mor.train import TrainInputs, build_trainer, read_checkpoint
 
 __all__ = ["JobSummary", "run_train_job", "main", "SUMMARY_MARKER"]
@@ -104,7 +105,9 @@ def run_train_job(
     """Run every stage of a train job on the connected Ray cluster."""
     progress = progress or ProgressReporter()
     progress.report("data", 0, 1)
-    prepared = prepare_training(spec, settings.cache_dir, benchmarks_dir=settings.benchmarks_dir)
+    prepared = prepare_training(
+        spec, settings.cache_dir, benchmarks_dir=settings.benchmarks_dir, datasets_dir=settings.datasets_dir
+    )
     progress.report(
         "data",
         1,
@@ -203,11 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     else:
         parser.error("give --spec or set MOR_JOB_SPEC")
     spec = parse_spec(spec_text, source=source, spec_dir=Path(source).parent if Path(source).is_absolute() else None)
-    if not isinstance(spec, TrainJobSpec):
-        raise SystemExit(f"{source}: kind {spec.kind!r} jobs are not run by this entry point")
     import ray
 
     ray.init(address="auto", log_to_driver=True)  # [Ray] join the cluster the job runs on
+    if isinstance(spec, DataJobSpec):
+        print(run_data_job(spec, Settings(), job_id=args.job_id).to_line(), flush=True)
+        return 0
     summary = run_train_job(spec, spec_text, Settings(), job_id=args.job_id)
     print(summary.to_line(), flush=True)
     return 0

@@ -28,7 +28,9 @@ __all__ = [
     "BaseDtype",
     "SyntheticParams",
     "SyntheticSource",
+    "DATASET_REF_PATTERN",
     "DataSource",
+    "DatasetSource",
     "DataSpec",
     "DecontaminateSpec",
     "FileSourceParams",
@@ -229,6 +231,18 @@ class XLAMSource(StrictModel):
     xlam: FileSourceParams = Field(description="APIGen / xLAM function calling: query, tools and answers.")
 
 
+#: `NAME`, `NAME@latest` or `NAME@VERSION` of a data set written by a `kind: data` job.
+DATASET_REF_PATTERN = r"^[a-z0-9][a-z0-9\-_]{0,62}(@([1-9][0-9]*|latest))?$"
+
+
+class DatasetSource(StrictModel):
+    dataset: str = Field(
+        pattern=DATASET_REF_PATTERN,
+        description="A data set written by a kind: data job, as NAME or NAME@VERSION (latest when omitted); its "
+        "train / held-out split is kept.",
+    )
+
+
 #: Each data source is a mapping with one key: the format's name.
 SOURCE_FORMATS: dict[str, type[StrictModel]] = {
     "synthetic": SyntheticSource,
@@ -239,6 +253,7 @@ SOURCE_FORMATS: dict[str, type[StrictModel]] = {
     "typed_messages": TypedMessagesSource,
     "toolace": ToolACESource,
     "xlam": XLAMSource,
+    "dataset": DatasetSource,
 }
 
 
@@ -257,7 +272,8 @@ DataSource = Annotated[
     | Annotated[OpenAIMessagesSource, Tag("openai_messages")]
     | Annotated[TypedMessagesSource, Tag("typed_messages")]
     | Annotated[ToolACESource, Tag("toolace")]
-    | Annotated[XLAMSource, Tag("xlam")],
+    | Annotated[XLAMSource, Tag("xlam")]
+    | Annotated[DatasetSource, Tag("dataset")],
     Discriminator(
         _source_format,
         custom_error_type="data_source_format",
