@@ -140,3 +140,25 @@ def test_weights_repeat_or_thin_a_source_and_duplicates_across_sources_are_dropp
     (entry,) = thinned.report["sources"]
     kept = 300 - entry["duplicates"] - entry["failed_verification"]["dropped"]
     assert 0.35 * kept < entry["train"] < 0.65 * kept
+
+
+def test_completion_fills_thoughts_by_rule_and_drops_what_an_endpoint_cannot_complete(tmp_path: Path) -> None:
+    glaive = shared_dataset("glaive-function-calling-v2") / "glaive_toolcall_en_demo.json"
+    source = f"    - sharegpt: {{path: {glaive}, limit: 20}}\n"
+    ruled = prepare_dataset(_spec(source, tmp_path, "  complete: {}\n").data, tmp_path / "cache")
+    (entry,) = ruled.report["sources"]
+    assert entry["completion"]["failed"] == 0 and entry["completion"]["filled"]["thought by rule"] > 20
+    for trajectory in ruled.train + ruled.test:
+        assert all(turn.thought for turn in trajectory.turns if turn.role == "reasoner")
+        assert "thought" not in trajectory.metadata.missing and trajectory.metadata.completed
+
+    unreachable = (
+        "  complete: {endpoint: 'http://127.0.0.1:9/v1', model: m, max_attempts: 1, requests_per_second: 1000}\n"
+    )
+    failed = prepare_dataset(_spec(source, tmp_path, unreachable).data, tmp_path / "cache")
+    (entry,) = failed.report["sources"]
+    attempted = 20 - entry["duplicates"]
+    assert entry["completion"]["failed"] == attempted and entry["train"] == entry["test"] == 0
+    rows = [json.loads(line) for line in (failed.directory / "dropped.jsonl").read_text().splitlines()]
+    assert len(rows) == attempted and all(row["codes"] == ["completion_failed"] for row in rows)
+    assert "127.0.0.1:9" in rows[0]["reasons"][0]

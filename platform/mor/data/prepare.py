@@ -7,6 +7,9 @@ File sources (the readers of `mor.data.readers`) go through these steps:
   from: counted, not used;
 * duplicates within and across sources (same user messages, calls and answers) are dropped, the first kept
   (`deduplicate`);
+* with `complete`, missing thoughts and answers are filled (`mor.data.complete`: an LLM endpoint, or rules), each
+  filled field marked in the trajectory's `metadata.completed`; a record whose completion fails is dropped with its
+  reason;
 * unless `verify` is off, trajectories failing the rule checks of `mor.data.verify` are dropped and listed with
   their reasons in `dropped.jsonl`;
 * the rest is split into train and held-out test by the spec's `seed` and `test_fraction` (by trajectory id, so
@@ -27,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from mor.data.complete import LLMCompleterConfig, RuleCompleterConfig, build_completer, complete
 from mor.data.io import read_tools, read_trajectories, write_tools, write_trajectories
 from mor.data.readers import Malformed
 from mor.data.schema import Tool, Trajectory
@@ -51,6 +55,9 @@ class DataSpecLike(Protocol):
 
     @property
     def verify(self) -> bool: ...
+
+    @property
+    def complete(self) -> Any: ...
 
     @property
     def deduplicate(self) -> bool: ...
@@ -97,6 +104,7 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path, datasets_dir: Path | No
         test: list[Trajectory] = []
         malformed: list[Malformed] = []
         rejected: list[Dropped] = []
+        rejected_completion: list[dict[str, Any]] = []
         report: dict[str, Any] = {"sources": []}
         seen: set[str] = set()
         for source in data.sources:
@@ -110,6 +118,7 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path, datasets_dir: Path | No
                 source_train, source_test = read.train, read.test
                 incomplete = duplicates = 0
                 verification: dict[str, Any] = {}
+                completion: dict[str, Any] = {}
                 if name not in ("synthetic", "dataset"):
                     usable = [t for t in read.train if any(not turn.is_context for turn in t.turns)]
                     incomplete = len(read.train) - len(usable)
@@ -117,6 +126,9 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path, datasets_dir: Path | No
                         before = len(usable)
                         usable = _first_of_each(usable, seen)
                         duplicates = before - len(usable)
+                    if data.complete is not None:
+                        usable, completion = _complete(usable, data.complete, cache_dir)
+                        rejected_completion.extend(completion.pop("failures"))
                     if data.verify:
                         checked = verify_all(usable, ignore=data.verify_ignore)
                         usable = checked.kept
@@ -139,6 +151,7 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path, datasets_dir: Path | No
                         "duplicates": duplicates,
                         "weight": weight,
                         "failed_verification": verification,
+                        "completion": completion,
                         "malformed_reasons": _reason_counts(read.malformed),
                     }
                 )
@@ -160,6 +173,8 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path, datasets_dir: Path | No
                         "codes": item.codes,
                     }
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                for row in rejected_completion:
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             (staging / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
             (staging / "DONE").write_text("ok\n")
             try:
@@ -176,6 +191,35 @@ def prepare_dataset(data: DataSpecLike, cache_dir: Path, datasets_dir: Path | No
         test=read_trajectories(directory / "test.jsonl"),
         report=json.loads((directory / "report.json").read_text()) if (directory / "report.json").is_file() else {},
     )
+
+
+def _complete(
+    trajectories: list[Trajectory], settings: Any, cache_dir: Path
+) -> tuple[list[Trajectory], dict[str, Any]]:
+    """The trajectories with their missing parts filled (`data.complete`), and counts; failures are set apart."""
+    if settings.endpoint:
+        config: RuleCompleterConfig | LLMCompleterConfig = LLMCompleterConfig(
+            base_url=settings.endpoint,
+            model=settings.model,
+            api_key_env=settings.api_key_env,
+            cache_dir=str(cache_dir / "completions"),
+            requests_per_second=settings.requests_per_second,
+            max_attempts=settings.max_attempts,
+        )
+    else:
+        config = RuleCompleterConfig()
+    completed: list[Trajectory] = []
+    filled: dict[str, int] = {}
+    failures: list[dict[str, Any]] = []
+    for result in complete(trajectories, build_completer(config), parts=settings.parts):
+        if result.error is not None:
+            failures.append({"id": result.id, "reasons": [result.error], "codes": ["completion_failed"]})
+            continue
+        completed.append(result.trajectory)
+        for field_name, mark in result.completed.items():
+            key = f"{field_name.rsplit(' ', 1)[-1]} by {mark}"
+            filled[key] = filled.get(key, 0) + 1
+    return completed, {"filled": filled, "failed": len(failures), "failures": failures}
 
 
 def _stored(reference: str, datasets_dir: Path | None) -> StoredDataset:

@@ -15,6 +15,7 @@ from pydantic import (
     Tag,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from mor.model import MoRConfig
@@ -32,6 +33,7 @@ __all__ = [
     "DataSource",
     "DatasetSource",
     "DataSpec",
+    "CompleteSpec",
     "DecontaminateSpec",
     "FileSourceParams",
     "SOURCE_FORMATS",
@@ -302,11 +304,47 @@ class DecontaminateSpec(StrictModel):
     )
 
 
+class CompleteSpec(StrictModel):
+    parts: list[Literal["thought", "answer"]] = Field(
+        default_factory=lambda: ["thought", "answer"],
+        min_length=1,
+        description="What to fill where a format lacks it: the reasoner's thoughts, final answers after results.",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="An OpenAI-compatible API root (e.g. http://127.0.0.1:8000/v1, our served agent counts); "
+        "without one, a deterministic rule-based completer writes the text from the calls and results.",
+    )
+    model: str | None = Field(default=None, description="The endpoint's model name (required with endpoint).")
+    api_key_env: str | None = Field(default=None, description="Environment variable holding the endpoint's API key.")
+    requests_per_second: float | None = Field(default=2.0, gt=0.0, description="Client-side rate limit (per worker).")
+    max_attempts: int = Field(default=5, ge=1, le=20, description="Attempts per request (429, 5xx, timeouts retried).")
+
+    @field_validator("model", mode="after")
+    @classmethod
+    def _model_named(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("got an empty name; give the endpoint's model name, e.g. model: gpt-4o-mini")
+        return value
+
+    @model_validator(mode="after")
+    def _endpoint_has_a_model(self) -> CompleteSpec:
+        if self.endpoint and not self.model:
+            raise ValueError("model is required with endpoint, e.g. model: gpt-4o-mini")
+        return self
+
+
 class DataSpec(StrictModel):
     sources: list[DataSource] = Field(min_length=1, description="Where training trajectories come from.")
     deduplicate: bool = Field(
         default=True,
         description="Keep one of the file sources' trajectories with the same user messages, calls and answers.",
+    )
+    complete: CompleteSpec | None = Field(
+        default=None,
+        description="Fill what a format lacks (thoughts, answers) before verification; completed fields are marked "
+        "in each trajectory's metadata.completed. Responses of an endpoint are cached under MOR_HOME.",
     )
     verify: bool = Field(
         default=True,
