@@ -24,16 +24,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from mor.data.schema import Tool
 
 __all__ = [
     "DATA_SUFFIXES",
     "Malformed",
     "Record",
+    "error_reason",
     "expand_paths",
     "iter_json_records",
     "normalise_parameters",
     "parse_tools",
+    "record_id",
 ]
 
 #: File suffixes a directory is searched for.
@@ -261,3 +265,20 @@ def parse_tools(
             raise ValueError(f"{where}[{index}] ({name}).{error}") from None
         tools.append(Tool(name=name, description=description, parameters=schema))
     return tools
+
+
+def error_reason(error: BaseException) -> str:
+    """A reader's failure as one line for a `Malformed` report (a pydantic error: each field path and message)."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(error, ValidationError):
+        return "not a valid trajectory: " + "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
+            for problem in error.errors()
+        )
+    return str(error)
+
+
+def record_id(source: str, file: Path, position: str) -> str:
+    """`<source>-<file stem>-<index or line>` (`<source>-<file stem>` for a file holding one record)."""
+    return f"{source}-{file.stem}" if position == "file" else f"{source}-{file.stem}-{position.rsplit(' ', 1)[-1]}"

@@ -34,9 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
-from mor.data.readers.base import Malformed, Record, expand_paths, iter_json_records, parse_tools
+from mor.data.readers.base import (
+    Malformed,
+    Record,
+    error_reason,
+    expand_paths,
+    iter_json_records,
+    parse_tools,
+)
 from mor.data.schema import Tool, ToolCall, Trajectory, TrajectoryMeta, Turn
 
 __all__ = [
@@ -90,17 +95,8 @@ def _chat_records(files: list[Path], source: str, to_chat: ToChat) -> Iterator[T
                     messages, tools, source=source, file=file, position=position
                 )
             except (ValueError, TypeError) as error:  # ValidationError is a ValueError
-                result = Malformed(source=source, file=str(file), position=position, reason=_reason(error))
+                result = Malformed(source=source, file=str(file), position=position, reason=error_reason(error))
             yield result
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, ValidationError):
-        return "; ".join(
-            f"{'.'.join(str(part) for part in problem['loc']) or 'record'}: {problem['msg']}"
-            for problem in error.errors()
-        )
-    return str(error)
 
 
 def _call(raw: Any, where: str) -> tuple[str | None, str, dict[str, Any]]:

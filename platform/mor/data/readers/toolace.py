@@ -38,7 +38,7 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from mor.data.readers.base import Malformed, expand_paths, iter_json_records, parse_tools
+from mor.data.readers.base import Malformed, error_reason, expand_paths, iter_json_records, parse_tools, record_id
 from mor.data.schema import ToolCall, Trajectory, TrajectoryMeta, Turn
 
 __all__ = ["SOURCE", "CallSyntaxError", "SystemPrompt", "parse_call_list", "read_toolace"]
@@ -72,7 +72,7 @@ def _read(path: str | Path, system_prompt: SystemPrompt) -> Iterator[Trajectory 
             try:
                 yield _trajectory(record, file, position, system_prompt)
             except (ValueError, RecursionError) as error:
-                yield Malformed(SOURCE, str(file), position, _reason(error))
+                yield Malformed(SOURCE, str(file), position, error_reason(error))
             except (TypeError, KeyError, AttributeError) as error:  # a shape no check foresaw: report, go on
                 reason = f"unexpected record shape: {type(error).__name__}: {error}"
                 yield Malformed(SOURCE, str(file), position, reason)
@@ -149,7 +149,7 @@ def _trajectory(record: Any, file: Path, position: str, system_prompt: SystemPro
     if turns[-1].role != "summarizer":
         missing.append("answer")
     return Trajectory(
-        id=_record_id(file, position),
+        id=record_id(SOURCE, file, position),
         tools=tools,
         turns=turns,
         metadata=TrajectoryMeta(source=SOURCE, origin=f"{file}:{position}", missing=missing),
@@ -207,23 +207,6 @@ def _name(value: Any) -> str | None:
 
 def _content(result: Any) -> str:
     return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
-
-
-def _record_id(file: Path, position: str) -> str:
-    """`toolace-<file stem>-<index or line>`: stable while the file is."""
-    number = position.rsplit(" ", 1)[-1]
-    return f"{SOURCE}-{file.stem}" if position == "file" else f"{SOURCE}-{file.stem}-{number}"
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, RecursionError):
-        return "nested too deeply to read"
-    if hasattr(error, "errors"):  # pydantic: the schema's own words, one line
-        return "not a valid trajectory: " + "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in error.errors()  # type: ignore[attr-defined]
-        )
-    return str(error)
 
 
 # -- call syntax ------------------------------------------------------------------------------------------------------

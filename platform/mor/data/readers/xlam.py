@@ -32,7 +32,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from mor.data.readers.base import Malformed, expand_paths, iter_json_records, normalise_parameters, parse_tools
+from mor.data.readers.base import (
+    Malformed,
+    error_reason,
+    expand_paths,
+    iter_json_records,
+    normalise_parameters,
+    parse_tools,
+    record_id,
+)
 from mor.data.schema import ToolCall, Trajectory, TrajectoryMeta, Turn
 
 __all__ = ["MISSING", "SOURCE", "read_xlam", "xlam_parameters"]
@@ -54,7 +62,7 @@ def read_xlam(path: str | Path) -> Iterator[Trajectory | Malformed]:
             try:
                 yield _trajectory(record, file, position)
             except (ValueError, RecursionError) as error:
-                yield Malformed(SOURCE, str(file), position, _reason(error))
+                yield Malformed(SOURCE, str(file), position, error_reason(error))
             except (TypeError, KeyError, AttributeError) as error:  # a shape no check foresaw: report, go on
                 reason = f"unexpected record shape: {type(error).__name__}: {error}"
                 yield Malformed(SOURCE, str(file), position, reason)
@@ -119,18 +127,7 @@ def _record_id(value: Any, file: Path, position: str) -> str:
     """`xlam-<record id>`, else `xlam-<file stem>-<index or line>`."""
     if isinstance(value, int | str) and not isinstance(value, bool) and str(value).strip():
         return f"{SOURCE}-{value}"
-    return f"{SOURCE}-{file.stem}" if position == "file" else f"{SOURCE}-{file.stem}-{position.rsplit(' ', 1)[-1]}"
-
-
-def _reason(error: BaseException) -> str:
-    if isinstance(error, RecursionError):
-        return "nested too deeply to read"
-    if hasattr(error, "errors"):  # pydantic: the schema's own words, one line
-        return "not a valid trajectory: " + "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in error.errors()  # type: ignore[attr-defined]
-        )
-    return str(error)
+    return record_id(SOURCE, file, position)
 
 
 # -- parameters -------------------------------------------------------------------------------------------------------
