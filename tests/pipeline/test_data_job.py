@@ -56,6 +56,10 @@ def test_a_data_job_stores_versions_that_a_train_job_reads(tmp_path: Path, monke
         [MlflowClient(settings.tracking_uri).get_experiment_by_name("tool-mix").experiment_id]
     )
     assert {run.data.tags["mor.dataset"] for run in runs} == {"tool-mix@1", "tool-mix@2"}
+    inputs = {run.inputs.dataset_inputs[0].dataset.name: run.inputs.dataset_inputs[0] for run in runs}
+    written = inputs["tool-mix@1"]
+    assert json.loads(written.dataset.profile)["train"] == first.train
+    assert [(tag.key, tag.value) for tag in written.tags] == [("mlflow.data.context", "written")]
 
     text = "kind: train\nname: t\nbase_model: {builtin: tiny-llama}\ndata: {sources: [{dataset: tool-mix@1}]}\n"
     train_spec = parse_spec(text, source="train.yaml")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from mor.registry import (
@@ -112,3 +114,15 @@ def test_a_summary_is_logged_under_its_prefix_without_nan(mlflow_settings: Setti
     metrics = tracking_client(mlflow_settings).get_run(session.run_id).data.metrics
     assert metrics["eval/synthetic/function_accuracy"] == 0.75
     assert "eval/synthetic/empty_category" not in metrics
+
+
+def test_a_data_set_is_recorded_as_an_input_of_the_run(mlflow_settings: Settings, unique_name: str) -> None:
+    with TrackingSession.start(mlflow_settings, experiment=unique_name) as session:
+        session.log_dataset_input(
+            name="tool-mix@3", digest="abc123", source="/data/tool-mix/3", profile={"train": 120, "test": 30}
+        )
+    (logged,) = tracking_client(mlflow_settings).get_run(session.run_id).inputs.dataset_inputs
+    assert (logged.dataset.name, logged.dataset.digest, logged.dataset.source_type) == ("tool-mix@3", "abc123", "local")
+    assert json.loads(logged.dataset.source) == {"uri": "/data/tool-mix/3"}
+    assert json.loads(logged.dataset.profile) == {"train": 120, "test": 30}
+    assert [(tag.key, tag.value) for tag in logged.tags] == [("mlflow.data.context", "training")]

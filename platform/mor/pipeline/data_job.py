@@ -101,6 +101,13 @@ def _track(stored: StoredDataset, spec: DataJobSpec, settings: Settings, job_id:
                 "dataset.test": stored.manifest["test"],
             }
         )
+        session.log_dataset_input(
+            name=f"{stored.name}@{stored.version}",
+            digest=stored.directory.parent.name + "-" + stored.directory.name,
+            source=str(stored.directory),
+            profile={key: stored.manifest.get(key) for key in ("train", "test", "by_source", "turns_by_role")},
+            context="written",
+        )
         for file in ("manifest.json", "report.json", "malformed.jsonl", "dropped.jsonl"):
             if (stored.directory / file).is_file():
                 session.log_artifact(stored.directory / file, "data")

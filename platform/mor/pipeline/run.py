@@ -133,6 +133,17 @@ def run_train_job(
                     "data.malformed_records": prepared.dataset.malformed,
                 }
             )
+            session.log_dataset_input(
+                name=f"{spec.name}-data",
+                digest=prepared.dataset.directory.name,
+                source=str(prepared.dataset.directory),
+                profile={
+                    "train": len(prepared.dataset.train),
+                    "test": len(prepared.dataset.test),
+                    "samples": prepared.samples,
+                    **prepared.dataset.report,
+                },
+            )
             for report in ("report.json", "dropped.jsonl", "malformed.jsonl"):
                 if (prepared.dataset.directory / report).is_file():
                     session.log_artifact(prepared.dataset.directory / report, "data")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunTag
 
 from mor.registry.client import get_or_create_experiment, tracking_client
 from mor.registry.errors import RegistryError
@@ -152,6 +153,21 @@ class TrackingSession:
     def log_artifacts(self, directory: Path | str, artifact_path: str | None = None) -> None:
         """Upload a directory's contents into the run's artifacts (under `artifact_path` when given)."""
         self._client.log_artifacts(self._run_id, str(directory), artifact_path)
+
+    def log_dataset_input(
+        self, *, name: str, digest: str, source: str, profile: Mapping[str, Any], context: str = "training"
+    ) -> None:
+        """Record a data set as an input of the run (MLflow's dataset inputs: name, digest, local source, profile),
+        so the run shows which data trained it."""
+        dataset = Dataset(
+            name=name,
+            digest=digest,
+            source_type="local",
+            source=json.dumps({"uri": source}),
+            profile=json.dumps(dict(profile), ensure_ascii=False, default=str),
+        )
+        tags = [InputTag(key="mlflow.data.context", value=context)]
+        self._client.log_inputs(self._run_id, datasets=[DatasetInput(dataset=dataset, tags=tags)])
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Write `text` as the artifact file `artifact_file`."""
