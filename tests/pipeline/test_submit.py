@@ -17,6 +17,7 @@ from mor.cli.main import app
 from mor.cluster import ClusterInfo
 from mor.registry import resolve_model
 from mor.settings import Settings
+from mor_testing import shared_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +180,36 @@ def test_failure_after_registration_rolls_back(
     engine = create_engine(ray_settings.db_url)
     assert "eval_runs" in inspect(engine).get_table_names()
     engine.dispose()
+
+
+def test_a_submitted_data_job_writes_a_data_set_that_a_submitted_train_job_trains_on(
+    local_cluster: ClusterInfo, ray_settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    glaive = shared_dataset("glaive-function-calling-v2") / "glaive_toolcall_en_demo.json"
+    data_spec = tmp_path / "data.yaml"
+    data_spec.write_text(
+        "kind: data\nname: glaive-calls\ndata:\n"
+        f"  sources: [{{sharegpt: {{path: {glaive}, limit: 40}}}}]\n  complete: {{}}\n  test_fraction: 0.2\n"
+    )
+    code, output = _submit(data_spec, ray_settings.home, monkeypatch)
+    assert code == 0, output
+    assert "data set glaive-calls@1: written" in output and "dataset: glaive-calls@1" in output
+    manifest = json.loads((ray_settings.home / "datasets" / "glaive-calls" / "1" / "manifest.json").read_text())
+    assert manifest["train"] + manifest["test"] > 30 and manifest["missing"].get("thought", 0) == 0  # completed
+
+    train_spec = tmp_path / "train.yaml"
+    train_spec.write_text(
+        "kind: train\nname: on-glaive\nbase_model: {builtin: tiny-llama}\n"
+        "data: {sources: [{dataset: glaive-calls@1}]}\n"
+        "mor:\n  rank: 4\n"
+        "  roles: {reasoner: {routed: 2, top_k: 1}, executor: {routed: 2, top_k: 1},\n"
+        "          summarizer: {routed: 2, top_k: 1}}\n"
+        "train: {max_steps: 2, batch_size: 2, max_seq_len: 1024, workers: 1, log_every: 1}\n"
+    )
+    code, output = _submit(train_spec, ray_settings.home, monkeypatch)
+    assert code == 0, output
+    client = MlflowClient(ray_settings.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("on-glaive").experiment_id])
+    (used,) = run.inputs.dataset_inputs
+    profile = json.loads(used.dataset.profile)
+    assert profile["train"] == manifest["train"] and profile["sources"][0]["format"] == "dataset"
