@@ -18,11 +18,7 @@ from mor.cluster import ClusterInfo, ensure_local_cluster, stop_local_cluster
 from mor.settings import Settings
 from mor.store import make_engine, upgrade
 from mor.store.testing import postgres_admin_url, postgres_reachable, reset_schema, temporary_postgres_database
-
-
-def settings_for(home: Path) -> Settings:
-    """Settings of `home` that ignore the caller's environment."""
-    return Settings(home=home, mlflow_tracking_uri=None, database_url=None, ray_address=None, benchmarks_dir=None)
+from mor_testing import settings_for
 
 
 @pytest.fixture(scope="session")

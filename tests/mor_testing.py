@@ -8,13 +8,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from mor.settings import Settings
+
 if TYPE_CHECKING:
     from mor.evals.synthetic import SyntheticEvalResult
 
-__all__ = ["benchmarks_dir", "shared_dataset", "synthetic_result"]
+__all__ = ["benchmarks_dir", "settings_for", "shared_dataset", "synthetic_result"]
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 _DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+
+
+def settings_for(home: Path) -> Settings:
+    """Settings of `home` that ignore the caller's environment."""
+    return Settings(home=home, mlflow_tracking_uri=None, database_url=None, ray_address=None, benchmarks_dir=None)
 
 
 def shared_dataset(name: str) -> Path:

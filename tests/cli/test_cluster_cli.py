@@ -10,11 +10,7 @@ from typer.testing import CliRunner
 from mor.cli.main import app
 from mor.cluster import ClusterInfo, cluster_processes, ensure_local_cluster, find_local_cluster, stop_local_cluster
 from mor.settings import Settings
-
-
-def settings_for(home: Path) -> Settings:
-    """Settings of `home` that ignore the caller's environment."""
-    return Settings(home=home, mlflow_tracking_uri=None, database_url=None, ray_address=None, benchmarks_dir=None)
+from mor_testing import settings_for
 
 
 def _invoke(monkeypatch: pytest.MonkeyPatch, home: Path, *args: str) -> tuple[int, str]:

@@ -21,8 +21,7 @@ from mor.cluster import (
     stop_local_cluster,
 )
 from mor.settings import Settings
-
-from .conftest import settings_for
+from mor_testing import settings_for
 
 
 def _digest(ray_dir: Path) -> str:

@@ -13,13 +13,8 @@ from typer.testing import CliRunner
 from mor.cli.main import app
 from mor.pipeline.data_job import run_data_job
 from mor.pipeline.prepare import prepare_training
-from mor.settings import Settings
 from mor.spec import DataJobSpec, TrainJobSpec, parse_spec
-from mor_testing import shared_dataset
-
-
-def _settings(home: Path) -> Settings:
-    return Settings(home=home, mlflow_tracking_uri=None, database_url=None, ray_address=None, benchmarks_dir=None)
+from mor_testing import settings_for, shared_dataset
 
 
 def _data_spec(tmp_path: Path) -> DataJobSpec:
@@ -39,7 +34,7 @@ def _data_spec(tmp_path: Path) -> DataJobSpec:
 
 
 def test_a_data_job_stores_versions_that_a_train_job_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = _settings(tmp_path / "home")
+    settings = settings_for(tmp_path / "home")
     spec = _data_spec(tmp_path)
     first = run_data_job(spec, settings, job_id="data-1")
     assert (first.name, first.version, first.malformed) == ("tool-mix", 1, 1)  # the line that is not JSON
