@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mor.data.schema import Tool, Trajectory
 
-__all__ = ["write_trajectories", "read_trajectories", "write_tools", "read_tools"]
+__all__ = ["iter_trajectories", "write_trajectories", "read_trajectories", "write_tools", "read_tools"]
 
 
 def write_trajectories(path: str | Path, trajectories: Iterable[Trajectory]) -> int:
@@ -22,17 +22,20 @@ def write_trajectories(path: str | Path, trajectories: Iterable[Trajectory]) -> 
     return count
 
 
-def read_trajectories(path: str | Path) -> list[Trajectory]:
-    """Read trajectories written by `write_trajectories` (errors name the file and line)."""
-    out: list[Trajectory] = []
+def iter_trajectories(path: str | Path) -> Iterator[Trajectory]:
+    """The trajectories written by `write_trajectories`, one at a time (errors name the file and line)."""
     with Path(path).open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 try:
-                    out.append(Trajectory.model_validate_json(line))
+                    yield Trajectory.model_validate_json(line)
                 except ValueError as error:
                     raise ValueError(f"{path}:{number}: not a trajectory: {error}") from error
-    return out
+
+
+def read_trajectories(path: str | Path) -> list[Trajectory]:
+    """Read trajectories written by `write_trajectories` (errors name the file and line)."""
+    return list(iter_trajectories(path))
 
 
 def write_tools(path: str | Path, tools: Iterable[Tool]) -> None:

@@ -19,7 +19,7 @@ hashes: stable within a process, which is all an in-memory index needs.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +41,8 @@ __all__ = [
     "EvalEntry",
     "Match",
     "build_index",
+    "new_report",
+    "screen",
     "decontaminate",
     "normalize",
 ]
@@ -304,32 +306,45 @@ class DecontaminationReport:
         }
 
 
-def decontaminate(
-    trajectories: Iterable[Trajectory], index: ContaminationIndex
-) -> tuple[list[Trajectory], list[Dropped], DecontaminationReport]:
-    """Split training trajectories into those kept and those whose query matches an indexed evaluation item.
+def screen(
+    trajectories: Iterable[Trajectory], index: ContaminationIndex, report: DecontaminationReport
+) -> Iterator[Trajectory | Dropped]:
+    """Each training trajectory, or a `Dropped` when its query matches an indexed evaluation item, one at a time;
+    `report` counts as they pass (its `kept` and `dropped` are final once the iterator is exhausted).
 
     Trajectories without a user message are kept (there is nothing to compare) and counted as `no_query`.
     """
-    kept: list[Trajectory] = []
-    dropped: list[Dropped] = []
-    report = DecontaminationReport(indexed_per_suite=index.counts(), n=index.n, threshold=index.threshold)
     for trajectory in trajectories:
         report.checked += 1
         query = trajectory.query
+        match = index.check(query) if query else None
         if not query:
             report.no_query += 1
-            kept.append(trajectory)
-            continue
-        match = index.check(query)
         if match is None:
-            kept.append(trajectory)
+            report.kept += 1
+            yield trajectory
             continue
-        dropped.append(Dropped(trajectory=trajectory, match=match))
+        report.dropped += 1
         group = f"{match.suite}/{match.group}"
         report.dropped_per_suite[match.suite] = report.dropped_per_suite.get(match.suite, 0) + 1
         report.dropped_per_group[group] = report.dropped_per_group.get(group, 0) + 1
         report.dropped_per_kind[match.kind] = report.dropped_per_kind.get(match.kind, 0) + 1
-    report.kept = len(kept)
-    report.dropped = len(dropped)
+        yield Dropped(trajectory=trajectory, match=match)
+
+
+def new_report(index: ContaminationIndex) -> DecontaminationReport:
+    """An empty report for checks against `index`."""
+    return DecontaminationReport(indexed_per_suite=index.counts(), n=index.n, threshold=index.threshold)
+
+
+def decontaminate(
+    trajectories: Iterable[Trajectory], index: ContaminationIndex
+) -> tuple[list[Trajectory], list[Dropped], DecontaminationReport]:
+    """Split training trajectories into those kept and those whose query matches an indexed evaluation item
+    (`screen`, collected)."""
+    kept: list[Trajectory] = []
+    dropped: list[Dropped] = []
+    report = new_report(index)
+    for item in screen(trajectories, index, report):
+        (dropped if isinstance(item, Dropped) else kept).append(item)  # type: ignore[arg-type]
     return kept, dropped, report

@@ -3,10 +3,10 @@ samples."""
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from typing import Any
 from mor.base import load_base
 from mor.data import fit_samples, render, render_text
 from mor.data.prepare import DatasetFiles, prepare_dataset
-from mor.evals.contamination import ContaminationError, build_index, decontaminate
+from mor.data.schema import Trajectory
+from mor.evals.contamination import ContaminationError, ContaminationIndex, Dropped, build_index, new_report, screen
 from mor.spec import DecontaminateSpec, TrainJobSpec
 
 __all__ = ["PreparedData", "decontaminate_dataset", "prepare_training"]
@@ -94,9 +95,34 @@ def prepare_training(
 
 
 def decontaminate_dataset(
-    dataset: DatasetFiles, settings: DecontaminateSpec, benchmarks_dir: Path | None
+    dataset: DatasetFiles,
+    settings: DecontaminateSpec,
+    benchmarks_dir: Path | None,
+    *,
+    keep: Callable[[Trajectory], None] | None = None,
 ) -> tuple[DatasetFiles, dict[str, Any]]:
-    """The data set without training items that copy an evaluation item, and the report of what was dropped."""
+    """The data set without training items that copy an evaluation item, and the report of what was dropped.
+
+    The training part streams through the check; with `keep`, each kept trajectory goes there (e.g. to a file) and
+    the returned data set is the input one; without, the kept ones are collected into the returned data set.
+    """
+    index = _index(dataset, settings, benchmarks_dir)
+    report = new_report(index)
+    kept: list[Trajectory] = []
+    dropped: list[dict[str, Any]] = []
+    for item in screen(dataset.iter_train(), index, report):
+        if isinstance(item, Dropped):
+            dropped.append({"id": item.trajectory.id, **item.match.to_dict()})
+        elif keep is not None:
+            keep(item)
+        else:
+            kept.append(item)
+    summary = {**report.to_dict(), "items": dropped}
+    return (dataset if keep is not None else dataset.with_train(kept)), summary
+
+
+def _index(dataset: DatasetFiles, settings: DecontaminateSpec, benchmarks_dir: Path | None) -> ContaminationIndex:
+    """What the training items are checked against: the chosen suites' items and the held-out set."""
     wants_benchmarks = settings.bfcl != [] or settings.stabletoolbench != []
     if wants_benchmarks and benchmarks_dir is None:
         raise ValueError(
@@ -105,7 +131,7 @@ def decontaminate_dataset(
             "check against the held-out set only)"
         )
     try:
-        index = build_index(
+        return build_index(
             benchmarks_dir if wants_benchmarks else None,
             bfcl=settings.bfcl,
             stabletoolbench=settings.stabletoolbench,
@@ -115,6 +141,3 @@ def decontaminate_dataset(
         )
     except ContaminationError as error:
         raise ValueError(f"data.decontaminate: {error}") from None
-    kept, dropped, report = decontaminate(dataset.train, index)
-    summary = {**report.to_dict(), "items": [{"id": d.trajectory.id, **d.match.to_dict()} for d in dropped]}
-    return dataclasses.replace(dataset, train=kept), summary

@@ -318,7 +318,15 @@ class CompleteSpec(StrictModel):
     )
     model: str | None = Field(default=None, description="The endpoint's model name (required with endpoint).")
     api_key_env: str | None = Field(default=None, description="Environment variable holding the endpoint's API key.")
-    requests_per_second: float | None = Field(default=2.0, gt=0.0, description="Client-side rate limit (per worker).")
+    requests_per_second: float | None = Field(
+        default=2.0, gt=0.0, description="Client-side rate limit of the whole job (shared among the workers)."
+    )
+    workers: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description="Processes asking the endpoint at once when the job runs on Ray Data (each keeps a connection).",
+    )
     max_attempts: int = Field(default=5, ge=1, le=20, description="Attempts per request (429, 5xx, timeouts retried).")
 
     @field_validator("model", mode="after")
