@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ def builtin_config(name: str) -> BuiltinConfig:
     )
 
 
-def builtin_fingerprint(config: BuiltinConfig, roles: Sequence[str], texts: Sequence[str]) -> str:
+def builtin_fingerprint(config: BuiltinConfig, roles: Sequence[str], texts: Iterable[str]) -> str:
     """Identity of a built base: its config, roles and training texts (the cache key)."""
     digest = hashlib.sha256()
     digest.update(json.dumps([config.__dict__, list(roles)], sort_keys=True, default=lambda o: o.__dict__).encode())
@@ -102,10 +102,13 @@ def build_builtin(
     roles: Sequence[str],
     cache_dir: str | Path,
 ) -> tuple[PreTrainedModel, Any]:
-    """The built-in base `name` with a tokenizer trained on `texts`, from `cache_dir` when already built."""
+    """The built-in base `name` with a tokenizer trained on `texts`, from `cache_dir` when already built.
+
+    `texts` is read twice (identity, then training) when it can be iterated again (a collection, or an object
+    reading its texts from disk on each `iter`); a one-shot iterator is collected first."""
     config = builtin_config(name)
-    corpus = list(texts)
-    if not corpus:
+    corpus = list(texts) if isinstance(texts, Iterator) else texts
+    if next(iter(corpus), None) is None:
         raise ValueError(
             f"base_model.builtin {name!r}: the tokenizer is trained on the job's training texts and none were given; "
             "pass texts=[render_text(t) for t in dataset.train]"

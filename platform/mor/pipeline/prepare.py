@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mor.base import load_base
-from mor.data import fit_samples, render, render_text
+from mor.data import render_text
 from mor.data.prepare import DatasetFiles, prepare_dataset
+from mor.data.samples import render_identity, write_samples
 from mor.data.schema import Trajectory
+from mor.data.store import resolve_dataset
 from mor.evals.contamination import ContaminationError, ContaminationIndex, Dropped, build_index, new_report, screen
 from mor.spec import DecontaminateSpec, TrainJobSpec
 
@@ -27,15 +28,28 @@ class PreparedData:
 
     dataset: DatasetFiles
     base_dir: Path
-    samples_path: Path
+    samples_path: Path  # Parquet (`mor.data.samples`)
     pad_token_id: int
     samples: int
     fit_summary: str
     decontamination: dict[str, Any] | None = None  # what `data.decontaminate` dropped, when set
+    token_stats: dict[str, Any] = field(default_factory=dict)  # `TokenStats.to_dict()` of the samples
+    reused_from: str | None = None  # the stored data set whose rendered samples are used as they are
 
 
 def _digest(payload: object) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class RenderedTexts:
+    """The rendered text of every training trajectory, read from the data set each time it is iterated (what a
+    built-in base's tokenizer is trained on, without holding the corpus)."""
+
+    def __init__(self, dataset: DatasetFiles) -> None:
+        self.dataset = dataset
+
+    def __iter__(self) -> Iterator[str]:
+        return (render_text(trajectory) for trajectory in self.dataset.iter_train())
 
 
 def prepare_training(
@@ -44,15 +58,15 @@ def prepare_training(
     """Data set, base model directory (built or resolved) and encoded training samples for a train spec.
 
     With `data.decontaminate`, training items whose query copies an evaluation item (from `benchmarks_dir`, and
-    the held-out set) are dropped first.
+    the held-out set) are dropped first. When the data is one stored data set whose samples were rendered with the
+    same tokenizer, roles and `max_seq_len` (`render_identity`), its samples file is used as it is.
     """
     dataset = prepare_dataset(spec.data, cache_dir, datasets_dir)
     decontamination = None
     if spec.data.decontaminate is not None:
         dataset, decontamination = decontaminate_dataset(dataset, spec.data.decontaminate, benchmarks_dir)
     roles = list(spec.mor.roles)
-    texts = [render_text(trajectory) for trajectory in dataset.train]
-    model, tokenizer = load_base(spec.base_model, cache_dir=cache_dir, texts=texts, roles=roles)
+    model, tokenizer = load_base(spec.base_model, cache_dir=cache_dir, texts=RenderedTexts(dataset), roles=roles)
     base_dir = Path(getattr(model, "name_or_path", "") or "")
     if not (base_dir / "config.json").is_file():  # a hub id: keep a local copy the workers can load
         # The copy keeps the checkpoint's own dtype; base_model.dtype applies where the workers load it.
@@ -60,38 +74,60 @@ def prepare_training(
         if not (base_dir / "config.json").is_file():
             model.save_pretrained(base_dir)
             tokenizer.save_pretrained(base_dir)
-    encoded, report = fit_samples((render(t, tokenizer, roles) for t in dataset.train), spec.train.max_seq_len)
-    if not encoded:
+    identity = render_identity(tokenizer, roles, spec.train.max_seq_len)
+    reused = _stored_samples(spec, datasets_dir, identity)
+    if reused is not None:
+        samples_path, manifest = reused
+        stats = dict(manifest["samples"]["stats"])
+        reused_from = f"{manifest['name']}@{manifest['version']}"
+    else:
+        key = _digest({"data": spec.data.model_dump(mode="json"), "base": str(base_dir), "render": identity})
+        samples_path = cache_dir / "samples" / f"{key}.parquet"
+        stats_path = samples_path.with_suffix(".stats.json")
+        if not (samples_path.is_file() and stats_path.is_file()):
+            written = write_samples(
+                dataset.iter_train(), samples_path, tokenizer=tokenizer, roles=roles, max_seq_len=spec.train.max_seq_len
+            )
+            stats_path.write_text(json.dumps(written.to_dict(), indent=2))
+        stats = json.loads(stats_path.read_text())
+        reused_from = None
+    fit = stats["fit"]
+    fit_summary = (
+        f"kept {fit['kept']}, cut at a turn boundary {fit['cut']}, dropped {fit['dropped']} (longest {fit['longest']})"
+    )
+    if not stats["sequences"]:
         raise ValueError(
             f"train.max_seq_len: every training trajectory is longer than {spec.train.max_seq_len} tokens "
-            f"({report.summary()}); raise it"
+            f"({fit_summary}); raise it"
         )
-    key = _digest(
-        {
-            "data": spec.data.model_dump(mode="json"),
-            "base": str(base_dir),
-            "roles": roles,
-            "max_seq_len": spec.train.max_seq_len,
-        }
-    )
-    samples_path = cache_dir / "samples" / f"{key}.jsonl"
-    if not samples_path.is_file():
-        samples_path.parent.mkdir(parents=True, exist_ok=True)
-        partial = samples_path.with_suffix(".partial")
-        with partial.open("w") as handle:
-            for sample in encoded:
-                handle.write(json.dumps(sample.to_dict()) + "\n")
-        os.replace(partial, samples_path)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return PreparedData(
         dataset=dataset,
         base_dir=base_dir,
         samples_path=samples_path,
         pad_token_id=int(pad),
-        samples=len(encoded),
-        fit_summary=report.summary(),
+        samples=int(stats["sequences"]),
+        fit_summary=fit_summary,
         decontamination=decontamination,
+        token_stats=stats,
+        reused_from=reused_from,
     )
+
+
+def _stored_samples(spec: TrainJobSpec, datasets_dir: Path | None, identity: str) -> tuple[Path, dict[str, Any]] | None:
+    """The samples file of the one stored data set the spec trains on, when it was rendered as this job would."""
+    sources = [source.model_dump(mode="python") for source in spec.data.sources]
+    if datasets_dir is None or spec.data.decontaminate is not None or len(sources) != 1:
+        return None
+    reference = sources[0].get("dataset")
+    if reference is None or float(sources[0].get("weight", 1.0)) != 1.0:
+        return None
+    stored = resolve_dataset(reference, datasets_dir)
+    samples = stored.manifest.get("samples") or {}
+    path = stored.directory / str(samples.get("file", ""))
+    if samples.get("render_identity") != identity or not path.is_file():
+        return None
+    return path, stored.manifest
 
 
 def decontaminate_dataset(

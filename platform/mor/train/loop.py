@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
@@ -13,6 +12,7 @@ from typing import Any
 import torch
 
 from mor.data import collate
+from mor.data.samples import read_samples
 from mor.model import MoRModel, apply_mor, load_mor, save_mor
 from mor.spec import TrainJobSpec
 from mor.train.batching import LengthGroupedBatchSampler
@@ -25,9 +25,8 @@ __all__ = ["train_loop_per_worker", "load_samples", "load_training_base", "total
 
 
 def load_samples(path: str | Path) -> list[dict[str, list[int]]]:
-    """Read encoded samples (JSON lines of input_ids, role_ids, labels)."""
-    with Path(path).open() as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    """Read encoded samples (a Parquet samples file, `mor.data.samples`: input_ids, role_ids, labels)."""
+    return read_samples(path)
 
 
 def total_steps(spec: TrainJobSpec, batches_per_epoch: int) -> int:
