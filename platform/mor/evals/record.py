@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from sqlalchemy import Engine
+if TYPE_CHECKING:  # the CLI reads metric names through this module: no SQLAlchemy or agent at import time
+    from sqlalchemy import Engine
 
-from mor.evals.synthetic import SyntheticEvalResult
-from mor.store import NewItemResult, add_item_results, error_text, finish_run, get_run, session_scope
+    from mor.evals.synthetic import SyntheticEvalResult
+    from mor.store import NewItemResult
 
 __all__ = [
     "SummaryLog",
@@ -72,6 +73,8 @@ def row_metrics(rows: Sequence[NewItemResult], *, reasons: bool = True) -> dict[
 
 def synthetic_rows(result: SyntheticEvalResult) -> tuple[list[NewItemResult], dict[str, float]]:
     """The item rows and summary metrics of a synthetic evaluation (its reasons are free text: no `reasons/`)."""
+    from mor.store import NewItemResult
+
     rows = [
         NewItemResult(
             category=item.category or "all",
@@ -121,6 +124,8 @@ def record_result(
 ) -> None:
     """Finish the running run `run_id` as succeeded: the summary to MLflow (when `tracking` is given) under
     `mlflow_prefix(suite, variant)`, then its item rows and summary to SQL, linked to that MLflow run."""
+    from mor.store import add_item_results, finish_run, get_run, session_scope
+
     with session_scope(engine) as session:
         suite = get_run(session=session, run_id=run_id).suite
     if tracking is not None:
@@ -139,6 +144,8 @@ def record_result(
 
 def record_failure(engine: Engine, run_id: int, error: BaseException, *, mlflow_run_id: str | None = None) -> None:
     """Finish run `run_id` as failed with `error` (its first line, then the traceback), unless it already ended."""
+    from mor.store import error_text, finish_run, get_run, session_scope
+
     with session_scope(engine) as session:
         run = get_run(session=session, run_id=run_id)
         if run.status in ("queued", "running"):

@@ -90,12 +90,26 @@ class FlippedItem:
 
 @dataclass(frozen=True)
 class RunComparison:
-    """Per-category deltas and flipped items between two runs of the same suite."""
+    """Per-category deltas and flipped items between two runs of the same suite.
+
+    `only_in_a` / `only_in_b` count the items one run has and the other lacks (a smoke run with `--max-items`, a
+    run of other categories): their accuracies are then over different items. With `shared_only`, the deltas are
+    over the items both runs have.
+    """
 
     run_a: EvalRun
     run_b: EvalRun
     categories: list[CategoryDelta]
     flipped: list[FlippedItem]
+    only_in_a: int = 0
+    only_in_b: int = 0
+    shared: int = 0
+    shared_only: bool = False
+
+    @property
+    def same_items(self) -> bool:
+        """True when both runs have the same items."""
+        return self.only_in_a == 0 and self.only_in_b == 0
 
     @property
     def fixed(self) -> list[FlippedItem]:
@@ -108,11 +122,23 @@ class RunComparison:
         return [item for item in self.flipped if not item.passed_b]
 
 
-def item_results(*, session: Session, run_id: int, category: str | None = None) -> list[ItemResult]:
-    """The item verdicts of a run, by category then item id."""
+def item_results(
+    *,
+    session: Session,
+    run_id: int,
+    category: str | None = None,
+    passed: bool | None = None,
+    failing_role: str | None = None,
+) -> list[ItemResult]:
+    """The item verdicts of a run, by category then item id; only one category, only passed (or failed) items,
+    only items failed on one role when given."""
     query = select(ItemResult).where(ItemResult.run_id == run_id)
     if category is not None:
         query = query.where(ItemResult.category == category)
+    if passed is not None:
+        query = query.where(ItemResult.passed == passed)
+    if failing_role is not None:
+        query = query.where(ItemResult.failing_role == failing_role)
     return list(session.scalars(query.order_by(ItemResult.category, ItemResult.item_id)))
 
 
@@ -130,13 +156,17 @@ def list_runs(
     status: str | None = None,
     schedule_id: int | None = None,
     limit: int | None = None,
+    model_version: str | None = None,
 ) -> list[EvalRun]:
-    """Runs, newest first, filtered by suite, model (URI as given or resolved name), creation time and status."""
+    """Runs, newest first, filtered by suite, model (URI as given or resolved name) and the version it resolved to,
+    creation time and status."""
     query = select(EvalRun)
     if suite is not None:
         query = query.where(EvalRun.suite == suite)
     if model is not None:
         query = query.where(_model_filter(model))
+    if model_version is not None:
+        query = query.where(EvalRun.model.has(EvaluatedModel.version == model_version))
     if since is not None:
         query = query.where(EvalRun.created_at >= since)
     if status is not None:
@@ -215,17 +245,28 @@ def score_history(
     ]
 
 
-def _category_counts(session: Session, run_id: int) -> dict[str, tuple[int, int]]:
+_Item = tuple[str, str]  # (category, item id)
+
+
+def _verdicts(session: Session, run_id: int) -> dict[_Item, bool]:
     rows = session.execute(
-        select(ItemResult.category, func.sum(ItemResult.passed.cast(Integer)), func.count(ItemResult.id))
-        .where(ItemResult.run_id == run_id)
-        .group_by(ItemResult.category)
+        select(ItemResult.category, ItemResult.item_id, ItemResult.passed).where(ItemResult.run_id == run_id)
     )
-    return {category: (int(passed or 0), int(total)) for category, passed, total in rows}
+    return {(category, item_id): bool(passed) for category, item_id, passed in rows}
 
 
-def compare_runs(*, session: Session, run_a: int, run_b: int) -> RunComparison:
-    """Per-category accuracy deltas (B - A) and the items whose verdict flipped between two runs.
+def _category_counts(verdicts: dict[_Item, bool], keep: set[_Item] | None) -> dict[str, tuple[int, int]]:
+    counts: dict[str, tuple[int, int]] = {}
+    for key, passed in verdicts.items():
+        if keep is None or key in keep:
+            done, total = counts.get(key[0], (0, 0))
+            counts[key[0]] = (done + passed, total + 1)
+    return counts
+
+
+def compare_runs(*, session: Session, run_a: int, run_b: int, shared_only: bool = False) -> RunComparison:
+    """Per-category accuracy deltas (B - A) and the items whose verdict flipped between two runs, with how many
+    items only one of them has; `shared_only` computes the deltas over the items both have.
 
     Both runs must be of the same suite and, where a judge was used, of the same judge kind.
     """
@@ -245,7 +286,10 @@ def compare_runs(*, session: Session, run_a: int, run_b: int) -> RunComparison:
             "and rule-based scores are never mixed",
             "compare runs judged the same way",
         )
-    counts_a, counts_b = _category_counts(session, run_a), _category_counts(session, run_b)
+    verdicts_a, verdicts_b = _verdicts(session, run_a), _verdicts(session, run_b)
+    shared = verdicts_a.keys() & verdicts_b.keys()
+    keep = shared if shared_only else None
+    counts_a, counts_b = _category_counts(verdicts_a, keep), _category_counts(verdicts_b, keep)
     categories = [
         CategoryDelta(category, *counts_a.get(category, (0, 0)), *counts_b.get(category, (0, 0)))
         for category in sorted(set(counts_a) | set(counts_b))
@@ -267,4 +311,13 @@ def compare_runs(*, session: Session, run_a: int, run_b: int) -> RunComparison:
         .order_by(item_a.category, item_a.item_id)
     )
     flipped = [FlippedItem(*row) for row in flipped_rows]
-    return RunComparison(run_a=first, run_b=second, categories=categories, flipped=flipped)
+    return RunComparison(
+        run_a=first,
+        run_b=second,
+        categories=categories,
+        flipped=flipped,
+        only_in_a=len(verdicts_a) - len(shared),
+        only_in_b=len(verdicts_b) - len(shared),
+        shared=len(shared),
+        shared_only=shared_only,
+    )
