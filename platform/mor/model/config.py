@@ -9,13 +9,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 __all__ = [
+    "DEFAULT_ROLE_NAMES",
     "DEFAULT_TARGET_MODULES",
     "FUSED_MODULES",
+    "SHARED_GROUP",
+    "LoRAConfig",
     "MoRConfig",
     "MoRConfigError",
     "RoleConfig",
@@ -39,6 +42,12 @@ FUSED_MODULES: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "gate_up_proj": ("gate_proj", "up_proj"),
     }
 )
+
+#: The paper's roles, in role-id order.
+DEFAULT_ROLE_NAMES: tuple[str, ...] = ("reasoner", "executor", "summarizer")
+
+#: The name of the one LoRA group of a configuration with `role_split: false` (every role's tokens use it).
+SHARED_GROUP = "all"
 
 #: Largest LoRA rank and largest number of routed experts per role accepted (guards against typos like rank: 1600).
 _MAX_RANK = 1024
@@ -119,16 +128,15 @@ def _paper_roles() -> dict[str, RoleConfig]:
     }
 
 
-class MoRConfig(_CheckedModel):
-    """Mixture-of-Roles adapter settings; the defaults are the MoRAgent paper's.
-
-    `roles` is ordered: role id `i` in `role_ids` means `role_names[i]`.
-    Building an invalid configuration raises `MoRConfigError` listing every problem at once.
-    """
+class _LoRAFields(_CheckedModel):
+    """The settings every LoRA of an adapter shares (MoR's and a plain LoRA's alike), and their checks."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    rank: int = Field(16, description=f"LoRA rank r of every shared and routed LoRA (1..{_MAX_RANK}).")
+    rank: int = Field(
+        16,
+        description=f"LoRA rank r of every shared and routed LoRA (adapter: lora: of the one LoRA) (1..{_MAX_RANK}).",
+    )
     alpha: float = Field(32.0, description="LoRA scaling numerator: each LoRA's output is scaled by alpha / rank.")
     dropout: float = Field(0.0, description="Dropout on the LoRA input (0 ≤ dropout < 1); routers see the clean input.")
     target_modules: list[str] = Field(
@@ -138,16 +146,9 @@ class MoRConfig(_CheckedModel):
             "gate_proj, up_proj map onto fused qkv_proj / gate_up_proj where the architecture fuses them."
         ),
     )
-    roles: dict[str, RoleConfig] = Field(
-        default_factory=_paper_roles,
-        description=(
-            "Ordered mapping role name -> role group; the order defines the role ids. "
-            "Default: the paper's reasoner, executor and summarizer."
-        ),
-    )
 
     @classmethod
-    def model_validate(cls, obj: Any, **kwargs: Any) -> MoRConfig:  # type: ignore[override]
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:  # type: ignore[override]
         """Build a configuration from a mapping; raises `MoRConfigError` naming every bad field."""
         try:
             return super().model_validate(obj, **kwargs)
@@ -155,7 +156,7 @@ class MoRConfig(_CheckedModel):
             raise MoRConfigError(_format_validation_error(error)) from None
 
     @classmethod
-    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> MoRConfig:  # type: ignore[override]
+    def model_validate_json(cls, json_data: str | bytes | bytearray, **kwargs: Any) -> Self:  # type: ignore[override]
         """Build a configuration from JSON text; raises `MoRConfigError` naming every bad field."""
         try:
             return super().model_validate_json(json_data, **kwargs)
@@ -203,6 +204,87 @@ class MoRConfig(_CheckedModel):
             raise ValueError("; ".join(problems))
         return value
 
+    @property
+    def scaling(self) -> float:
+        """Factor alpha / rank applied to every LoRA's output."""
+        return self.alpha / self.rank
+
+    @property
+    def role_names(self) -> list[str]:
+        """Role names in role-id order."""
+        raise NotImplementedError
+
+    def role_id(self, role: str | int) -> int:
+        """The integer id of a role given by name (or an id, which is checked)."""
+        names = self.role_names
+        if isinstance(role, bool) or not isinstance(role, (str, int)):
+            raise MoRConfigError(f"role: got {role!r}, must be one of {names} or an id in 0..{len(names) - 1}")
+        if isinstance(role, int):
+            if 0 <= role < len(names):
+                return role
+            raise MoRConfigError(f"role: got id {role}, must be in 0..{len(names) - 1} (roles {names})")
+        try:
+            return names.index(role)
+        except ValueError:
+            raise MoRConfigError(f"role: got {role!r}, must be one of {names}") from None
+
+
+class LoRAConfig(_LoRAFields):
+    """A plain LoRA (PEFT's) on the target modules, serving the tokens of every role: the baseline MoR is compared
+    with. `roles` only names the agent's roles (their prompts and ids); the adapter ignores role ids."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    roles: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ROLE_NAMES),
+        description="The agent's role names in role-id order (one LoRA serves them all).",
+    )
+
+    @field_validator("roles")
+    @classmethod
+    def _role_list(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError(f"got [], must name at least one role; e.g. roles: {list(DEFAULT_ROLE_NAMES)}")
+        bad = [name for name in value if not _IDENTIFIER.match(name)]
+        if bad:
+            raise ValueError(f"got role name {', '.join(map(repr, bad))}; use letters, digits and underscores")
+        duplicates = sorted({name for name in value if value.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"{duplicates} listed more than once; list each role once")
+        return value
+
+    @property
+    def role_names(self) -> list[str]:
+        """Role names in role-id order."""
+        return list(self.roles)
+
+
+class MoRConfig(_LoRAFields):
+    """Mixture-of-Roles adapter settings; the defaults are the MoRAgent paper's.
+
+    `roles` is ordered: role id `i` in `role_ids` means `role_names[i]`. Each role has its own LoRA group unless
+    `role_split` is false (the no-role-split ablation: one group, named `SHARED_GROUP`, serves every role's tokens).
+    Building an invalid configuration raises `MoRConfigError` listing every problem at once.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    roles: dict[str, RoleConfig] = Field(
+        default_factory=_paper_roles,
+        description=(
+            "Ordered mapping role name -> role group; the order defines the role ids. "
+            "Default: the paper's reasoner, executor and summarizer. Ablations: routed: 0 and shared: true in "
+            "every role is MoR without routing (one shared LoRA per role)."
+        ),
+    )
+    role_split: bool = Field(
+        True,
+        description=(
+            "One LoRA group per role (the paper). false: the no-role-split ablation, one group (routed top-k, "
+            "shared LoRA) for the tokens of every role; every role must then have the same routed, top_k and shared."
+        ),
+    )
+
     @field_validator("roles")
     @classmethod
     def _role_names(cls, value: dict[str, RoleConfig]) -> dict[str, RoleConfig]:
@@ -218,29 +300,43 @@ class MoRConfig(_CheckedModel):
             )
         return value
 
+    @model_validator(mode="after")
+    def _one_group_needs_equal_roles(self) -> MoRConfig:
+        if not self.role_split and len(set(self.roles.values())) > 1:
+            shown = "; ".join(
+                f"{name}: routed {role.routed}, top_k {role.top_k}, shared {role.shared}"
+                for name, role in self.roles.items()
+            )
+            first = next(iter(self.roles.values()))
+            example = f"{{routed: {first.routed}, top_k: {first.top_k}, shared: {str(first.shared).lower()}}}"
+            raise ValueError(
+                f"role_split: false gives every role the same LoRA group, so the roles must agree; got {shown}; "
+                f"e.g. give each role {example}"
+            )
+        return self
+
     @property
     def role_names(self) -> list[str]:
         """Role names in role-id order."""
         return list(self.roles)
 
     @property
-    def scaling(self) -> float:
-        """Factor alpha / rank applied to every LoRA's output."""
-        return self.alpha / self.rank
+    def groups(self) -> dict[str, RoleConfig]:
+        """The LoRA groups the layers hold, in group-id order: one per role, or `SHARED_GROUP` alone without
+        role split."""
+        if self.role_split:
+            return dict(self.roles)
+        return {SHARED_GROUP: next(iter(self.roles.values()))}
 
-    def role_id(self, role: str | int) -> int:
-        """The integer id of a role given by name (or an id, which is checked)."""
-        names = self.role_names
-        if isinstance(role, bool) or not isinstance(role, (str, int)):
-            raise MoRConfigError(f"role: got {role!r}, must be one of {names} or an id in 0..{len(names) - 1}")
-        if isinstance(role, int):
-            if 0 <= role < len(names):
-                return role
-            raise MoRConfigError(f"role: got id {role}, must be in 0..{len(names) - 1} (roles {names})")
-        try:
-            return names.index(role)
-        except ValueError:
-            raise MoRConfigError(f"role: got {role!r}, must be one of {names}") from None
+    @property
+    def group_names(self) -> list[str]:
+        """Names of the LoRA groups (the role names, or `[SHARED_GROUP]` without role split)."""
+        return list(self.groups)
+
+    def group_of(self, role: str | int) -> str:
+        """The name of the LoRA group that serves `role` (a name or id)."""
+        role_id = self.role_id(role)
+        return self.role_names[role_id] if self.role_split else SHARED_GROUP
 
 
 def _format_validation_error(error: ValidationError) -> str:

@@ -99,8 +99,13 @@ class RoutingRecord:
     active: torch.Tensor  # (roles,) bool: the role had tokens and routed experts
 
 
-def build_routing_plan(role_ids: torch.Tensor, num_roles: int, device: torch.device | None = None) -> RoutingPlan:
-    """Group the tokens by role; raises `MoRConfigError` for ids outside `0..num_roles-1`."""
+def build_routing_plan(
+    role_ids: torch.Tensor, num_roles: int, device: torch.device | None = None, *, one_group: bool = False
+) -> RoutingPlan:
+    """Group the tokens by role; raises `MoRConfigError` for ids outside `0..num_roles-1`.
+
+    `one_group`: every token goes to group 0 whatever its role (the layers hold one LoRA group for all roles).
+    """
     if role_ids.dtype in (torch.bool,) or role_ids.is_floating_point() or role_ids.is_complex():
         raise MoRConfigError(f"role_ids: got dtype {role_ids.dtype}, must be an integer tensor (torch.long)")
     flat = role_ids.reshape(-1).to(torch.long)
@@ -115,6 +120,8 @@ def build_routing_plan(role_ids: torch.Tensor, num_roles: int, device: torch.dev
             f"map each token to cfg.role_id(role_name)"
         )
     flat = flat.to(device or role_ids.device)
+    if one_group:
+        return RoutingPlan(num_tokens=num_tokens, num_roles=1, role_ids=torch.zeros_like(flat), single_role=0)
     return RoutingPlan(
         num_tokens=num_tokens, num_roles=num_roles, role_ids=flat, single_role=low if low == high else None
     )

@@ -1,11 +1,13 @@
-"""Save and load MoR adapters: one safetensors file per role plus `mor_config.json`, checked against the base model.
+"""Save and load MoR adapters: one safetensors file per role group plus `mor_config.json`, checked against the base
+model.
 
 Directory layout::
 
-    mor_config.json            format, MoR config, saved roles, role -> file, base-model fingerprint
-    role-<name>.safetensors    that role's tensors, keyed `<module>.mor_roles.<name>.<down|up>`
+    mor_config.json            format, MoR config, saved groups ("roles"), group -> file, base-model fingerprint
+    role-<name>.safetensors    that group's tensors, keyed `<module>.mor_roles.<name>.<down|up>`
 
-A directory may hold every role (`save_mor(model, dir)`) or a subset (`roles=[...]`), so one role can be retrained,
+A group is a role, or the one group `all` of a configuration without role split (`role_split: false`). A directory
+may hold every group (`save_mor(model, dir)`) or those of some roles (`roles=[...]`), so one role can be retrained,
 saved on its own and swapped into a model with `load_role` without touching the other roles' weights.
 """
 
@@ -23,7 +25,7 @@ from torch import nn
 from .config import MoRConfig, MoRConfigError
 from .model import MoRModel, apply_mor, resolve_target_modules, unwrap_mor_model
 
-__all__ = ["CONFIG_FILE", "MoRLoadError", "load_mor", "load_role", "read_mor_config", "save_mor"]
+__all__ = ["CONFIG_FILE", "MoRLoadError", "load_groups", "load_mor", "load_role", "read_mor_config", "save_mor"]
 
 CONFIG_FILE = "mor_config.json"
 _FORMAT = "mor-adapter"
@@ -62,20 +64,18 @@ def _base_module_shapes(base_model: nn.Module, config: MoRConfig) -> dict[str, l
 
 
 def save_mor(mor_model: MoRModel, directory: str | Path, roles: Sequence[str] | None = None) -> Path:
-    """Write the adapter (all roles, or only `roles`) to `directory`; returns the directory.
+    """Write the adapter (every group, or the groups serving `roles`) to `directory`; returns the directory.
 
     Accepts the model wrapped in DistributedDataParallel too.
     """
     mor_model = unwrap_mor_model(mor_model)
-    names = list(mor_model.role_names if roles is None else roles)
-    if not names:
+    if roles is not None and not list(roles):
         raise MoRConfigError(f"roles: got [], must name at least one of {mor_model.role_names} (or None for all)")
-    for name in names:
-        mor_model.config.role_id(name)
+    names = mor_model.groups_of(roles)
     path = Path(directory)
     path.mkdir(parents=True, exist_ok=True)
     for name in names:
-        tensors = {key: value.contiguous().cpu() for key, value in mor_model.adapter_state_dict([name]).items()}
+        tensors = {key: value.contiguous().cpu() for key, value in mor_model.group_state_dict([name]).items()}
         save_file(tensors, str(path / _role_file(name)), metadata={"format": "pt", "mor_role": name})
     manifest = {
         "format": _FORMAT,
@@ -138,44 +138,73 @@ def load_mor(base_model: nn.Module, directory: str | Path, *, adapter_dtype: tor
     """Apply the saved MoR adapter in `directory` (which must hold every role) to `base_model`."""
     manifest = _read_manifest(directory)
     config = MoRConfig.model_validate(manifest["config"])
-    missing_roles = [name for name in config.role_names if name not in manifest["roles"]]
-    if missing_roles:
+    missing_groups = [name for name in config.group_names if name not in manifest["roles"]]
+    if missing_groups:
         raise MoRLoadError(
-            f"{directory}: holds roles {manifest['roles']} but the config has {config.role_names}; "
-            f"missing {missing_roles}: apply_mor(base, read_mor_config(dir)) and load_role each role's directory"
+            f"{directory}: holds roles {manifest['roles']} but the config has {config.group_names}; "
+            f"missing {missing_groups}: apply_mor(base, read_mor_config(dir)) and load_role each role's directory"
         )
     _check_modules(manifest["base_model"]["modules"], _base_module_shapes(base_model, config), str(directory))
     mor_model = apply_mor(base_model, config, adapter_dtype=adapter_dtype)
-    for name in config.role_names:
+    for name in config.group_names:
         _load_role_tensors(mor_model, Path(directory), manifest, name)
     return mor_model
 
 
 def load_role(mor_model: MoRModel, directory: str | Path, role: str) -> None:
-    """Replace one role group's weights of `mor_model` with those saved in `directory`; other roles are untouched."""
+    """Replace the weights of the group serving `role` in `mor_model` with those saved in `directory`; other groups
+    are untouched."""
     mor_model = unwrap_mor_model(mor_model)
     manifest = _read_manifest(directory)
-    mor_model.config.role_id(role)
-    if role not in manifest["roles"]:
-        raise MoRLoadError(f"{directory}: holds roles {manifest['roles']}, not {role!r}")
-    saved = MoRConfig.model_validate(manifest["config"])
-    if (
-        role not in saved.roles
-        or saved.roles[role] != mor_model.config.roles[role]
-        or saved.rank != mor_model.config.rank
-    ):
-        saved_role = saved.roles.get(role)
+    group = mor_model.config.group_of(role)
+    if group not in manifest["roles"]:
+        raise MoRLoadError(f"{directory}: holds roles {manifest['roles']}, not {group!r}")
+    _load_checked_group(mor_model, Path(directory), manifest, group)
+
+
+def load_groups(mor_model: MoRModel, directory: str | Path) -> list[str]:
+    """Load every group saved in `directory` (one role's, several, or the one group without role split) into
+    `mor_model`; returns the groups loaded. The other groups are untouched."""
+    mor_model = unwrap_mor_model(mor_model)
+    manifest = _read_manifest(directory)
+    groups = list(manifest["roles"])
+    unknown = [group for group in groups if group not in mor_model.group_names]
+    if unknown:
         raise MoRLoadError(
-            f"{directory}: role {role!r} was saved with rank {saved.rank} and {saved_role}, the model has rank "
-            f"{mor_model.config.rank} and {mor_model.config.roles[role]}; build the model with the saved config"
+            f"{directory}: holds groups {groups}, the model has {mor_model.group_names}; build the model with "
+            "the saved config (read_mor_config)"
         )
-    if saved.alpha != mor_model.config.alpha:
+    for group in groups:
+        _load_checked_group(mor_model, Path(directory), manifest, group)
+    return groups
+
+
+def _load_checked_group(mor_model: MoRModel, directory: Path, manifest: dict[str, Any], group: str) -> None:
+    saved = MoRConfig.model_validate(manifest["config"])
+    model_config = mor_model.config
+    if (
+        saved.role_split != model_config.role_split
+        or group not in saved.groups
+        or saved.groups[group] != model_config.groups[group]
+        or saved.rank != model_config.rank
+    ):
+        split = (
+            f" (role_split {saved.role_split}, the model's {model_config.role_split})"
+            if saved.role_split != model_config.role_split
+            else ""
+        )
         raise MoRLoadError(
-            f"{directory}: saved with alpha {saved.alpha}, the model has alpha {mor_model.config.alpha}; "
+            f"{directory}: role {group!r} was saved with rank {saved.rank} and {saved.groups.get(group)}, the model "
+            f"has rank {model_config.rank} and {model_config.groups[group]}{split}; build the model with the saved "
+            "config"
+        )
+    if saved.alpha != model_config.alpha:
+        raise MoRLoadError(
+            f"{directory}: saved with alpha {saved.alpha}, the model has alpha {model_config.alpha}; "
             f"the scaling alpha / rank must match"
         )
     _check_modules(manifest["base_model"]["modules"], _model_module_shapes(mor_model), str(directory))
-    _load_role_tensors(mor_model, Path(directory), manifest, role)
+    _load_role_tensors(mor_model, directory, manifest, group)
 
 
 def _load_role_tensors(mor_model: MoRModel, directory: Path, manifest: dict[str, Any], role: str) -> None:
@@ -183,7 +212,7 @@ def _load_role_tensors(mor_model: MoRModel, directory: Path, manifest: dict[str,
     if not path.is_file():
         raise MoRLoadError(f"{path}: not found; the adapter directory is incomplete")
     tensors = load_file(str(path))
-    expected = mor_model.adapter_state_dict([role])
+    expected = mor_model.group_state_dict([role])
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
     if missing or unexpected:

@@ -71,7 +71,7 @@ class MoRLinear(nn.Module, BaseTunerLayer):
                 role_name: RoleWeights(
                     self.in_features, self.out_features, role, config.rank, dtype=adapter_dtype, device=device
                 )
-                for role_name, role in config.roles.items()
+                for role_name, role in config.groups.items()  # one group per role, or one for all (no role split)
             }
         )
         self.rank = config.rank

@@ -23,7 +23,7 @@ from peft.tuners.tuners_utils import BaseTuner
 from torch import nn
 
 from .cache import CACHE_ARGUMENTS, cached_length, find_cache
-from .config import FUSED_MODULES, MoRConfig, MoRConfigError
+from .config import FUSED_MODULES, LoRAConfig, MoRConfig, MoRConfigError
 from .context import RoutingState, build_routing_plan
 from .fusion import link_shared_inputs
 from .layer import ADAPTER_NAME, Implementation, MoRLinear
@@ -52,7 +52,7 @@ def _architecture(model: nn.Module) -> str:
     return type(model).__name__
 
 
-def resolve_target_modules(model: nn.Module, config: MoRConfig) -> list[str]:
+def resolve_target_modules(model: nn.Module, config: MoRConfig | LoRAConfig) -> list[str]:
     """Map `config.target_modules` onto the model's linear layer names (fused `qkv_proj` / `gate_up_proj` included).
 
     Raises `MoRConfigError` naming each target that matches nothing, with the linear layer names the model has.
@@ -191,6 +191,15 @@ class MoRModel(BaseTuner):
         """Role names in role-id order."""
         return self._mor_config.role_names
 
+    @property
+    def group_names(self) -> list[str]:
+        """The LoRA groups each layer holds: the role names, or one group for all roles (`role_split: false`)."""
+        return self._mor_config.group_names
+
+    @property
+    def _one_group(self) -> bool:
+        return not self._mor_config.role_split
+
     def mor_layers(self) -> Iterator[tuple[str, MoRLinear]]:
         """`(module name relative to the base model, layer)` for every MoR layer."""
         for name, module in self.model.named_modules():
@@ -217,7 +226,7 @@ class MoRModel(BaseTuner):
             raise MoRConfigError("input_ids: got None (and no inputs_embeds); pass input_ids and role_ids")
         token_shape = tuple(reference.shape[:2])
         ids = self._role_ids_for(role_ids, role, token_shape, "input_ids" if input_ids is not None else "inputs_embeds")
-        plan = build_routing_plan(ids, len(self.role_names), device=reference.device)
+        plan = build_routing_plan(ids, len(self.role_names), device=reference.device, one_group=self._one_group)
         record = torch.is_grad_enabled() if record_routing is None else record_routing
         with self._routing.activate(plan, record=record):
             return self.model(input_ids=input_ids, attention_mask=attention_mask, labels=labels, **kwargs)
@@ -286,14 +295,15 @@ class MoRModel(BaseTuner):
         return torch.stack(losses).sum()
 
     def router_stats(self) -> dict[str, list[float]]:
-        """Per role, the fraction of its tokens' top-k assignments that went to each routed expert (last forward).
+        """Per role group, the fraction of its tokens' top-k assignments that went to each routed expert (last
+        forward).
 
-        Summed over all layers; each list sums to 1, or is all zeros when the role had no tokens.
+        Summed over all layers; each list sums to 1, or is all zeros when the group had no tokens.
         """
         records = self._routing.records()
         totals = torch.stack([record.expert_counts for record in records]).double().sum(0).cpu() if records else None
         stats: dict[str, list[float]] = {}
-        for role_id, (name, role) in enumerate(self._mor_config.roles.items()):
+        for role_id, (name, role) in enumerate(self._mor_config.groups.items()):
             if not role.routed:
                 continue
             counts = totals[role_id, : role.routed] if totals is not None else None
@@ -305,11 +315,9 @@ class MoRModel(BaseTuner):
 
     def set_trainable_roles(self, roles: Sequence[str] | None = None) -> None:
         """Train only the named roles' groups (all roles when `roles` is None); the others are frozen."""
-        names = list(self.role_names if roles is None else roles)
-        for name in names:
-            self._mor_config.role_id(name)
+        groups = self.groups_of(roles)
         for _, layer in self.mor_layers():
-            layer.set_adapter(names)
+            layer.set_adapter(groups)
 
     def set_impl(self, impl: Implementation) -> None:
         """Choose the training math of every layer: `"auto"` (default: `"grouped"` on CPU, `"fused"` elsewhere),
@@ -321,16 +329,21 @@ class MoRModel(BaseTuner):
             layer.impl = impl
 
     def adapter_state_dict(self, roles: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
-        """Adapter tensors keyed `<module>.mor_roles.<role>.<down|up>` (module names relative to the base model)."""
-        names = list(self.role_names if roles is None else roles)
-        for name in names:
-            self._mor_config.role_id(name)
+        """Adapter tensors keyed `<module>.mor_roles.<group>.<down|up>` (module names relative to the base model) of
+        the groups serving `roles` (all when None); a group is a role, or `SHARED_GROUP` without role split."""
+        return self.group_state_dict(self.groups_of(roles))
+
+    def group_state_dict(self, groups: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Adapter tensors of the named LoRA groups (see `group_names`), keyed as in `adapter_state_dict`."""
+        unknown = [group for group in groups if group not in self.group_names]
+        if unknown:
+            raise MoRConfigError(f"groups: got {unknown}, the model's LoRA groups are {self.group_names}")
         state: dict[str, torch.Tensor] = {}
         for module_name, layer in self.mor_layers():
-            for role_name in names:
-                weights = layer.mor_roles[role_name]
-                state[f"{module_name}.mor_roles.{role_name}.down"] = weights.down.detach()
-                state[f"{module_name}.mor_roles.{role_name}.up"] = weights.up.detach()
+            for group in groups:
+                weights = layer.mor_roles[group]
+                state[f"{module_name}.mor_roles.{group}.down"] = weights.down.detach()
+                state[f"{module_name}.mor_roles.{group}.up"] = weights.up.detach()
         return state
 
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
@@ -348,6 +361,13 @@ class MoRModel(BaseTuner):
     activation_checkpointing_enable = gradient_checkpointing_enable
 
     # --- helpers ----------------------------------------------------------------------------------------------------
+
+    def groups_of(self, roles: Sequence[str] | None) -> list[str]:
+        """The groups serving `roles` (every group when None), each once, in group order; checks the role names."""
+        if roles is None:
+            return self.group_names
+        wanted = {self._mor_config.group_of(name) for name in roles}
+        return [group for group in self.group_names if group in wanted]
 
     def _device(self) -> torch.device:
         for parameter in self.parameters():
@@ -401,9 +421,11 @@ class MoRModel(BaseTuner):
             raise MoRConfigError("generate: the base model was called without input_ids or inputs_embeds")
         offset = cached_length(find_cache(kwargs))
         batch, length = int(tokens.shape[0]), int(tokens.shape[1])
-        num_roles = len(self.role_names)
+        num_roles, one_group = len(self.role_names), self._one_group
         self._routing.enter_step(
-            lambda: build_routing_plan(schedule.step_role_ids(batch, length, offset), num_roles, device=tokens.device)
+            lambda: build_routing_plan(
+                schedule.step_role_ids(batch, length, offset), num_roles, device=tokens.device, one_group=one_group
+            )
         )
         return None
 
