@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
-import threading
 import time
 from typing import Annotated, Any
 
@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mor.cluster import ClusterError, ensure_local_cluster, job_runtime_env
+from mor.cluster import ClusterError, ensure_local_cluster, job_runtime_env, resolve_token
 from mor.settings import Settings
 
 __all__ = ["serve_command"]
@@ -26,8 +26,9 @@ def _fail(console: Console, message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _wait_ready(url: str, key: str, timeout_s: float) -> tuple[str | None, str | None]:
-    """`(model id, None)` once `GET /v1/models` answers, else `(None, last problem)`."""
+def _wait_ready(url: str, key: str, app_name: str, timeout_s: float) -> tuple[str | None, str | None]:
+    """`(model id, None)` once `GET /v1/models` answers, else `(None, what went wrong)`; a failed deployment ends
+    the wait at once."""
     deadline = time.monotonic() + timeout_s
     problem: str | None = None
     while time.monotonic() < deadline:
@@ -38,11 +39,15 @@ def _wait_ready(url: str, key: str, timeout_s: float) -> tuple[str | None, str |
             problem = f"HTTP {response.status_code}: {response.text[:200]}"
         except (httpx.HTTPError, ValueError, KeyError, IndexError) as error:
             problem = f"{type(error).__name__}: {error}"
+        status = _serve_status(app_name)
+        if status.startswith(("DEPLOY_FAILED", "UNHEALTHY", "(the application is not deployed)")):
+            return None, f"{problem}; {status}"
         time.sleep(0.5)
-    return None, problem
+    return None, f"{problem}; {_serve_status(app_name)}"
 
 
 def _serve_status(app_name: str) -> str:
+    """The application's status and messages, e.g. `DEPLOY_FAILED: replica constructor raised ...`."""
     from ray import serve
 
     try:
@@ -51,8 +56,18 @@ def _serve_status(app_name: str) -> str:
         return f"(status unavailable: {error})"
     if status is None:
         return "(the application is not deployed)"
-    messages = [status.message] + [d.message for d in status.deployments.values() if d.message]
-    return f"{status.status}: " + " | ".join(m for m in messages if m)
+    state = getattr(status.status, "value", str(status.status))
+    messages = [m for m in [status.message, *(d.message for d in status.deployments.values())] if m]
+    return f"{state}: " + " | ".join(messages) if messages else f"{state} (no message)"
+
+
+def _stop_on_sigterm() -> Any:
+    """SIGTERM and SIGHUP end `mor serve` as Ctrl-C does (the application is removed on the way out)."""
+
+    def interrupt(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
 
 
 def serve_command(
@@ -88,9 +103,18 @@ def serve_command(
     replica_cpus: Annotated[float, typer.Option("--replica-cpus", min=0.0, help="CPUs reserved per replica.")] = 1.0,
     app_name: Annotated[str, typer.Option("--app-name", help="Ray Serve application name.")] = "mor-agent",
     route_prefix: Annotated[str, typer.Option("--route-prefix", help="URL prefix of the application.")] = "/",
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="Replace an application of the same name on the cluster, even one a running mor serve owns.",
+        ),
+    ] = False,
 ) -> None:
     """Serve an agent with an OpenAI-compatible /v1/chat/completions (tool calling) until Ctrl-C."""
     from mor.serve import ServeArgs, build_app, digest_key, resolve_api_keys
+    from mor.serve.control import ServeCluster, check_port, deploy, undeploy
+    from mor.serve.lifecycle import OwnerRecords, ServeConflict, ServeRequest
 
     console = Console()
     settings = Settings()
@@ -115,13 +139,17 @@ def serve_command(
             2,
         )
     local = not external
+    request = ServeRequest(app_name=app_name, route_prefix=route_prefix, host=host, port=port, replace=replace)
     if local:
         from mor.registry import RegistryError, resolve_model
 
         try:
             resolve_model(model_uri, settings)  # fail fast here rather than in a replica's log
+            check_port(host, port, settings.ray_dir)  # before any cluster is started or anything deployed
         except RegistryError as error:
             raise _fail(console, str(error), 2) from None
+        except ServeConflict as error:
+            raise _fail(console, str(error)) from None
     try:
         with console.status("Connecting to Ray (starting the embedded local cluster if needed)…"):
             cluster = ensure_local_cluster(settings, address)
@@ -130,34 +158,56 @@ def serve_command(
     # Ray reads its token settings once, when it is first imported: set them before that.
     os.environ.update({k: v for k, v in cluster.env().items() if k != "RAY_ADDRESS"})
     import ray
-    from ray import serve
+    import ray.serve  # noqa: F401  (configures its logger on import; quieted below)
 
-    ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)  # our own lines say what happens
+    context = ray.init(address=cluster.address, log_to_driver=False, logging_level="ERROR")
+    target = ServeCluster(
+        address=cluster.address,
+        dashboard_url=cluster.dashboard_url if cluster.local else str(context.dashboard_url or cluster.dashboard_url),
+        token=cluster.token if cluster.local else resolve_token(os.environ),
+        ray_dir=cluster.ray_dir if cluster.local else None,
+    )
+    records = OwnerRecords(settings.resolved_home / "serve")
     options: dict[str, Any] = {
         "num_replicas": replicas,
         "ray_actor_options": {"num_cpus": replica_cpus, "runtime_env": job_runtime_env(settings, local=cluster.local)},
     }
     prefix = route_prefix.rstrip("/")
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}{prefix}/v1"
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    deployed = False
+
+    def report(note: str) -> None:
+        console.print(escape(note), soft_wrap=True)
+
+    previous = _stop_on_sigterm()
+    deploying = False
     try:
         with console.status(f"Deploying {escape(model_uri)} on Ray Serve…"):
-            serve.start(http_options={"host": host, "port": port})
             try:
-                serve.run(build_app(args, **options), name=app_name, route_prefix=route_prefix, blocking=False)
-                deployed = True
+                deploying = True
+                deploy(
+                    build_app(args, **options),
+                    request,
+                    cluster=target,
+                    records=records,
+                    model_uri=model_uri,
+                    report=report,
+                )
+            except ServeConflict as error:
+                deploying = False  # refused before anything changed
+                raise _fail(console, str(error)) from None
+            except httpx.HTTPError as error:
+                deploying = False
+                raise _fail(
+                    console,
+                    f"could not read Ray Serve's state from the dashboard at {target.dashboard_url} ({error}); "
+                    "mor serve needs the cluster's dashboard to see what Serve already runs",
+                ) from None
             except Exception as error:
                 raise _fail(console, f"deployment failed: {error}\n{_serve_status(app_name)}") from None
-            model_id, problem = _wait_ready(base_url, keys[0], _READY_TIMEOUT_S)
+            model_id, problem = _wait_ready(base_url, keys[0], app_name, _READY_TIMEOUT_S)
         if model_id is None:
-            raise _fail(
-                console,
-                f"the agent does not answer at {base_url}: {problem}. Ray Serve may already run in "
-                f"this cluster with another --host/--port (its proxy keeps its first settings); "
-                f"{_serve_status(app_name)}",
-            )
+            raise _fail(console, f"the agent does not answer at {base_url}: {problem}")
         console.print(f"[bold green]Serving[/] {escape(model_uri)} as model [bold]{escape(model_id)}[/]")
         console.print(f"Base URL: [bold]{base_url}[/]", soft_wrap=True)
         if generated:
@@ -171,17 +221,18 @@ def serve_command(
             highlight=False,
         )
         console.print("Press Ctrl-C to stop.")
-        while not stop.wait(0.5):
-            pass
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
-        if deployed:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if deploying:
             console.print(f"Stopping {escape(app_name)}…")
             try:
-                serve.delete(app_name)
+                undeploy(request, cluster=target, records=records, report=report)
             except Exception as error:  # the cluster may be gone already
-                console.print(f"[yellow]Could not delete the application:[/] {escape(str(error))}")
+                console.print(f"[yellow]Could not remove the application:[/] {escape(str(error))}")
         ray.shutdown()
     console.print("Stopped.")
