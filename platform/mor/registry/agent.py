@@ -88,16 +88,17 @@ def register_agent(
     artifact_path: str = "agent",
     description: str | None = None,
     tags: Mapping[str, str] | None = None,
+    roles: list[str] | None = None,
 ) -> RegisteredAgent:
     """Create version N of registered model `model_name` from the run of `session` and point `alias` at it.
 
     The version holds `base` (reference), `base_weights` (required for builtin bases: a model to
-    `save_pretrained`, or its directory), `adapters/<role>/` for each role, the tokenizer (object or directory)
-    and the spec. All or nothing: on failure the registry is left as it was and RegistryError says which step
-    failed.
+    `save_pretrained`, or its directory), `adapters/<name>/` for each adapter directory (one per role, or one
+    serving every role: then `roles` names the agent's roles), the tokenizer (object or directory) and the spec.
+    All or nothing: on failure the registry is left as it was and RegistryError says which step failed.
     """
     _check_names(model_name, alias, artifact_path)
-    check_inputs(base=base, adapters=adapters, tokenizer=tokenizer, base_weights=base_weights)
+    check_inputs(base=base, adapters=adapters, tokenizer=tokenizer, base_weights=base_weights, roles=roles)
     client = session.client
     run_id = session.run_id
     if client.list_artifacts(run_id, artifact_path):
@@ -139,11 +140,12 @@ def register_agent(
         step = "uploading the manifest"
         manifest = build_manifest(
             base=base,
-            roles=list(adapters),
+            adapters=list(adapters),
             has_base_weights=base_weights is not None,
             files=files,
             model_name=model_name,
             run_id=run_id,
+            roles=roles,
         )
         session.log_text(json.dumps(manifest, indent=2), f"{artifact_path}/{MANIFEST_FILE}")
         step = "marking the version ready"

@@ -4,9 +4,13 @@
 mor_agent.json        manifest: format, base-model reference, roles, relative paths, file sizes and sha256
 spec.yaml             the job spec that produced the agent
 base/                 base weights (save_pretrained output); always present for builtin bases
-adapters/<role>/      one adapter directory per role (opaque files written by mor.model)
+adapters/<name>/      the adapter directories (opaque files written by mor.model): one per role for MoR, or one
+                      serving every role (adapters/all: MoR without role split; adapters/lora: a plain PEFT LoRA)
 tokenizer/            the tokenizer (save_pretrained output or tokenizer.json)
 ```
+
+The manifest's `roles` lists the agent's roles in role-id order; without it (older manifests) the adapter names
+are the roles.
 """
 
 from __future__ import annotations
@@ -101,8 +105,8 @@ class LocalAgentDir:
 
     @property
     def roles(self) -> list[str]:
-        """Role names, in manifest order."""
-        return list(self.adapters)
+        """The agent's role names in role-id order (the manifest's `roles`, else its adapter names)."""
+        return list(self.manifest.get("roles") or self.adapters)
 
     @property
     def spec_text(self) -> str:
@@ -127,13 +131,15 @@ def file_index(directory: Path, prefix: str) -> dict[str, dict[str, int | str]]:
 def build_manifest(
     *,
     base: BaseModelRef,
-    roles: list[str],
+    adapters: list[str],
     has_base_weights: bool,
     files: Mapping[str, Mapping[str, int | str]],
     model_name: str | None = None,
     run_id: str | None = None,
+    roles: list[str] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of an agent directory."""
+    """The manifest of an agent directory: `adapters` names its adapter directories, `roles` the agent's roles
+    (default: the adapter names, one adapter per role)."""
     return {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -141,7 +147,8 @@ def build_manifest(
         "run_id": run_id,
         "base": base.to_dict(),
         "base_weights": BASE_DIR if has_base_weights else None,
-        "adapters": {role: f"{ADAPTERS_DIR}/{role}" for role in roles},
+        "roles": list(roles) if roles is not None else list(adapters),
+        "adapters": {name: f"{ADAPTERS_DIR}/{name}" for name in adapters},
         "tokenizer": TOKENIZER_DIR,
         "spec": SPEC_FILE,
         "files": dict(sorted(files.items())),
@@ -154,6 +161,7 @@ def check_inputs(
     adapters: Mapping[str, Path],
     tokenizer: Path | SavesPretrained,
     base_weights: Path | SavesPretrained | None,
+    roles: list[str] | None = None,
 ) -> None:
     """Refuse bad agent parts before anything is written, listing every problem at once."""
     problems: list[str] = []
@@ -164,6 +172,8 @@ def check_inputs(
             problems.append(f"adapters.{role}: role name must match {_ROLE_NAME.pattern}; e.g. 'executor'")
         if not Path(path).is_dir():
             problems.append(f"adapters.{role}: {path} is not a directory; pass the directory save_mor wrote")
+    if roles is not None and (not roles or not all(_ROLE_NAME.match(role) for role in roles)):
+        problems.append(f"roles: got {roles}, must name each role (matching {_ROLE_NAME.pattern}); e.g. ['executor']")
     if isinstance(tokenizer, str | os.PathLike) and not Path(tokenizer).is_dir():
         problems.append(f"tokenizer: {tokenizer} is not a directory; pass the tokenizer or its saved directory")
     if base.kind == "builtin" and base_weights is None:
@@ -199,10 +209,11 @@ def write_agent_dir(
     spec_text: str,
     base_weights: Path | SavesPretrained | None = None,
     model_name: str | None = None,
+    roles: list[str] | None = None,
 ) -> LocalAgentDir:
     """Write an agent directory without MLflow (same layout as a registered version); `destination` must not
-    exist or be empty."""
-    check_inputs(base=base, adapters=adapters, tokenizer=tokenizer, base_weights=base_weights)
+    exist or be empty. `roles`: the agent's roles when the adapters are not one per role."""
+    check_inputs(base=base, adapters=adapters, tokenizer=tokenizer, base_weights=base_weights, roles=roles)
     destination = Path(destination)
     if destination.exists() and any(destination.iterdir()):
         raise RegistryError(f"destination: {destination} is not empty; pass a new directory")
@@ -219,10 +230,11 @@ def write_agent_dir(
     (destination / SPEC_FILE).write_text(spec_text)
     manifest = build_manifest(
         base=base,
-        roles=list(adapters),
+        adapters=list(adapters),
         has_base_weights=base_weights is not None,
         files=files,
         model_name=model_name,
+        roles=roles,
     )
     (destination / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return read_agent_dir(destination)
