@@ -1,6 +1,7 @@
 """Build an agent from a model, or load one from its files: the one loader evaluation, serving and training jobs use.
 
-A MoR model routes each role to its adapters; a plain model serves every role.
+A MoR model routes each role to its adapters; a LoRA model (the baseline) and a plain model serve every role with
+the same weights. MoR and LoRA agents keep their role names (so the same role prompts); both take role ids.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from mor.agent.generator import HFRoleGenerator, MoRRoleGenerator
 from mor.agent.loop import Agent, AgentConfig
 from mor.base import load_base
 from mor.data.schema import DEFAULT_ROLES
-from mor.model import MoRModel, apply_mor, load_role, read_mor_config
+from mor.model import AdapterModel, LoRAModel, MoRModel, load_agent_adapters
 
 __all__ = ["AgentFiles", "build_agent", "load_agent", "load_agent_model"]
 
@@ -51,32 +52,35 @@ def build_agent(
     roles: Sequence[str] | None = None,
     config: AgentConfig | None = None,
 ) -> Agent:
-    """An `Agent` over `model` (a `MoRModel` or any Hugging Face causal LM) and the tokenizer it was trained with.
+    """An `Agent` over `model` (a `MoRModel`, a `LoRAModel` or any Hugging Face causal LM) and the tokenizer it was
+    trained with.
 
-    With a `MoRModel` the roles default to the model's own role list (the order gives the role ids). A `config`
-    without `max_context_tokens` gets the model's context length, so a prompt too long for the model is a failure
-    of the role that needed it, not a crash.
+    With a `MoRModel` or `LoRAModel` the roles default to the model's own role list (the order gives the role ids).
+    A `config` without `max_context_tokens` gets the model's context length, so a prompt too long for the model is a
+    failure of the role that needed it, not a crash.
     """
     config = config or AgentConfig()
-    base = model.base_model if isinstance(model, MoRModel) else model
+    adapted = isinstance(model, (MoRModel, LoRAModel))
+    base = model.base_model if adapted else model
     context = getattr(getattr(base, "config", None), "max_position_embeddings", None)
     if config.max_context_tokens is None and context:
         config = dataclasses.replace(config, max_context_tokens=int(context))
     pad = getattr(tokenizer, "pad_token_id", None)
-    if isinstance(model, MoRModel):
+    if adapted:
         names = list(roles) if roles is not None else model.role_names
         if names != model.role_names:
-            raise ValueError(f"roles: got {names}, the MoR model was built with {model.role_names}; omit roles")
+            raise ValueError(f"roles: got {names}, the model was built with {model.role_names}; omit roles")
         return Agent(MoRRoleGenerator(model, pad_token_id=pad), tokenizer, roles=names, config=config)
     return Agent(HFRoleGenerator(model, pad_token_id=pad), tokenizer, roles=roles or DEFAULT_ROLES, config=config)
 
 
-def load_agent_model(files: AgentFiles) -> tuple[MoRModel, Any]:
-    """The MoR model (eval mode) and tokenizer of an agent: base weights from the agent's own copy when it has
-    one (always for builtin bases), else from the path / hub id; then every role's adapter group."""
+def load_agent_model(files: AgentFiles) -> tuple[AdapterModel, Any]:
+    """The adapter model (eval mode) and tokenizer of an agent: base weights from the agent's own copy when it has
+    one (always for builtin bases), else from the path / hub id; then its adapters: every role's MoR group, the one
+    group of MoR without role split, or the plain LoRA (`mor.model.load_agent_adapters`)."""
     adapters = dict(files.adapters)
     if not adapters:
-        raise ValueError("adapters: got none; an agent holds one adapter directory per role")
+        raise ValueError("adapters: got none; an agent holds one adapter directory per role, or one for all roles")
     base_ref = files.base
     if files.base_weights_dir is not None:
         base = AutoModelForCausalLM.from_pretrained(files.base_weights_dir, dtype=torch.float32)
@@ -87,13 +91,7 @@ def load_agent_model(files: AgentFiles) -> tuple[MoRModel, Any]:
     else:
         raise ValueError(f"base: a {base_ref.kind} base needs its weights in the agent (base/ is missing)")
     tokenizer = AutoTokenizer.from_pretrained(files.tokenizer_dir)
-    config = read_mor_config(next(iter(adapters.values())))
-    missing = [role for role in config.role_names if role not in adapters]
-    if missing:
-        raise ValueError(f"adapters: roles {missing} of the adapter config have no directory; got {list(adapters)}")
-    model = apply_mor(base, config)
-    for role, directory in adapters.items():
-        load_role(model, directory, role)
+    model = load_agent_adapters(base, adapters)
     model.eval()
     return model, tokenizer
 

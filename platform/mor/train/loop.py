@@ -13,7 +13,7 @@ import torch
 
 from mor.data import collate
 from mor.data.samples import read_samples
-from mor.model import MoRModel, apply_mor, load_mor, save_mor
+from mor.model import AdapterModel, apply_lora, apply_mor, count_parameters, load_adapter, save_adapter
 from mor.spec import TrainJobSpec
 from mor.train.batching import LengthGroupedBatchSampler
 from mor.train.checkpoint import TrainState, read_checkpoint, write_checkpoint
@@ -21,7 +21,7 @@ from mor.train.parallel import plain_module_names, prepare_mor_model
 from mor.train.precision import base_load_dtype
 from mor.train.step import Batch, TrainStep
 
-__all__ = ["train_loop_per_worker", "load_samples", "load_training_base", "total_steps"]
+__all__ = ["train_loop_per_worker", "load_samples", "load_training_base", "new_adapter_model", "total_steps"]
 
 
 def load_samples(path: str | Path) -> list[dict[str, list[int]]]:
@@ -40,6 +40,13 @@ def load_training_base(base_dir: str | Path, spec: TrainJobSpec) -> torch.nn.Mod
     from transformers import AutoModelForCausalLM
 
     return AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=base_load_dtype(spec.base_model.dtype))
+
+
+def new_adapter_model(base: torch.nn.Module, spec: TrainJobSpec) -> AdapterModel:
+    """The untrained adapter the spec asks for on `base`: MoR (`mor.adapter: mor`) or the plain LoRA (`lora`)."""
+    if spec.mor.adapter == "lora":
+        return apply_lora(base, spec.mor.lora_config())
+    return apply_mor(base, spec.mor.adapter_config())
 
 
 def _lr_lambda(warmup: int, total: int) -> Any:
@@ -66,13 +73,15 @@ def _batches(
         skip = 0
 
 
-def _save_adapter(mor_model: MoRModel, path: Path) -> None:
+def _save_adapter(mor_model: AdapterModel, path: Path) -> None:
     with plain_module_names(mor_model):  # FSDP's wrappers would otherwise rename the saved modules
-        save_mor(mor_model, path)
+        save_adapter(mor_model, path)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Train MoR adapters on this worker's share of the samples; resumes from Ray's latest checkpoint.
+    """Train the spec's adapter (MoR or the plain LoRA) on this worker's share of the samples; resumes from Ray's
+    latest checkpoint. Besides the losses it reports `trainable_params` and `train_seconds` (the loop's wall time,
+    since the last restart when the worker group was restarted: see `resumed_from_step`).
 
     `config`: spec (dict), base_dir, samples_path, pad_token_id, threads_per_worker, and optional metrics_sink /
     progress_sink objects (used on rank 0 only).
@@ -104,9 +113,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             adapter_dir, resumed, state = read_checkpoint(Path(directory))
-            mor_model = load_mor(base, adapter_dir)
+            mor_model = load_adapter(base, adapter_dir)
     else:
-        mor_model = apply_mor(base, spec.mor.adapter_config())
+        mor_model = new_adapter_model(base, spec)
+    trainable_params = count_parameters(mor_model).trainable
     if spec.train.gradient_checkpointing:
         mor_model.gradient_checkpointing_enable()  # the routing plan is restored in the recomputation
 
@@ -167,6 +177,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "total_steps": float(steps),
             "eta_s": eta,
             "resumed_from_step": float(resumed_from),
+            "trainable_params": float(trainable_params),
+            "train_seconds": time.perf_counter() - started,
         }
         metrics.update({f"ce.{role}": value for role, value in objective.per_role_ce.items()})
         for role, loads in mor_model.router_stats().items():

@@ -17,21 +17,21 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from mor.model import MoRModel
+from mor.model import AdapterModel
 
 __all__ = ["Strategy", "average_gradients", "fsdp_kwargs", "plain_module_names", "prepare_mor_model"]
 
 Strategy = Literal["ddp", "fsdp"]
 
 
-def _decoder_layer_classes(mor_model: MoRModel) -> set[type[nn.Module]]:
+def _decoder_layer_classes(mor_model: AdapterModel) -> set[type[nn.Module]]:
     names = set(getattr(mor_model.base_model, "_no_split_modules", None) or [])
     return {type(module) for module in mor_model.base_model.modules() if type(module).__name__ in names}
 
 
-def fsdp_kwargs(mor_model: MoRModel, device_id: torch.device | None = None) -> dict[str, Any]:
-    """`FullyShardedDataParallel` arguments for a MoR model: one shard unit per decoder layer (the base model's
-    `_no_split_modules`), the trainable adapter parameters ignored by FSDP."""
+def fsdp_kwargs(mor_model: AdapterModel, device_id: torch.device | None = None) -> dict[str, Any]:
+    """`FullyShardedDataParallel` arguments for a MoR (or LoRA) model: one shard unit per decoder layer (the base
+    model's `_no_split_modules`), the trainable adapter parameters ignored by FSDP."""
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
     kwargs: dict[str, Any] = {"ignored_states": [p for p in mor_model.parameters() if p.requires_grad]}
@@ -86,7 +86,7 @@ def plain_module_names(model: nn.Module) -> Iterator[None]:
 
 
 def prepare_mor_model(
-    mor_model: MoRModel, strategy: Strategy
+    mor_model: AdapterModel, strategy: Strategy
 ) -> tuple[nn.Module, Callable[[list[nn.Parameter]], None] | None]:
     """Move the model to this worker's device and wrap it for `strategy` (Ray Train's prepare_model).
 

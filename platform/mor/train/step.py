@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from mor.model import MoRModel
+from mor.model import AdapterModel
 from mor.train.objective import IGNORE_INDEX, Objective, role_cross_entropy, role_label_counts
 from mor.train.precision import Precision, autocast, grad_scaler
 
@@ -31,13 +31,14 @@ class TrainStep:
     The window's loss is the one a single batch of all its sequences would give: each micro-batch's CE is weighted
     by its share of the window's label tokens (1/N for equal shares), the load-balancing loss is averaged over the
     N micro-batches (each routes on its own, as each worker does), and the orthogonality loss, a function of the
-    weights alone, is added once. `model` is what is called: the MoRModel itself or its DDP/FSDP wrapper. On every
+    weights alone, is added once (both are 0 for a plain LoRA). `model` is what is called: the MoRModel or LoRAModel
+    itself or its DDP/FSDP wrapper. On every
     micro-batch but the last, the wrapper's gradient synchronisation is skipped (`no_sync`); `sync_gradients`, when
     given, runs once per window on the trainable parameters before clipping (FSDP leaves the adapters to it).
     """
 
     model: nn.Module
-    mor_model: MoRModel
+    mor_model: AdapterModel
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     aux_weight: float
