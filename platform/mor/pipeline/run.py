@@ -84,14 +84,12 @@ def _train(
     return adapter_dir, final_loss, state.step, seconds
 
 
-def _split_roles(adapter_dir: Path, prepared: PreparedData, roles: list[str], target: Path) -> dict[str, Path]:
-    """Per-role adapter directories, so each role can be versioned and swapped on its own."""
-    from transformers import AutoModelForCausalLM
+def _split_roles(adapter_dir: Path, prepared: PreparedData, target: Path) -> dict[str, Path]:
+    """The adapter directories to register: one per role for MoR (each role versioned and swapped on its own), or
+    one serving every role (MoR without role split, the plain LoRA)."""
+    from mor.model import split_for_registry
 
-    from mor.model import load_mor, save_mor
-
-    model = load_mor(AutoModelForCausalLM.from_pretrained(prepared.base_dir), adapter_dir)
-    return {role: save_mor(model, target / role, roles=[role]) for role in roles}
+    return split_for_registry(adapter_dir, prepared.base_dir, target)
 
 
 def run_train_job(
@@ -162,7 +160,7 @@ def run_train_job(
             if spec.register_ is not None:
                 progress.report("register", 0, 1)
                 with tempfile.TemporaryDirectory(prefix="mor-roles-") as scratch:
-                    adapters = _split_roles(adapter_dir, prepared, list(spec.mor.roles), Path(scratch))
+                    adapters = _split_roles(adapter_dir, prepared, Path(scratch))
                     base = _base_ref(spec)
                     registered = register_agent(
                         session,
@@ -175,6 +173,7 @@ def run_train_job(
                         alias=spec.register_.alias,
                         description=spec.description,
                         tags={JOB_ID_TAG: job_id or "local"},
+                        roles=list(spec.mor.roles),
                     )
                 summary.model_uri, summary.alias_uri = registered.uri, registered.alias_uri
                 progress.report("register", 1, 1)

@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from mor.model import MoRConfig
+from mor.model import LoRAConfig, MoRConfig
 
 __all__ = [
     "StrictModel",
@@ -379,20 +379,62 @@ class DataSpec(StrictModel):
 
 
 class LossSpec(StrictModel):
-    aux_weight: float = Field(default=0.01, ge=0.0, description="α1: weight of the router load-balancing loss.")
-    orth_weight: float = Field(default=0.001, ge=0.0, description="α2: weight of the intra-role orthogonality loss.")
+    aux_weight: float = Field(
+        default=0.01, ge=0.0, description="α1: weight of the router load-balancing loss (0: the no-aux-loss ablation)."
+    )
+    orth_weight: float = Field(
+        default=0.001,
+        ge=0.0,
+        description="α2: weight of the intra-role orthogonality loss (0: the no-orthogonality-loss ablation).",
+    )
 
 
 # The adapter fields, their defaults and their checks are mor.model's MoRConfig, defined once there; give
-# `adapter_config()`, not the section itself, to `apply_mor` (saved adapters hold a plain MoRConfig).
+# `adapter_config()` / `lora_config()`, not the section itself, to `apply_mor` / `apply_lora` (saved adapters hold a
+# plain MoRConfig or LoRAConfig).
 class MoRSpec(MoRConfig):
-    """Mixture-of-Roles adapters (mor.model's MoRConfig, the paper's setting by default) and the loss weights."""
+    """Mixture-of-Roles adapters (mor.model's MoRConfig, the paper's setting by default) and the loss weights, or
+    the plain-LoRA baseline (adapter: lora). The paper's ablations are settings: routed: 0 with shared: true in every
+    role (no routing), role_split: false (no role split), loss.aux_weight: 0, loss.orth_weight: 0."""
 
+    adapter: Literal["mor", "lora"] = Field(
+        default="mor",
+        description="mor: Mixture-of-Roles LoRA groups. lora: the baseline, one plain PEFT LoRA (rank, alpha, "
+        "dropout) on the same target_modules serving every role, saved in PEFT's format (PeftModel.from_pretrained, "
+        "vLLM --lora-modules); roles then only name the agent's roles (their routed, top_k, shared are unused).",
+    )
     loss: LossSpec = Field(default_factory=LossSpec, description="Weights of the auxiliary losses.")
 
+    @model_validator(mode="after")
+    def _lora_has_no_routing_settings(self) -> MoRSpec:
+        if self.adapter != "lora":
+            return self
+        problems = []
+        if "loss" in self.model_fields_set and (self.loss.aux_weight or self.loss.orth_weight):
+            problems.append(
+                "loss: a plain LoRA has no router and no role groups, so aux_weight and orth_weight do nothing; "
+                "remove loss or set both to 0"
+            )
+        if not self.role_split:
+            problems.append("role_split: false is a MoR ablation; a plain LoRA serves every role already, remove it")
+        if problems:
+            raise ValueError("adapter: lora: " + "; ".join(problems))
+        return self
+
     def adapter_config(self) -> MoRConfig:
-        """The adapter configuration of this section: everything but the loss weights."""
-        return MoRConfig.model_validate(self.model_dump(exclude={"loss"}))
+        """The MoR adapter configuration of this section: everything but the adapter choice and the loss weights."""
+        return MoRConfig.model_validate(self.model_dump(exclude={"loss", "adapter"}))
+
+    def lora_config(self) -> LoRAConfig:
+        """The plain-LoRA configuration of this section (adapter: lora): rank, alpha, dropout, target modules and
+        the role names."""
+        return LoRAConfig(
+            rank=self.rank,
+            alpha=self.alpha,
+            dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            roles=self.role_names,
+        )
 
 
 class TrainSpec(StrictModel):
