@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -58,12 +58,32 @@ def parse_base_ref(spec_like: Any) -> BaseRef:
     return BaseRef(kind, os.fspath(fields[kind]), str(revision) if revision else None)  # type: ignore[arg-type]
 
 
-def _pretrained(source: str, **kwargs: Any) -> tuple[PreTrainedModel, Any]:
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+def _tokenizer(source: str, **kwargs: Any) -> Any:
     tokenizer = AutoTokenizer.from_pretrained(source, **{k: v for k, v in kwargs.items() if k != "dtype"})
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # no new token: the embeddings of a frozen base stay as they are
-    return model.eval(), tokenizer
+    return tokenizer
+
+
+def _pretrained(source: str, **kwargs: Any) -> tuple[PreTrainedModel, Any]:
+    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    return model.eval(), _tokenizer(source, **kwargs)
+
+
+def load_tokenizer(
+    spec_like: Any,
+    *,
+    cache_dir: str | Path | None = None,
+    texts: Iterable[str] | None = None,
+    roles: Sequence[str] = DEFAULT_ROLES,
+    local_files_only: bool | None = None,
+) -> Any:
+    """The tokenizer `load_base` would give, without loading a path's or a hub model's weights (a built-in base is
+    built, as its tokenizer is trained with it)."""
+    ref = parse_base_ref(spec_like)
+    if ref.kind == "builtin":
+        return load_base(spec_like, cache_dir=cache_dir, texts=texts, roles=roles)[1]
+    return _from_source(ref, _tokenizer, local_files_only, {})
 
 
 def load_base(
@@ -88,6 +108,12 @@ def load_base(
         if cache_dir is None:
             raise ValueError("load_base: a built-in base needs cache_dir (e.g. settings.cache_dir) to keep its files")
         return build_builtin(ref.value, texts=texts or [], roles=roles, cache_dir=cache_dir)
+    return _from_source(ref, _pretrained, local_files_only, extra)
+
+
+def _from_source(ref: BaseRef, load: Callable[..., Any], local_files_only: bool | None, extra: dict[str, Any]) -> Any:
+    """`load(source, **kwargs)` on a path base's directory, or on a hub id from the local cache first (downloading
+    only when `local_files_only` is False; default: honour HF_HUB_OFFLINE)."""
     if ref.kind == "path":
         path = Path(ref.value).expanduser()
         if not (path / "config.json").is_file():
@@ -96,17 +122,17 @@ def load_base(
                 f"base_model.path: {str(path)!r} {problem}; give a directory written by save_pretrained "
                 "(config.json, weights, tokenizer files)"
             )
-        return _pretrained(str(path), **extra)
+        return load(str(path), **extra)
     offline = local_files_only
     if offline is None:
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
     kwargs = {**extra, **({"revision": ref.revision} if ref.revision else {})}
     try:
-        return _pretrained(ref.value, local_files_only=True, **kwargs)
+        return load(ref.value, local_files_only=True, **kwargs)
     except OSError as error:
         if offline:
             raise FileNotFoundError(
                 f"base_model.hub: {ref.value!r} is not in the local Hugging Face cache and downloads are off; run "
                 f"`huggingface-cli download {ref.value}` on a connected machine or give a local path ({error})"
             ) from error
-    return _pretrained(ref.value, **kwargs)
+    return load(ref.value, **kwargs)

@@ -200,6 +200,7 @@ class _Build:
         finally:
             for handle in self.files.values():
                 handle.close()
+            shutil.rmtree(self.directory / ".spool", ignore_errors=True)
         write_tools(self.directory / "tools.json", self.tools)
         return report
 

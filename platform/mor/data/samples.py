@@ -29,6 +29,7 @@ __all__ = [
     "TokenStats",
     "read_samples",
     "render_identity",
+    "role_segments",
     "sample_rows",
     "spool_trajectories",
     "write_samples",
@@ -277,3 +278,29 @@ def write_samples(
                 )
                 writer.write(encoded, item["key"])
     return writer.stats
+
+
+def role_segments(sample: dict[str, Any], tokenizer: Any, roles: Sequence[str]) -> list[dict[str, Any]]:
+    """A sample as its runs of tokens of one role and one kind (learned or read), decoded: what `mor data inspect`
+    shows coloured per role, and what a reader checks the role tagging by."""
+    segments: list[dict[str, Any]] = []
+    run: list[int] = []
+    current: tuple[int, bool] | None = None
+    triples = zip(sample["input_ids"], sample["role_ids"], sample["labels"], strict=True)
+    for token, role_id, label in triples:
+        kind = (int(role_id), label != IGNORE_INDEX)
+        if current is not None and kind != current:
+            segments.append(_segment(run, current, tokenizer, roles))
+            run = []
+        current = kind
+        run.append(int(token))
+    if current is not None:
+        segments.append(_segment(run, current, tokenizer, roles))
+    return segments
+
+
+def _segment(tokens: list[int], kind: tuple[int, bool], tokenizer: Any, roles: Sequence[str]) -> dict[str, Any]:
+    role_id, learned = kind
+    role = roles[role_id] if 0 <= role_id < len(roles) else str(role_id)
+    text = tokenizer.decode(tokens, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+    return {"role": role, "learned": learned, "tokens": len(tokens), "text": text}

@@ -2,8 +2,10 @@
 
 ```
 <datasets dir>/<name>/<version>/   (versions 1, 2, ...; written once, never changed)
-    manifest.json     name, version, creation time, the data spec, counts per source, role and drop reason
+    manifest.json     name, version, creation time, the data spec, counts per source, role and drop reason,
+                      and (when rendered) the samples' tokenizer, roles, max_seq_len and token statistics
     train.jsonl  test.jsonl  tools.json     the trajectories (unified format)
+    samples.parquet  tokenizer/     the training trajectories rendered as role samples, and the tokenizer used
     report.json  malformed.jsonl  dropped.jsonl     what the data stage read, dropped and why
 ```
 """
@@ -22,11 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mor.data.io import read_tools, read_trajectories
+from mor.data.io import iter_trajectories, read_tools, read_trajectories
 from mor.data.schema import Tool, Trajectory
 from mor.spec.sections import DATASET_REF_PATTERN
 
-__all__ = ["DATASET_FILES", "DatasetRef", "StoredDataset", "publish_dataset", "read_dataset", "resolve_dataset"]
+__all__ = [
+    "DATASET_DIRS",
+    "DATASET_FILES",
+    "DatasetRef",
+    "StoredDataset",
+    "publish_dataset",
+    "read_dataset",
+    "resolve_dataset",
+]
 
 #: The files a stored version holds (those present in the prepared data set are copied).
 DATASET_FILES: tuple[str, ...] = (
@@ -36,7 +46,10 @@ DATASET_FILES: tuple[str, ...] = (
     "report.json",
     "malformed.jsonl",
     "dropped.jsonl",
+    "samples.parquet",
 )
+#: Directories a stored version holds (copied when present).
+DATASET_DIRS: tuple[str, ...] = ("tokenizer",)
 _REF = re.compile(DATASET_REF_PATTERN)
 
 
@@ -102,8 +115,25 @@ def read_dataset(stored: StoredDataset) -> tuple[list[Tool], list[Trajectory], l
     return tools, read_trajectories(directory / "train.jsonl"), read_trajectories(directory / "test.jsonl")
 
 
-def _role_counts(trajectories: list[Trajectory]) -> dict[str, int]:
-    return dict(Counter(turn.role for trajectory in trajectories for turn in trajectory.turns))
+def _counts(directory: Path) -> dict[str, Any]:
+    """Trajectories per part, training trajectories per source, turns per role and missing parts, streamed."""
+    test = sum(1 for _ in iter_trajectories(directory / "test.jsonl"))
+    train = 0
+    by_source: Counter[str] = Counter()
+    roles: Counter[str] = Counter()
+    missing: Counter[str] = Counter()
+    for trajectory in iter_trajectories(directory / "train.jsonl"):
+        train += 1
+        by_source[trajectory.metadata.source] += 1
+        roles.update(turn.role for turn in trajectory.turns)
+        missing.update(getattr(trajectory.metadata, "missing", None) or [])
+    return {
+        "train": train,
+        "test": test,
+        "by_source": dict(by_source),
+        "turns_by_role": dict(roles),
+        "missing": dict(missing),
+    }
 
 
 def publish_dataset(
@@ -126,18 +156,15 @@ def publish_dataset(
         for file in DATASET_FILES:
             if (prepared_dir / file).is_file():
                 shutil.copy2(prepared_dir / file, staging / file)
-        train, test = read_trajectories(staging / "train.jsonl"), read_trajectories(staging / "test.jsonl")
+        for folder in DATASET_DIRS:
+            if (prepared_dir / folder).is_dir():
+                shutil.copytree(prepared_dir / folder, staging / folder)
         report = json.loads((staging / "report.json").read_text()) if (staging / "report.json").is_file() else {}
-        missing = Counter(part for t in train for part in (getattr(t.metadata, "missing", None) or []))
         manifest: dict[str, Any] = {
             "name": name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "data": dict(data_spec),
-            "train": len(train),
-            "test": len(test),
-            "by_source": dict(Counter(t.metadata.source for t in train)),
-            "turns_by_role": _role_counts(train),
-            "missing": dict(missing),
+            **_counts(staging),
             "sources": report.get("sources", []),
             **dict(extra or {}),
         }

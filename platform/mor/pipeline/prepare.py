@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 
 from mor.base import load_base
 from mor.data import render_text
+from mor.data.engine import Engine, LocalEngine, default_engine
 from mor.data.prepare import DatasetFiles, prepare_dataset
-from mor.data.samples import render_identity, write_samples
+from mor.data.samples import render_identity, spool_trajectories, write_samples
 from mor.data.schema import Trajectory
 from mor.data.store import resolve_dataset
 from mor.evals.contamination import ContaminationError, ContaminationIndex, Dropped, build_index, new_report, screen
@@ -53,15 +55,22 @@ class RenderedTexts:
 
 
 def prepare_training(
-    spec: TrainJobSpec, cache_dir: Path, *, benchmarks_dir: Path | None = None, datasets_dir: Path | None = None
+    spec: TrainJobSpec,
+    cache_dir: Path,
+    *,
+    benchmarks_dir: Path | None = None,
+    datasets_dir: Path | None = None,
+    engine: Engine | None = None,
 ) -> PreparedData:
     """Data set, base model directory (built or resolved) and encoded training samples for a train spec.
 
     With `data.decontaminate`, training items whose query copies an evaluation item (from `benchmarks_dir`, and
     the held-out set) are dropped first. When the data is one stored data set whose samples were rendered with the
-    same tokenizer, roles and `max_seq_len` (`render_identity`), its samples file is used as it is.
+    same tokenizer, roles and `max_seq_len` (`render_identity`), its samples file is used as it is. `engine` runs
+    the per-record work (`mor.data.engine`; default: this process).
     """
-    dataset = prepare_dataset(spec.data, cache_dir, datasets_dir)
+    engine = engine or default_engine()
+    dataset = prepare_dataset(spec.data, cache_dir, datasets_dir, engine=engine)
     decontamination = None
     if spec.data.decontaminate is not None:
         dataset, decontamination = decontaminate_dataset(dataset, spec.data.decontaminate, benchmarks_dir)
@@ -85,9 +94,19 @@ def prepare_training(
         samples_path = cache_dir / "samples" / f"{key}.parquet"
         stats_path = samples_path.with_suffix(".stats.json")
         if not (samples_path.is_file() and stats_path.is_file()):
-            written = write_samples(
-                dataset.iter_train(), samples_path, tokenizer=tokenizer, roles=roles, max_seq_len=spec.train.max_seq_len
-            )
+            spool_dir = cache_dir / "samples" / f".{key}-spool"
+            try:
+                trajectories = dataset.iter_train()
+                written = write_samples(
+                    trajectories if isinstance(engine, LocalEngine) else spool_trajectories(trajectories, spool_dir),
+                    samples_path,
+                    tokenizer=tokenizer,
+                    roles=roles,
+                    max_seq_len=spec.train.max_seq_len,
+                    engine=engine,
+                )
+            finally:
+                shutil.rmtree(spool_dir, ignore_errors=True)
             stats_path.write_text(json.dumps(written.to_dict(), indent=2))
         stats = json.loads(stats_path.read_text())
         reused_from = None

@@ -16,7 +16,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from transformers import AutoTokenizer
+
 from mor.cluster import ProgressReporter
+from mor.data.engine import Engine, ray_engine
+from mor.pipeline.data_inputs import log_data_input
 from mor.pipeline.data_job import run_data_job
 from mor.pipeline.evaluate import EvalOutcome, evaluate_registered_agent
 from mor.pipeline.prepare import PreparedData, prepare_training
@@ -99,12 +103,18 @@ def run_train_job(
     *,
     job_id: str | None = None,
     progress: ProgressReporter | None = None,
+    engine: Engine | None = None,
 ) -> JobSummary:
-    """Run every stage of a train job on the connected Ray cluster."""
+    """Run every stage of a train job on the connected Ray cluster (the data stage's per-record work on `engine`,
+    default: this process)."""
     progress = progress or ProgressReporter()
     progress.report("data", 0, 1)
     prepared = prepare_training(
-        spec, settings.cache_dir, benchmarks_dir=settings.benchmarks_dir, datasets_dir=settings.datasets_dir
+        spec,
+        settings.cache_dir,
+        benchmarks_dir=settings.benchmarks_dir,
+        datasets_dir=settings.datasets_dir,
+        engine=engine,
     )
     progress.report(
         "data",
@@ -131,16 +141,24 @@ def run_train_job(
                     "data.malformed_records": prepared.dataset.malformed,
                 }
             )
-            session.log_dataset_input(
-                name=f"{spec.name}-data",
+            stored = prepared.reused_from
+            log_data_input(
+                session,
+                name=stored or f"{spec.name}-data",
                 digest=prepared.dataset.directory.name,
-                source=str(prepared.dataset.directory),
+                source=prepared.dataset.directory,
                 profile={
                     "train": len(prepared.dataset.train),
                     "test": len(prepared.dataset.test),
                     "samples": prepared.samples,
+                    "tokens": prepared.token_stats,
+                    **({"samples_from": stored} if stored else {}),
                     **prepared.dataset.report,
                 },
+                context="training",
+                samples=prepared.samples_path,
+                tokenizer=AutoTokenizer.from_pretrained(str(prepared.base_dir)),
+                roles=list(spec.mor.roles),
             )
             for report in ("report.json", "dropped.jsonl", "malformed.jsonl"):
                 if (prepared.dataset.directory / report).is_file():
@@ -219,10 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     import ray
 
     ray.init(address="auto", log_to_driver=True)  # [Ray] join the cluster the job runs on
+    engine = ray_engine()  # the data stage's per-record work runs on Ray Data across the cluster
     if isinstance(spec, DataJobSpec):
-        print(run_data_job(spec, Settings(), job_id=args.job_id).to_line(), flush=True)
+        print(run_data_job(spec, Settings(), job_id=args.job_id, engine=engine).to_line(), flush=True)
         return 0
-    summary = run_train_job(spec, spec_text, Settings(), job_id=args.job_id)
+    summary = run_train_job(spec, spec_text, Settings(), job_id=args.job_id, engine=engine)
     print(summary.to_line(), flush=True)
     return 0
 

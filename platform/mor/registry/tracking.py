@@ -155,16 +155,24 @@ class TrackingSession:
         self._client.log_artifacts(self._run_id, str(directory), artifact_path)
 
     def log_dataset_input(
-        self, *, name: str, digest: str, source: str, profile: Mapping[str, Any], context: str = "training"
+        self,
+        *,
+        name: str,
+        digest: str,
+        source: str,
+        profile: Mapping[str, Any],
+        context: str = "training",
+        schema: Mapping[str, Any] | None = None,
     ) -> None:
-        """Record a data set as an input of the run (MLflow's dataset inputs: name, digest, local source, profile),
-        so the run shows which data trained it."""
+        """Record a data set as an input of the run (MLflow's dataset inputs: name, digest, local source, profile
+        and, when given, the schema of its rows), so the run shows which data trained it."""
         dataset = Dataset(
             name=name,
             digest=digest,
             source_type="local",
             source=json.dumps({"uri": source}),
             profile=json.dumps(dict(profile), ensure_ascii=False, default=str),
+            schema=json.dumps(dict(schema)) if schema is not None else None,
         )
         tags = [InputTag(key="mlflow.data.context", value=context)]
         self._client.log_inputs(self._run_id, datasets=[DatasetInput(dataset=dataset, tags=tags)])

@@ -12,6 +12,7 @@ from mor.spec.sections import (
     EvalSpec,
     MoRSpec,
     RegisterSpec,
+    RenderSpec,
     StrictModel,
     TrainSpec,
 )
@@ -44,6 +45,11 @@ class DataJobSpec(StrictModel):
     name: str = Field(pattern=_NAME_PATTERN, description="Job name.")
     description: str | None = Field(default=None, description="Free text.")
     data: DataSpec = Field(description="Data sources.")
+    render: RenderSpec | None = Field(
+        default_factory=RenderSpec,
+        description="Render the training trajectories as role samples (Parquet, with token statistics in the "
+        "manifest); null: store the trajectories only.",
+    )
 
 
 JobSpec = Annotated[TrainJobSpec | DataJobSpec, Field(discriminator="kind")]

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from mor.model import LoRAConfig, MoRConfig
+from mor.model.config import DEFAULT_ROLE_NAMES
 
 __all__ = [
     "StrictModel",
@@ -341,6 +342,23 @@ class CompleteSpec(StrictModel):
         if self.endpoint and not self.model:
             raise ValueError("model is required with endpoint, e.g. model: gpt-4o-mini")
         return self
+
+
+class RenderSpec(StrictModel):
+    base_model: BaseModelRef = Field(
+        default_factory=lambda: BuiltinBase(builtin="tiny-llama"),
+        description="Whose tokenizer renders the role samples: the train job's base_model (a built-in base's "
+        "tokenizer is trained on this data set's texts). A train job with the same tokenizer, roles and "
+        "max_seq_len uses the samples as they are.",
+    )
+    roles: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_ROLE_NAMES),
+        min_length=1,
+        description="The agent roles in the order of the train job's mor.roles (a token's role id is its index).",
+    )
+    max_seq_len: int = Field(
+        default=1024, ge=16, le=131072, description="Longer trajectories are dropped (as train.max_seq_len)."
+    )
 
 
 class DataSpec(StrictModel):
