@@ -67,6 +67,7 @@ def test_a_data_job_stores_versions_that_a_train_job_reads(tmp_path: Path, monke
     shown = CliRunner().invoke(app, ["data", "inspect", "tool-mix@1", "--samples", "1"], terminal_width=160)
     assert shown.exit_code == 0, shown.output
     assert "tool-mix@1" in shown.output and "source sharegpt" in shown.output and "<|reasoner|>" in shown.output
+    assert "role samples" in shown.output and "learned tokens by role" in shown.output and "tokens)" in shown.output
     listed = CliRunner().invoke(app, ["data", "inspect", "tool-mix", "--json"])
     assert json.loads(listed.output)["version"] == 2
     missing = CliRunner().invoke(app, ["data", "inspect", "nothing@3"])

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated
+from itertools import islice
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -54,7 +56,8 @@ def inspect(
 ) -> None:
     """Show a data set's manifest and a few rendered samples, their role tags coloured per role."""
     from mor.data import render_text
-    from mor.data.store import read_dataset, resolve_dataset
+    from mor.data.io import iter_trajectories
+    from mor.data.store import resolve_dataset
 
     console = Console()
     try:
@@ -81,6 +84,27 @@ def inspect(
             f"duplicates {source.get('duplicates', 0)}, failed checks {checks.get('dropped', 0)}, without agent "
             f"turns {source.get('without_agent_turns', 0)}  ({source.get('path') or 'generated'})",
         )
+        filled = (source.get("completion") or {}).get("filled") or {}
+        if filled:
+            table.add_row(f"  completed ({source.get('format')})", ", ".join(f"{k} {v}" for k, v in filled.items()))
+    rendered = manifest.get("samples") or {}
+    stats = rendered.get("stats") or {}
+    if stats:
+        length, fit = stats.get("length") or {}, stats.get("fit") or {}
+        table.add_row(
+            "role samples",
+            f"{stats.get('sequences')} samples, {stats.get('tokens')} tokens ({stats.get('learned_tokens')} learned); "
+            f"dropped over max_seq_len {rendered.get('max_seq_len')}: {fit.get('dropped', 0)}",
+        )
+        table.add_row(
+            "learned tokens by role",
+            ", ".join(f"{k} {v}" for k, v in (stats.get("learned_tokens_by_role") or {}).items()),
+        )
+        table.add_row(
+            "sample length",
+            f"mean {length.get('mean')}, p50 {length.get('p50')}, p95 {length.get('p95')}, max {length.get('max')}",
+        )
+        table.add_row("rendered with", f"{rendered.get('base_model')} roles {rendered.get('roles')}")
     decontamination = manifest.get("decontamination")
     if decontamination:
         table.add_row(
@@ -88,7 +112,27 @@ def inspect(
         )
     table.add_row("where", str(stored.directory))
     console.print(table)
-    _, train, _ = read_dataset(stored)
-    for trajectory in train[:samples]:
+    if stats and (stored.directory / str(rendered.get("file"))).is_file() and samples:
+        _show_samples(console, stored.directory, rendered, samples)
+        return
+    for trajectory in islice(iter_trajectories(stored.directory / "train.jsonl"), samples):
         console.rule(f"{trajectory.id}  [dim]{getattr(trajectory.metadata, 'origin', '') or ''}[/]")
         console.print(_coloured(render_text(trajectory)))
+
+
+def _show_samples(console: Console, directory: Path, rendered: dict[str, Any], count: int) -> None:
+    """The first rendered role samples, decoded: every run of one role's tokens in that role's colour, learned
+    tokens bold (the labels), tokens only read dim."""
+    from transformers import AutoTokenizer
+
+    from mor.data.samples import role_segments, sample_rows
+
+    tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
+    for row in sample_rows(directory / str(rendered["file"]), count):
+        console.rule(f"{row['trajectory_id']}  [dim]source {row['source']}, {len(row['input_ids'])} tokens[/]")
+        text = Text()
+        for segment in role_segments(row, tokenizer, rendered.get("roles") or []):
+            style = _ROLE_STYLES.get(segment["role"], _ROLE_STYLES[""])
+            text.append(segment["text"], style=style if segment["learned"] else "dim")
+        console.print(text)
+    console.print("[dim]learned tokens bold in their role's colour; tokens the role only reads dim[/]")
