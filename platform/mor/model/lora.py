@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import LoraConfig, PeftModel, get_peft_model, get_peft_model_state_dict
+from safetensors.torch import load_file
 from torch import nn
 
 from .config import LoRAConfig, MoRConfigError
@@ -30,6 +31,7 @@ __all__ = ["LORA_CONFIG_FILE", "LoRAModel", "apply_lora", "is_lora_dir", "load_l
 #: mor's file beside PEFT's in a saved LoRA adapter directory.
 LORA_CONFIG_FILE = "mor_lora.json"
 _PEFT_CONFIG_FILE = "adapter_config.json"
+_PEFT_WEIGHTS_FILE = "adapter_model.safetensors"
 _FORMAT = "mor-lora"
 _FORMAT_VERSION = 1
 
@@ -123,8 +125,6 @@ class LoRAModel(nn.Module):
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
         """The LoRA tensors under PEFT's saved key names."""
-        from peft import get_peft_model_state_dict
-
         return {key: value.detach() for key, value in get_peft_model_state_dict(self.model).items()}
 
     def gradient_checkpointing_enable(self, **kwargs: Any) -> None:
@@ -201,7 +201,8 @@ def save_lora(model: LoRAModel, directory: str | Path) -> Path:
 
 def is_lora_dir(directory: str | Path) -> bool:
     """Whether `directory` holds a saved LoRA adapter (`save_lora`'s files)."""
-    return (Path(directory) / LORA_CONFIG_FILE).is_file() and (Path(directory) / _PEFT_CONFIG_FILE).is_file()
+    path = Path(directory)
+    return all((path / name).is_file() for name in (LORA_CONFIG_FILE, _PEFT_CONFIG_FILE, _PEFT_WEIGHTS_FILE))
 
 
 def read_lora_config(directory: str | Path) -> LoRAConfig:
@@ -232,13 +233,29 @@ def load_lora(base_model: nn.Module, directory: str | Path, *, trainable: bool =
     from .io import MoRLoadError
 
     config = read_lora_config(directory)
+    where = f"{directory}: the base model does not match the LoRA adapter"
     try:
         resolve_target_modules(base_model, config)
         peft_model = PeftModel.from_pretrained(base_model, str(directory), is_trainable=trainable)
     except (MoRConfigError, RuntimeError, ValueError) as error:
-        raise MoRLoadError(f"{directory}: the base model does not match the LoRA adapter: {error}") from None
+        raise MoRLoadError(f"{where}: {error}") from None
+    # PEFT only warns about adapter tensors that found no module (or modules that got no tensor): refuse both.
+    saved = load_file(str(Path(directory) / _PEFT_WEIGHTS_FILE))
+    loaded = {key: tuple(value.shape) for key, value in get_peft_model_state_dict(peft_model).items()}
+    missing = sorted(set(loaded) - set(saved))
+    unexpected = sorted(set(saved) - set(loaded))
+    if missing or unexpected:
+        raise MoRLoadError(
+            f"{where}: tensors without a module in the model: {_preview(unexpected)}; modules of the model without "
+            f"a tensor: {_preview(missing)}"
+        )
     _adapters_in_float32(peft_model)
     return LoRAModel(peft_model, config)
+
+
+def _preview(items: list[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit]) or "none"
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
 
 
 def _unwrap(model: nn.Module) -> LoRAModel:
