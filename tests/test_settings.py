@@ -8,7 +8,14 @@ import pytest
 
 from mor.settings import Settings
 
-_VARIABLES = ("MOR_HOME", "MLFLOW_TRACKING_URI", "MOR_DATABASE_URL", "RAY_ADDRESS", "MOR_BENCHMARKS_DIR")
+_VARIABLES = (
+    "MOR_HOME",
+    "MLFLOW_TRACKING_URI",
+    "MOR_DATABASE_URL",
+    "RAY_ADDRESS",
+    "MOR_BENCHMARKS_DIR",
+    "MOR_DATASETS_DIR",
+)
 
 
 @pytest.fixture
@@ -27,6 +34,7 @@ def test_default_home_is_dot_mor_in_the_user_home_not_the_user_home_itself(clean
     assert settings.db_url == f"sqlite:///{settings.resolved_home / 'results.db'}"
     assert settings.ray_dir == settings.resolved_home / "ray"
     assert settings.ray_address is None
+    assert settings.datasets_dir == settings.resolved_home / "datasets"
 
 
 def test_environment_variables_set_every_field(
@@ -37,12 +45,14 @@ def test_environment_variables_set_every_field(
     monkeypatch.setenv("MOR_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
     monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
     monkeypatch.setenv("MOR_BENCHMARKS_DIR", str(tmp_path / "bench"))
+    monkeypatch.setenv("MOR_DATASETS_DIR", str(tmp_path / "shared" / "datasets"))
     settings = Settings()
     assert settings.home == tmp_path / "state"
     assert settings.tracking_uri == "http://127.0.0.1:5000"
     assert settings.db_url == "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     assert settings.ray_address == "http://127.0.0.1:8265"
     assert settings.benchmarks_dir == tmp_path / "bench"
+    assert settings.datasets_dir == (tmp_path / "shared" / "datasets").resolve()
 
 
 def test_upper_case_field_names_in_the_environment_are_not_settings(

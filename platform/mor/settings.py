@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         validation_alias="MOR_BENCHMARKS_DIR",
         description="Directory holding bfcl/ and stabletoolbench/ benchmark data.",
     )
+    datasets_root: Path | None = Field(
+        default=None,
+        validation_alias="MOR_DATASETS_DIR",
+        description="Where kind: data jobs store named data sets (e.g. a shared mount every node sees); "
+        "default MOR_HOME/datasets.",
+    )
 
     @property
     def resolved_home(self) -> Path:
@@ -87,4 +93,6 @@ class Settings(BaseSettings):
     @property
     def datasets_dir(self) -> Path:
         """Named data sets written by `kind: data` jobs (one folder per name, one per version)."""
+        if self.datasets_root is not None:
+            return self.datasets_root.expanduser().resolve()
         return self.resolved_home / "datasets"

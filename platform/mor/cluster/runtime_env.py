@@ -40,7 +40,11 @@ def settings_env(settings: Settings, *, local: bool) -> dict[str, str]:
         env["MOR_DATABASE_URL"] = settings.db_url
         if settings.benchmarks_dir is not None:
             env["MOR_BENCHMARKS_DIR"] = str(settings.benchmarks_dir.expanduser().resolve())
+        if settings.datasets_root is not None:
+            env["MOR_DATASETS_DIR"] = str(settings.datasets_dir)
     else:
+        if settings.datasets_root is not None:  # a shared mount: the same path on every node
+            env["MOR_DATASETS_DIR"] = str(settings.datasets_root)
         if settings.mlflow_tracking_uri:
             env["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
         if settings.database_url:
