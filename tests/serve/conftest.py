@@ -146,4 +146,4 @@ def served(agent_dir: Path, ray_connected: None, ray_settings: Settings, serve_p
             base_url=base_url, key=E2E_KEY, model="serve-test-agent", port=serve_port, directory=agent_dir
         )
     finally:
-        serve.delete("mor-serve-test")
+        serve.shutdown()  # removes the application and stops the proxy: the port is free again

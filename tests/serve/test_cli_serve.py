@@ -3,13 +3,7 @@ generated key, answers the official client, and removes its application on Ctrl-
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 from pathlib import Path
 
 import openai
@@ -20,6 +14,7 @@ from mor.cli.main import app
 from mor.settings import Settings
 
 from .conftest import ServedAgent
+from .processes import MorServe
 
 
 @pytest.mark.parametrize(
@@ -49,17 +44,8 @@ def test_bad_input_exits_2_without_starting_anything(
 def test_serve_until_ctrl_c(served: ServedAgent, ray_settings: Settings) -> None:
     from ray import serve
 
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("MOR_API_KEYS", "RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH")
-    }
-    env.update({"MOR_HOME": str(ray_settings.home), "COLUMNS": "250", "PYTHONUNBUFFERED": "1"})
-    command = [
-        sys.executable,
-        "-m",
-        "mor.cli.main",
-        "serve",
+    server = MorServe(
+        ray_settings.home,
         str(served.directory),
         "--port",
         str(served.port),
@@ -69,22 +55,11 @@ def test_serve_until_ctrl_c(served: ServedAgent, ray_settings: Settings) -> None
         "mor-cli-test",
         "--replica-cpus",
         "0.5",
-    ]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
-    reader.start()
+    )
     try:
-        deadline = time.monotonic() + 300
-        while not any("Press Ctrl-C" in line for line in lines):
-            assert process.poll() is None, "".join(lines)
-            assert time.monotonic() < deadline, "".join(lines)
-            time.sleep(0.5)
-        output = "".join(lines)
-        base_url = re.search(r"Base URL: (\S+)", output).group(1)
-        key = re.search(r"API key \(generated, none was configured\): (\S+)", output).group(1)
+        base_url, key = server.wait_ready()
         assert base_url == f"http://127.0.0.1:{served.port}/cli/v1" and key.startswith("mor-")
-        assert f"as model {served.model}" in output
+        assert f"as model {served.model}" in server.output
         client = openai.OpenAI(base_url=base_url, api_key=key, max_retries=0, timeout=120)
         assert [m.id for m in client.models.list()] == [served.model]
         reply = client.chat.completions.create(
@@ -93,13 +68,13 @@ def test_serve_until_ctrl_c(served: ServedAgent, ray_settings: Settings) -> None
         assert reply.choices[0].finish_reason in ("stop", "length")
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=base_url, api_key=served.key, max_retries=0).models.list()  # other app's key
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=120) == 0, "".join(lines)
+        assert server.stop(signal.SIGINT) == 0, server.output
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    reader.join(timeout=10)
-    assert "Stopped." in "".join(lines)
+        server.kill()
+    output = server.output
+    assert (
+        f"Removed 'mor-cli-test'; Ray Serve keeps listening on 127.0.0.1:{served.port} for 'mor-serve-test'" in output
+    )
+    assert output.rstrip().endswith("Stopped.")
     assert "mor-cli-test" not in serve.status().applications
     assert "mor-serve-test" in serve.status().applications  # the other application is untouched
