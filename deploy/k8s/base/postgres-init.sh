@@ -3,7 +3,7 @@
 # backend store (mlflow) and mor's results (mor). Passwords come from the container's environment.
 set -euo pipefail
 psql -v ON_ERROR_STOP=1 --username postgres \
-  -v mlflow_password="$MLFLOW_DB_PASSWORD" -v mor_password="$MOR_DB_PASSWORD" <<'SQL'
+  -v mlflow_password="$MLFLOW_DB_PASSWORD" -v mor_password="$RESULTS_DB_PASSWORD" <<'SQL'
 CREATE ROLE mlflow LOGIN PASSWORD :'mlflow_password';
 CREATE DATABASE mlflow OWNER mlflow;
 CREATE ROLE mor LOGIN PASSWORD :'mor_password';
