@@ -1,26 +1,111 @@
-"""Rendering helpers shared by the CLI commands."""
+"""Rendering helpers shared by the CLI commands: consoles, tables that never cut an id or a number, plain text when
+stdout is not a terminal, JSON for scripts.
+
+Tables are built with rich as usual; columns holding ids, numbers or times are added with `no_wrap=True`. Print
+them with `print_table`: on a terminal the no-wrap columns get the width of their longest value and free text wraps
+instead; anywhere else (a pipe, a file) the table is written as plain aligned text, one row per line, no box, no
+colour and no width limit, so `mor job list | grep` and `awk '{print $1}'` see whole values.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import json
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from mor.evals.record import failures_by_role
-from mor.spec import DataJobSpec, SpecError, TrainJobSpec
 
-__all__ = ["failures_text", "print_spec_error", "spec_table"]
+if TYPE_CHECKING:
+    from mor.spec import DataJobSpec, SpecError, TrainJobSpec
+
+__all__ = [
+    "JsonOption",
+    "failures_text",
+    "make_console",
+    "plain_lines",
+    "print_json",
+    "print_spec_error",
+    "print_table",
+    "spec_table",
+]
 
 _ROLE_ORDER = ("reasoner", "executor", "summarizer")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console for a command's output: rich on a terminal; elsewhere no colour and no line wrapping, so a long
+    id or URI stays on one line."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal:
+        console.soft_wrap = True
+    return console
+
+
+def print_json(data: Any) -> None:
+    """Write `data` as indented JSON to stdout (dates and other objects as text)."""
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def _plain(cell: Any) -> str:
+    if isinstance(cell, Text):
+        text = cell.plain
+    elif isinstance(cell, str):
+        text = Text.from_markup(cell).plain
+    else:
+        text = str(cell)
+    return " ".join(text.split())
+
+
+def plain_lines(table: Table) -> Iterator[str]:
+    """The table as plain text: its title, the header and one line per row with aligned columns, its caption."""
+    if table.title:
+        yield _plain(table.title)
+    columns = [[_plain(cell) for cell in column.cells] for column in table.columns]
+    headers = [_plain(column.header) for column in table.columns]
+    rows = [list(row) for row in zip(*columns, strict=True)]
+    if table.show_header:
+        rows.insert(0, headers)
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(len(table.columns))]
+    for row in rows:
+        cells = [
+            value.rjust(width) if column.justify == "right" else value.ljust(width)
+            for value, width, column in zip(row, widths, table.columns, strict=True)
+        ]
+        yield "  ".join(cells).rstrip()
+    if table.caption:
+        yield _plain(table.caption)
+
+
+def print_table(console: Console, table: Table) -> None:
+    """Print `table`: rich on a terminal, never cutting a no-wrap column (ids, numbers, times); plain text
+    elsewhere (see `plain_lines`)."""
+    if not console.is_terminal:
+        for line in plain_lines(table):
+            console.out(line, highlight=False)
+        return
+    for column in table.columns:
+        if column.no_wrap:
+            longest = max((len(_plain(cell)) for cell in column.cells), default=0)
+            column.min_width = max(longest, len(_plain(column.header)))
+        else:
+            column.overflow = "fold"  # free text wraps; a long word folds rather than losing its end
+    console.print(table)
 
 
 def spec_table(spec: TrainJobSpec | DataJobSpec, source: str) -> Table:
     """A short table of what a spec will do."""
+    from mor.spec import TrainJobSpec
+
     table = Table(title=f"{source}: {spec.kind} job '{spec.name}'", show_header=False)
-    table.add_column("field", style="bold")
+    table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value")
     if isinstance(spec, TrainJobSpec):
         base = spec.base_model.model_dump(mode="json")
@@ -37,7 +122,7 @@ def spec_table(spec: TrainJobSpec | DataJobSpec, source: str) -> Table:
             f"lr {spec.train.lr:g}, batch {spec.train.batch_size}",
         )
         if spec.register_ is not None:
-            table.add_row("register", f"{spec.register_.model_name}@{spec.register_.alias}")
+            table.add_row("register", f"models:/{spec.register_.model_name}@{spec.register_.alias}")
         if spec.eval is not None:
             table.add_row("eval", ", ".join(spec.eval.suites))
     table.add_row("data", f"{len(spec.data.sources)} source(s)")
