@@ -15,7 +15,7 @@ from typer.testing import CliRunner, Result
 from mor.cli.main import app
 from mor.cluster import ClusterInfo
 from mor.data import DEFAULT_ROLES
-from mor.evals.record import record_result, synthetic_rows
+from mor.evals.record import record_result, row_metrics, synthetic_rows
 from mor.evals.targets import write_untrained_agent
 from mor.scheduler.service import RayEvalSubmitter
 from mor.settings import Settings
@@ -31,6 +31,7 @@ from mor.store import (
     list_runs,
     list_schedules,
     make_engine,
+    score_history,
     session_scope,
     start_run,
     upgrade,
@@ -148,7 +149,7 @@ def test_schedule_add_list_pause_resume_remove(db: Engine) -> None:
         ),
         (
             ["--cron", "@daily", "--suite", "bfcl", "--model", "models:/a@b", "--catch-up", "always"],
-            "catch_up: got 'always', must be one of skip, run_once, run_all",
+            "'always' is not one of 'skip', 'run_once', 'run_all'",
         ),
         (
             ["--cron", "@daily", "--suite", "bfcl", "--model", "./no-such-agent"],
@@ -233,15 +234,17 @@ def test_results_table_and_plot(db: Engine, tmp_path: Path) -> None:
     table = _mor("results", "--suite", "bfcl")
     assert table.exit_code == 0, table.output
     lines = [line for line in table.output.splitlines() if "schedule:bfcl-nightly" in line]
-    assert [line.split("│")[1].strip() for line in lines] == [str(run) for run in reversed(runs)]
+    assert [line.split()[0] for line in lines] == [str(run) for run in reversed(runs)]
     assert "0.833" in lines[0] and "2025-06-04 02:05:00" in lines[0] and "executor 1" in lines[0]
+    assert "│" not in table.output and "…" not in table.output  # piped: plain text, whole values
 
     plot = tmp_path / "plots" / "bfcl.png"
     drawn = _mor("results", "--suite", "bfcl", "--plot", str(plot), "--since", "2025-06-02")
     assert drawn.exit_code == 0, drawn.output
-    assert f"Wrote {plot} (2 series" in _flat(drawn)
+    assert f"Wrote {plot} (2 category series and 1 overall" in _flat(drawn)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
-    assert str(runs[0]) not in [line.split("│")[1].strip() for line in drawn.output.splitlines() if "│" in line]
+    shown = [line.split()[0] for line in drawn.output.splitlines() if "schedule:bfcl-nightly" in line]
+    assert str(runs[0]) not in shown and len(shown) == 3
 
     one = json.loads(_mor("results", "--suite", "bfcl/multiple", "--json", "--limit", "2").output)
     assert [entry["id"] for entry in one] == [runs[3], runs[2]]
@@ -294,7 +297,7 @@ def test_results_show_failures_by_role_of_training_job_runs(db: Engine) -> None:
 
     table = _mor("results", "--suite", "synthetic")
     assert table.exit_code == 0, table.output
-    shown = {line.split("│")[1].strip(): line for line in table.output.splitlines() if "job:" in line}
+    shown = {line.split()[0]: line for line in table.output.splitlines() if "job:" in line}
     assert "reasoner 1, executor 2" in shown[str(new_id)] and "0.250" in shown[str(new_id)]
     assert "executor 2, summarizer 1" in shown[str(old_id)]
     data = {entry["id"]: entry["summary"] for entry in json.loads(_mor("results", "--json").output)}
@@ -333,11 +336,12 @@ def test_compare_shows_deltas_and_flipped_items(db: Engine) -> None:
     shown = _mor("compare", str(a), str(b))
     assert shown.exit_code == 0, shown.output
     text = _flat(shown)
-    assert "simple_python │ 0.500 (1/2) │ 1.000 (2/2) │ +0.500" in text
-    assert "multiple │ 1.000 (1/1) │ 0.000 (0/1) │ -1.000" in text
+    assert "simple_python 0.500 (1/2) 1.000 (2/2) +0.500" in text
+    assert "multiple 1.000 (1/1) 0.000 (0/1) -1.000" in text
     assert "flipped items: 1 fixed, 1 broken" in text
-    assert "simple_python_1 │ fail → pass │ wrong_value (reasoner)" in text
-    assert "multiple_0 │ pass → fail │ │ wrong_value (executor)" in text
+    assert "simple_python simple_python_1 fail → pass wrong_value (reasoner)" in text
+    assert "multiple multiple_0 pass → fail wrong_value (executor)" in text
+    assert "different items" not in text
     data = json.loads(_mor("compare", str(a), str(b), "--json").output)
     assert (data["fixed"], data["broken"]) == (1, 1)
     assert {c["category"]: c["delta"] for c in data["categories"]} == {"multiple": -1.0, "simple_python": 0.5}
@@ -351,6 +355,126 @@ def test_run_refuses_bad_input_before_touching_anything(home: Path) -> None:
     result = _mor("run", "bfcl/simple_python", "--model", "models:/a@b", "--data-dir", str(home / "nowhere"))
     assert result.exit_code == 2 and "is not a directory" in _flat(result)
     assert not home.exists(), "no Ray, MLflow or SQL state was created"
+
+
+# ---------------------------------------------------------------- evaluation views
+
+
+def _stored_run(db: Engine, rows: list[NewItemResult], *, model: str = "models:/mor-agent@candidate") -> int:
+    """A succeeded synthetic run with `rows`, recorded as every caller records one."""
+    with session_scope(db) as session:
+        run = create_run(
+            session=session, suite="synthetic", categories=["all"], model_uri=model, triggered_by="user:tester"
+        )
+        start_run(session=session, run_id=run.id)
+        run_id = run.id
+    record_result(db, run_id, rows=rows, metrics=row_metrics(rows, reasons=False))
+    return run_id
+
+
+def test_show_lists_a_runs_items_with_their_reasons(db: Engine) -> None:
+    rows, metrics = synthetic_rows(synthetic_result())
+    run_id = _stored_run(db, rows)
+
+    shown = _mor("show", str(run_id))
+    assert shown.exit_code == 0, shown.output
+    text = _flat(shown)
+    assert f"Run {run_id}: synthetic/all of models:/mor-agent@candidate, succeeded" in text
+    assert "items: 4 of 4" in text and "t0 pass" in text
+    assert "weather t2 fail executor made no call" in text
+    assert 'math t1 fail executor called add({"a": 2}), expected add({"a": 1})' in text
+
+    failed = _mor("show", str(run_id), "--failed")
+    assert failed.exit_code == 0 and "items failed: 3 of 3" in _flat(failed) and " t0 " not in _flat(failed)
+    executor = _flat(_mor("show", str(run_id), "--role", "executor"))
+    assert "items failed and on role executor: 2 of 2" in executor and "t3" not in executor
+    reasoner = _mor("show", str(run_id), "--role", "reasoner", "--json")
+    data = json.loads(reasoner.output)
+    assert data["run"]["id"] == run_id and data["matching"] == 1
+    assert [(item["item_id"], item["failing_role"], item["failure_reason"]) for item in data["items"]] == [
+        ("t3", "reasoner", "picked summarizer as the next role, expected executor")
+    ]
+    limited = _flat(_mor("show", str(run_id), "--limit", "1"))
+    assert "items: 1 of 4" in limited and "and 3 more" in limited
+    missing = _mor("show", "999")
+    assert missing.exit_code == 1 and "run 999 not found" in _flat(missing)
+
+
+def test_compare_warns_on_different_items_and_can_keep_the_shared_ones(db: Engine) -> None:
+    when = datetime(2025, 6, 1, 2, tzinfo=UTC)
+    full = _finished_run(db, when, "models:/mor-agent/1", {("multiple", f"multiple_{i}"): i < 2 for i in range(10)})
+    smoke = _finished_run(
+        db, when + timedelta(days=1), "models:/mor-agent/2", {("multiple", f"multiple_{i}"): True for i in range(2)}
+    )
+    compared = _flat(_mor("compare", str(full), str(smoke)))
+    assert f"Warning: the runs have different items — 2 shared, 8 only in run {full}, 0 only in run {smoke}" in compared
+    assert "Pass --shared-only" in compared
+    assert "multiple 0.200 (2/10) 1.000 (2/2) +0.800" in compared
+    assert "No item changed its verdict." in compared
+
+    shared = _flat(_mor("compare", str(full), str(smoke), "--shared-only"))
+    assert "the accuracies below are over the shared items only" in shared
+    assert f"run {full} → run {smoke}, over the 2 shared items" in shared
+    assert "multiple 1.000 (2/2) 1.000 (2/2) +0.000" in shared
+    data = json.loads(_mor("compare", str(full), str(smoke), "--json").output.split("\nWarning")[0])
+    assert (data["shared_items"], data["only_in_a"], data["only_in_b"], data["shared_only"]) == (2, 8, 0, False)
+
+
+def test_the_plot_has_an_overall_line_and_a_sane_axis_for_one_point(db: Engine) -> None:
+    from matplotlib import dates
+
+    from mor.cli.eval_results import _figure
+
+    runs = _history(db)
+    with session_scope(db) as session:
+        points = score_history(session=session, suite="bfcl")
+    figure, categories, overall = _figure({"bfcl": points})
+    assert (categories, overall) == (["bfcl/multiple", "bfcl/simple_python"], ["bfcl overall"])
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert list(lines["bfcl overall"].get_ydata()) == pytest.approx([100 / 6, 50.0, 400 / 6, 500 / 6])
+
+    one = [point for point in points if point.run_id == runs[0]]
+    figure, _, _ = _figure({"bfcl": one})
+    low, high = figure.axes[0].get_xlim()
+    assert high - low == pytest.approx(2.0)  # a day either side of the one run, in matplotlib's day units
+    assert dates.num2date(low) < one[0].finished_at.replace(tzinfo=UTC) < dates.num2date(high)
+
+
+def _results_file(tmp_path: Path, rows: list[dict[str, object]]) -> Path:
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_score_reports_missing_results_and_prints_a_summary(home: Path, tmp_path: Path) -> None:
+    from mor.evals.bfcl import load_items, reference_output
+
+    data = _benchmarks_dir()
+    items = load_items("simple_python", data)
+    rows: list[dict[str, object]] = [{"id": item.id, "result": reference_output(item)} for item in items[:8]]
+    rows += [{"id": items[8].id, "result": "not a call"}, {"id": items[9].id, "result": [{"wrong_name": {}}]}]
+    path = _results_file(tmp_path, rows)
+    missing = len(items) - 10
+
+    scored = _mor("score", "bfcl/simple_python", "--results", str(path), "--data-dir", str(data))
+    assert scored.exit_code == 0, scored.output
+    text = _flat(scored)
+    assert f"bfcl/simple_python: accuracy {8 / len(items):.2%} (8/{len(items)})" in text
+    assert f"{missing} of {len(items)} items have no result in {path} and count as failures" in text
+    assert "on the 10 items it answers, the accuracy is 80.00% (8/10)" in text
+    assert f"Missing: {items[10].id}, " in text and f"and {missing - 5} more" in text
+    assert f"unparseable 1 {items[8].id}" in text and f"wrong_function 1 {items[9].id}" in text
+    assert "missing_result" not in text and len(scored.output.splitlines()) < 12  # a summary, not 400 rows
+
+    listed = _mor("score", "bfcl/simple_python", "--results", str(path), "--data-dir", str(data), "--items")
+    lines = [line for line in listed.output.splitlines() if line.startswith(("simple_python_",))]
+    assert len(lines) == 10 and lines[0].split()[:2] == [items[0].id, "pass"]
+
+    as_json = json.loads(
+        _mor("score", "bfcl/simple_python", "--results", str(path), "--data-dir", str(data), "--json").output
+    )
+    assert (as_json["answered"], as_json["missing"], as_json["total"]) == (10, missing, len(items))
+    assert as_json["answered_accuracy"] == pytest.approx(0.8)
 
 
 # ---------------------------------------------------------------- through Ray

@@ -9,7 +9,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from mor.settings import Settings
-from mor.store import StoreError, current_revision, downgrade, head_revision, upgrade
 
 __all__ = ["db_app"]
 
@@ -30,6 +29,8 @@ def upgrade_command(
     url: UrlOption = None,
 ) -> None:
     """Apply migrations up to REVISION (default: the newest)."""
+    from mor.store import StoreError, current_revision, head_revision, upgrade
+
     console = Console()
     target = url or Settings().db_url
     try:
@@ -47,6 +48,8 @@ def downgrade_command(
     url: UrlOption = None,
 ) -> None:
     """Migrate down to REVISION."""
+    from mor.store import current_revision, downgrade
+
     console = Console()
     target = url or Settings().db_url
     downgrade(target, revision)
@@ -56,5 +59,7 @@ def downgrade_command(
 @db_app.command("current")
 def current_command(url: UrlOption = None) -> None:
     """Print the database's revision and the newest one."""
+    from mor.store import current_revision, head_revision
+
     target = url or Settings().db_url
     Console().print(f"{escape(_safe_url(target))}: revision {current_revision(target)} (head {head_revision()})")

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, get_type_hints
+from typing import Annotated, Any, Literal, get_type_hints
 
 import typer
 from rich.console import Console
@@ -19,9 +19,10 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import Engine
 
-from mor.cli.render import failures_text
+from mor.cli.render import JsonOption, failures_text
 from mor.evals.record import canonical_metrics
 from mor.evals.runner import RUN_OPTIONS, SuiteSelection, check_options, is_endpoint, parse_suite
+from mor.evals.stabletoolbench import MODES as STABLETOOLBENCH_MODES
 from mor.settings import Settings
 from mor.store import EvalRun, InvalidValueError, make_engine, upgrade
 
@@ -48,17 +49,29 @@ __all__ = [
 
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="Directory holding bfcl/ and stabletoolbench/ (default: MOR_BENCHMARKS_DIR)."),
+    typer.Option(
+        "--data-dir",
+        metavar="DIR",
+        help="Directory holding bfcl/ and stabletoolbench/ (default: MOR_BENCHMARKS_DIR).",
+    ),
 ]
 AddressOption = Annotated[
     str | None,
-    typer.Option("--address", help="Ray dashboard address (http://host:8265); default RAY_ADDRESS or embedded Ray."),
+    typer.Option(
+        "--address",
+        metavar="URL",
+        help="Ray dashboard address (http://host:8265); default RAY_ADDRESS or this MOR_HOME's embedded Ray.",
+    ),
 ]
 CategoryOption = Annotated[
     list[str] | None,
-    typer.Option("--category", "-c", help="A category of the suite (repeat for several); default all of them."),
+    typer.Option(
+        "--category",
+        "-c",
+        metavar="CATEGORY",
+        help="A category of the suite (repeat for several); default all of them.",
+    ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 
 
 class UsageError(ValueError):
@@ -100,12 +113,24 @@ class RunOptions:
 NO_RUN_OPTIONS = RunOptions()
 
 
+def _metavar(name: str) -> str | None:
+    """What a run option takes, in words, by its name (`--judge-url URL`, `--api-key-env VAR`)."""
+    for suffix, word in (("_url", "URL"), ("_env", "VAR"), ("_model", "NAME")):
+        if name.endswith(suffix):
+            return word
+    return None
+
+
 def _option_parameters() -> list[inspect.Parameter]:
-    """One Typer option per `RunOptions` field: `--field-name`, typed as the field, help from `RUN_OPTIONS`."""
-    types = get_type_hints(RunOptions)
+    """One Typer option per `RunOptions` field: `--field-name`, typed as the field (`--mode` as its choices), help
+    from `RUN_OPTIONS`."""
+    types: dict[str, Any] = get_type_hints(RunOptions)
+    types["mode"] = Literal[tuple(STABLETOOLBENCH_MODES)] | None  # type: ignore[valid-type]
     parameters = []
     for field in fields(RunOptions):
-        flag = typer.Option(f"--{field.name.replace('_', '-')}", help=RUN_OPTIONS[field.name])
+        flag = typer.Option(
+            f"--{field.name.replace('_', '-')}", metavar=_metavar(field.name), help=RUN_OPTIONS[field.name]
+        )
         option = DataDirOption if field.name == "data_dir" else Annotated[types[field.name], flag]
         parameters.append(
             inspect.Parameter(field.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=option)
@@ -174,7 +199,7 @@ def model_uri(model: str) -> str:
     if not path.is_dir():
         raise UsageError(
             f"--model: got {model!r}, neither a models:/ or runs:/ URI, an http(s) endpoint, nor an agent directory; "
-            "e.g. --model models:/mor-agent@champion"
+            "e.g. --model models:/mor-agent@candidate"
         )
     return str(path.resolve())
 
@@ -224,7 +249,7 @@ def run_table(run: EvalRun) -> Table:
     summary = canonical_metrics(run.summary)
     table = Table(title=f"run {run.id}: {run_label(run)} — {run.status}")
     for column in ("category", "accuracy", "items"):
-        table.add_column(column, justify="left" if column == "category" else "right")
+        table.add_column(column, justify="left" if column == "category" else "right", no_wrap=True)
     for key, value in sorted(summary.items()):
         if key.startswith("accuracy/"):
             table.add_row(key.removeprefix("accuracy/"), f"{float(value):.3f}", "")

@@ -3,21 +3,18 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session
 
 from mor.cli.eval_common import (
-    JsonOption,
     UsageError,
     database,
     fail,
@@ -27,10 +24,19 @@ from mor.cli.eval_common import (
     selection,
     when,
 )
-from mor.cli.render import failures_text
+from mor.cli.render import JsonOption, failures_text, make_console, print_json, print_table
 from mor.evals.record import canonical_metrics
 from mor.settings import Settings
-from mor.store import RunComparison, ScorePoint, StoreError, compare_runs, list_runs, score_history, session_scope
+from mor.store import (
+    RUN_STATUSES,
+    RunComparison,
+    ScorePoint,
+    StoreError,
+    compare_runs,
+    list_runs,
+    score_history,
+    session_scope,
+)
 
 __all__ = ["compare_command", "results_command"]
 
@@ -61,8 +67,24 @@ def _series_label(point: ScorePoint, suite: str, several_models: bool) -> str:
     return label
 
 
-def _plot(history: dict[str, list[ScorePoint]], path: Path) -> int:
-    """Score over time, one line per category (and model, and judge kind); returns the number of lines."""
+#: Half the x-axis span around a single point in time (one run, or runs finished at the same moment).
+_ONE_POINT_MARGIN = timedelta(days=1)
+
+
+def _overall(points: Sequence[ScorePoint]) -> list[tuple[datetime, float]]:
+    """Per run, the accuracy over all its plotted items (passed / total across categories), oldest first."""
+    runs: dict[int, tuple[datetime, int, int]] = {}
+    for point in points:
+        finished, passed, total = runs.get(point.run_id, (point.finished_at, 0, 0))
+        runs[point.run_id] = (finished, passed + point.passed, total + point.total)
+    ordered = sorted(runs.values(), key=lambda run: run[0])
+    return [(finished, 100.0 * passed / total) for finished, passed, total in ordered if total]
+
+
+def _figure(history: dict[str, list[ScorePoint]]) -> tuple[Any, list[str], list[str]]:
+    """The score-over-time figure: a thin line per category (and model, and judge kind) and a thick overall line
+    per suite (and model, and judge kind); returns it, the category lines' labels and the overall lines' labels. A
+    single point in time gets an axis of a day either side."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -70,17 +92,29 @@ def _plot(history: dict[str, list[ScorePoint]], path: Path) -> int:
     import matplotlib.pyplot as plt
 
     models = {p.model_uri for points in history.values() for p in points}
+    several = len(models) > 1
     series: dict[str, list[ScorePoint]] = {}
+    overall: dict[str, list[ScorePoint]] = {}
     for suite, points in history.items():
         for point in points:
-            series.setdefault(_series_label(point, suite, len(models) > 1), []).append(point)
+            series.setdefault(_series_label(point, suite, several), []).append(point)
+            key = _series_label(point, suite, several).replace(f"{suite}/{point.category}", f"{suite} overall", 1)
+            overall.setdefault(key, []).append(point)
     figure, axes = plt.subplots(figsize=(10, 5.5))
     for label, points in sorted(series.items()):
-        axes.plot([p.finished_at for p in points], [100.0 * p.accuracy for p in points], marker="o", label=label)
-    axes.set_title("Score over time per category")
+        axes.plot(
+            [p.finished_at for p in points], [100.0 * p.accuracy for p in points], marker="o", alpha=0.7, label=label
+        )
+    for label, points in sorted(overall.items()):
+        line = _overall(points)
+        axes.plot([t for t, _ in line], [v for _, v in line], color="black", linewidth=2.5, marker="s", label=label)
+    axes.set_title("Score over time: overall and per category")
     axes.set_ylabel("accuracy (%)")
     axes.set_ylim(-2, 102)
     axes.grid(True, alpha=0.3)
+    times = sorted({p.finished_at for points in history.values() for p in points})
+    if times and times[0] == times[-1]:
+        axes.set_xlim(mdates.date2num(times[0] - _ONE_POINT_MARGIN), mdates.date2num(times[0] + _ONE_POINT_MARGIN))
     locator = mdates.AutoDateLocator(minticks=3, maxticks=8)
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
@@ -90,10 +124,18 @@ def _plot(history: dict[str, list[ScorePoint]], path: Path) -> int:
     else:
         axes.text(0.5, 0.5, "no finished runs match", ha="center", va="center", transform=axes.transAxes)
     figure.tight_layout()
+    return figure, sorted(series), sorted(overall)
+
+
+def _plot(history: dict[str, list[ScorePoint]], path: Path) -> tuple[int, int]:
+    """Draw the score over time into PNG `path`; returns how many category and overall lines it has."""
+    import matplotlib.pyplot as plt
+
+    figure, categories, overall = _figure(history)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=120)
     plt.close(figure)
-    return len(series)
+    return len(categories), len(overall)
 
 
 def _history(
@@ -107,23 +149,34 @@ def _history(
 
 def results_command(
     suite: Annotated[
-        str | None, typer.Option("--suite", help="Only this suite (bfcl) or category (bfcl/simple_python).")
+        str | None,
+        typer.Option("--suite", metavar="SUITE", help="Only this suite (bfcl) or category (bfcl/simple_python)."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Only this model: URI as given or registered name.")
+        str | None,
+        typer.Option(
+            "--model", metavar="MODEL", help="Only this model: its URI as given, or its registered name (mor-agent)."
+        ),
     ] = None,
     since: Annotated[
-        str | None, typer.Option("--since", help="Only runs since a date/time or an age (7d, 12h).")
+        str | None,
+        typer.Option("--since", metavar="WHEN", help="Only runs since a date/time (2025-06-01) or an age (7d, 12h)."),
     ] = None,
-    status: Annotated[str | None, typer.Option("--status", help="Only runs with this status.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="At most this many runs in the table.")] = 20,
+    status: Annotated[
+        Literal[RUN_STATUSES] | None,  # type: ignore[valid-type]
+        typer.Option("--status", help="Only runs with this status."),
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many runs in the table.")] = 20,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Also draw the score over time per category (PNG).")
+        Path | None,
+        typer.Option(
+            "--plot", metavar="FILE.png", help="Also draw the score over time, overall and per category (PNG)."
+        ),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Evaluation runs, newest first, with their accuracy and failures by role; `--plot` draws the trend."""
-    console = Console()
+    console = make_console()
     try:
         suite_name, category = (suite.split("/", 1) + [""])[:2] if suite else (None, "")
         if suite_name is not None:
@@ -141,7 +194,7 @@ def results_command(
         raise fail(console, error) from None
     shown = runs[:limit]
     if json_output:
-        print(json.dumps([run_dict(run) for run in shown], indent=2))
+        print_json([run_dict(run) for run in shown])
     else:
         table = Table(title=f"evaluation runs ({len(shown)} of {len(runs)})")
         for column in (
@@ -155,7 +208,11 @@ def results_command(
             "failures by role",
             "trigger",
         ):
-            table.add_column(column, justify="right" if column in ("run", "accuracy", "items") else "left")
+            table.add_column(
+                column,
+                justify="right" if column in ("run", "accuracy", "items") else "left",
+                no_wrap=column in ("run", "finished (UTC)", "suite", "status", "accuracy", "items"),
+            )
         for run in shown:
             summary = canonical_metrics(run.summary)
             accuracy = f"{float(summary['accuracy']):.3f}" if "accuracy" in summary else ""
@@ -172,11 +229,11 @@ def results_command(
                 failures_text(summary),
                 escape(run.triggered_by),
             )
-        console.print(table)
+        print_table(console, table)
     if plot is not None and history is not None:
-        lines = _plot(history, plot)
-        notes = Console(stderr=True) if json_output else console
-        notes.print(f"Wrote {plot} ({lines} series, score over time per category)")
+        categories, overall = _plot(history, plot)
+        notes = make_console(stderr=True) if json_output else console
+        notes.print(f"Wrote {plot} ({categories} category series and {overall} overall, score over time)")
 
 
 def _accuracy(passed: int, total: int) -> str:
@@ -203,24 +260,41 @@ def _comparison_dict(comparison: RunComparison) -> dict[str, Any]:
         "flipped": [item.__dict__ for item in comparison.flipped],
         "fixed": len(comparison.fixed),
         "broken": len(comparison.broken),
+        "shared_items": comparison.shared,
+        "only_in_a": comparison.only_in_a,
+        "only_in_b": comparison.only_in_b,
+        "shared_only": comparison.shared_only,
     }
 
 
 def compare_command(
     run_a: Annotated[int, typer.Argument(help="The earlier (baseline) run id.")],
     run_b: Annotated[int, typer.Argument(help="The later run id.")],
-    max_items: Annotated[int, typer.Option("--max-flipped", help="List at most this many flipped items.")] = 50,
+    max_items: Annotated[int, typer.Option("--max-flipped", min=0, help="List at most this many flipped items.")] = 50,
+    shared_only: Annotated[
+        bool,
+        typer.Option(
+            "--shared-only",
+            help="Compare accuracies over the items both runs have (when one run has items the other lacks).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Per-category accuracy deltas (B − A) and the items whose verdict flipped between two runs."""
-    console = Console()
+    """Per-category accuracy deltas (B − A) and the items whose verdict flipped between two runs.
+
+    When the runs have different items (a smoke run with --max-items, other categories) it says so; --shared-only
+    then compares the accuracies over the items both runs have.
+    """
+    console = make_console()
     try:
         with database(Settings()) as engine, session_scope(engine) as session:
-            comparison = compare_runs(session=session, run_a=run_a, run_b=run_b)
+            comparison = compare_runs(session=session, run_a=run_a, run_b=run_b, shared_only=shared_only)
     except (ValueError, StoreError) as error:
         raise fail(console, error) from None
     if json_output:
-        print(json.dumps(_comparison_dict(comparison), indent=2, default=str))
+        print_json(_comparison_dict(comparison))
+        if not comparison.same_items:
+            make_console(stderr=True).print(_items_warning(comparison), highlight=False)
         return
     a, b = comparison.run_a, comparison.run_b
     for tag, run in (("A", a), ("B", b)):
@@ -228,9 +302,12 @@ def compare_command(
             f"[bold]{tag}[/] run {run.id}: {run_label(run)} of {escape(model_label(run))}, {run.status}, "
             f"{when(run.finished_at or run.created_at)} UTC"
         )
-    table = Table(title=f"run {a.id} → run {b.id}")
+    if not comparison.same_items:
+        console.print(_items_warning(comparison), highlight=False)
+    over = f", over the {comparison.shared} shared items" if shared_only else ""
+    table = Table(title=f"run {a.id} → run {b.id}{over}")
     for column in ("category", "A", "B", "Δ"):
-        table.add_column(column, justify="left" if column == "category" else "right")
+        table.add_column(column, justify="left" if column == "category" else "right", no_wrap=True)
     for delta in comparison.categories:
         change = "" if delta.delta is None else f"{delta.delta:+.3f}"
         style = "green" if (delta.delta or 0) > 0 else "red" if (delta.delta or 0) < 0 else ""
@@ -240,18 +317,30 @@ def compare_command(
             _accuracy(delta.passed_b, delta.total_b),
             f"[{style}]{change}[/]" if style else change,
         )
-    console.print(table)
+    print_table(console, table)
     if not comparison.flipped:
         console.print("No item changed its verdict.")
         return
     flipped = Table(title=f"flipped items: {len(comparison.fixed)} fixed, {len(comparison.broken)} broken")
     for column in ("category", "item", "A → B", "A: reason (role)", "B: reason (role)"):
-        flipped.add_column(column)
+        flipped.add_column(column, no_wrap=column in ("category", "item", "A → B"))
     for item in comparison.flipped[:max_items]:
         arrow = "[green]fail → pass[/]" if item.passed_b else "[red]pass → fail[/]"
         why_a = f"{item.failure_reason_a or ''}" + (f" ({item.failing_role_a})" if item.failing_role_a else "")
         why_b = f"{item.failure_reason_b or ''}" + (f" ({item.failing_role_b})" if item.failing_role_b else "")
         flipped.add_row(item.category, escape(item.item_id), arrow, why_a, why_b)
-    console.print(flipped)
+    print_table(console, flipped)
     if len(comparison.flipped) > max_items:
         console.print(f"… and {len(comparison.flipped) - max_items} more (--max-flipped, or --json for all)")
+
+
+def _items_warning(comparison: RunComparison) -> str:
+    """What differs between the runs' item sets, and what the accuracies are then over."""
+    a, b = comparison.run_a.id, comparison.run_b.id
+    text = (
+        f"Warning: the runs have different items — {comparison.shared} shared, {comparison.only_in_a} only in run "
+        f"{a}, {comparison.only_in_b} only in run {b}"
+    )
+    if comparison.shared_only:
+        return text + "; the accuracies below are over the shared items only."
+    return text + "; each accuracy is over its own run's items. Pass --shared-only to compare over the shared items."

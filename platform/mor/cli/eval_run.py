@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from mor.cli.eval_common import (
@@ -22,6 +21,7 @@ from mor.cli.eval_common import (
     with_run_options,
 )
 from mor.cli.follow import render_progress
+from mor.cli.render import make_console, print_table
 from mor.cluster import ClusterError, follow_progress
 from mor.settings import Settings
 from mor.store import StoreError, fail_lost_job, get_run, session_scope, utcnow
@@ -38,8 +38,10 @@ def run_command(
         str,
         typer.Option(
             "--model",
-            help="models:/name@alias, models:/name/N, runs:/..., an agent "
-            "directory, or an OpenAI-compatible http(s)://.../v1 URL.",
+            metavar="MODEL_URI",
+            help="What to evaluate: models:/NAME@ALIAS (e.g. models:/mor-agent@candidate, what a train job "
+            "registers), models:/NAME/VERSION, runs:/RUN_ID/PATH, an agent directory, or an OpenAI-compatible "
+            "http(s)://HOST/v1 endpoint.",
         ),
     ],
     categories: CategoryOption = None,
@@ -50,7 +52,7 @@ def run_command(
     """Evaluate a model on a suite once, as a Ray job; every item's verdict is stored in SQL."""
     from mor.scheduler.service import RayEvalSubmitter
 
-    console = Console()
+    console = make_console()
     try:
         chosen = selection(suite, categories)
         checked = options.checked()
@@ -72,7 +74,9 @@ def run_command(
         f"[bold]{submitted.job_id}[/]"
     )
     if not wait:
-        console.print(f"Follow it with: mor job logs {submitted.job_id} --follow; results: mor eval results")
+        console.print(
+            f"Follow it with: mor job status {submitted.job_id} --follow; then: mor eval show {submitted.run_id}"
+        )
         return
     try:
         render_progress(follow_progress(submitter.client, submitted.job_id), console)
@@ -90,4 +94,5 @@ def run_command(
         console.print(f"[bold red]Run {run.id} {run.status}[/]: {escape(reason)}")
         console.print(f"See: mor job logs {submitted.job_id}")
         raise typer.Exit(1)
-    console.print(run_table(run))
+    print_table(console, run_table(run))
+    console.print(f"Items and why they failed: mor eval show {run.id} --failed")

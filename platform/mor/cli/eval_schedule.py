@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from mor.cli.eval_common import (
     NO_RUN_OPTIONS,
     CategoryOption,
-    JsonOption,
     RunOptions,
     database,
     fail,
@@ -24,6 +21,7 @@ from mor.cli.eval_common import (
     when,
     with_run_options,
 )
+from mor.cli.render import JsonOption, make_console, print_json, print_table
 from mor.settings import Settings
 from mor.store import (
     CATCH_UP_POLICIES,
@@ -47,26 +45,38 @@ schedule_app = typer.Typer(help="Cron schedules of evaluations, fired by `mor ev
 @with_run_options
 def schedule_add(
     name: Annotated[str, typer.Argument(help="Schedule name, e.g. bfcl-nightly.")],
-    cron: Annotated[str, typer.Option("--cron", help="Cron expression, e.g. '0 2 * * *' for 02:00 every night.")],
-    suite: Annotated[str, typer.Option("--suite", help="SUITE or SUITE/CATEGORY, e.g. bfcl or bfcl/simple_python.")],
+    cron: Annotated[
+        str, typer.Option("--cron", metavar="CRON", help="Cron expression, e.g. '0 2 * * *' for 02:00 every night.")
+    ],
+    suite: Annotated[
+        str, typer.Option("--suite", metavar="SUITE", help="SUITE or SUITE/CATEGORY, e.g. bfcl or bfcl/simple_python.")
+    ],
     model: Annotated[
         str,
         typer.Option(
             "--model",
-            help="Best an alias URI (models:/mor-agent@champion): each fire evaluates what the alias points to then.",
+            metavar="MODEL_URI",
+            help="Best an alias URI (models:/mor-agent@champion): each fire evaluates the version the alias names "
+            "then, so a promotion (mor model promote) is picked up by the next fire.",
         ),
     ],
     categories: CategoryOption = None,
-    timezone_name: Annotated[str, typer.Option("--timezone", help="IANA time zone of the cron times.")] = "UTC",
+    timezone_name: Annotated[
+        str, typer.Option("--timezone", metavar="ZONE", help="IANA time zone of the cron times, e.g. Europe/Paris.")
+    ] = "UTC",
     catch_up: Annotated[
-        str, typer.Option("--catch-up", help=f"Fires missed while no scheduler ran: {' | '.join(CATCH_UP_POLICIES)}.")
+        Literal[CATCH_UP_POLICIES],  # type: ignore[valid-type]
+        typer.Option(
+            "--catch-up",
+            help="Fires missed while no scheduler ran: skip them, run the latest once, or run them all.",
+        ),
     ] = "run_once",
-    max_retries: Annotated[int, typer.Option("--max-retries", help="Retries of a failed run.")] = 0,
+    max_retries: Annotated[int, typer.Option("--max-retries", min=0, help="Retries of a failed run.")] = 0,
     paused: Annotated[bool, typer.Option("--paused", help="Create it paused.")] = False,
     options: RunOptions = NO_RUN_OPTIONS,
 ) -> None:
     """Add a cron schedule of an evaluation."""
-    console = Console()
+    console = make_console()
     try:
         chosen = selection(suite, categories)
         checked = options.checked()
@@ -88,7 +98,7 @@ def schedule_add(
             )
     except (ValueError, StoreError) as error:
         raise fail(console, error) from None
-    console.print(_schedules_table([schedule], {}))
+    print_table(console, _schedules_table([schedule], {}))
     state = "paused" if schedule.paused else f"next fire {when(schedule.next_fire_at)} UTC"
     console.print(f"[green]Schedule {escape(schedule.name)} added[/] ({state}); it runs while `mor eval serve` does.")
 
@@ -96,7 +106,7 @@ def schedule_add(
 def _schedules_table(schedules: Sequence[Schedule], last_runs: dict[int, EvalRun]) -> Table:
     table = Table(title="schedules")
     for column in ("name", "cron", "suite", "model", "next fire (UTC)", "state", "catch-up", "retries", "last run"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "cron")
     for schedule in schedules:
         label = (
             f"{schedule.suite}/{schedule.categories[0]}"
@@ -123,7 +133,7 @@ def _schedules_table(schedules: Sequence[Schedule], last_runs: dict[int, EvalRun
 @schedule_app.command("list")
 def schedule_list(json_output: JsonOption = False) -> None:
     """Every schedule, its next fire time and its latest run."""
-    console = Console()
+    console = make_console()
     try:
         with database(Settings()) as engine, session_scope(engine) as session:
             schedules = list_schedules(session=session)
@@ -133,36 +143,33 @@ def schedule_list(json_output: JsonOption = False) -> None:
     except StoreError as error:
         raise fail(console, error) from None
     if json_output:
-        print(
-            json.dumps(
-                [
-                    {
-                        "name": s.name,
-                        "cron": s.cron,
-                        "timezone": s.timezone,
-                        "suite": s.suite,
-                        "categories": s.categories,
-                        "model_uri": s.model_uri,
-                        "paused": s.paused,
-                        "catch_up": s.catch_up,
-                        "max_retries": s.max_retries,
-                        "next_fire_at": s.next_fire_at.isoformat() if s.next_fire_at else None,
-                        "config": s.config,
-                        "last_run": {"id": last_runs[s.id].id, "status": last_runs[s.id].status}
-                        if s.id in last_runs
-                        else None,
-                    }
-                    for s in schedules
-                ],
-                indent=2,
-            )
+        print_json(
+            [
+                {
+                    "name": s.name,
+                    "cron": s.cron,
+                    "timezone": s.timezone,
+                    "suite": s.suite,
+                    "categories": s.categories,
+                    "model_uri": s.model_uri,
+                    "paused": s.paused,
+                    "catch_up": s.catch_up,
+                    "max_retries": s.max_retries,
+                    "next_fire_at": s.next_fire_at.isoformat() if s.next_fire_at else None,
+                    "config": s.config,
+                    "last_run": {"id": last_runs[s.id].id, "status": last_runs[s.id].status}
+                    if s.id in last_runs
+                    else None,
+                }
+                for s in schedules
+            ]
         )
         return
-    console.print(_schedules_table(schedules, last_runs))
+    print_table(console, _schedules_table(schedules, last_runs))
 
 
 def _set_paused(name: str, paused: bool) -> None:
-    console = Console()
+    console = make_console()
     try:
         with database(Settings()) as engine, session_scope(engine) as session:
             schedule = set_paused(session=session, name=name, paused=paused)
@@ -192,7 +199,7 @@ def schedule_resume(name: Annotated[str, typer.Argument(help="Schedule name.")])
 @schedule_app.command("remove")
 def schedule_remove(name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
     """Delete a schedule and its pending fires; the runs it made stay in the results."""
-    console = Console()
+    console = make_console()
     try:
         with database(Settings()) as engine, session_scope(engine) as session:
             remove_schedule(session=session, name=name)

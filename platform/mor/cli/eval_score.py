@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -12,9 +10,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mor.cli.render import JsonOption, make_console, print_json, print_table
 from mor.evals.bfcl import (
     BfclDataError,
     CategoryReport,
+    ItemResult,
     ResultFileError,
     check_category,
     load_items,
@@ -26,22 +26,45 @@ from mor.settings import Settings
 __all__ = ["score_command"]
 
 
+#: The failure reason of an item the result file has no line for.
+_MISSING = "missing_result"
+
+
 def score_command(
-    category: Annotated[str, typer.Argument(help="The category to score, as bfcl/CATEGORY (e.g. bfcl/simple_python).")],
+    category: Annotated[
+        str,
+        typer.Argument(
+            metavar="bfcl/CATEGORY", help="The category to score, as bfcl/CATEGORY (e.g. bfcl/simple_python)."
+        ),
+    ],
     results: Annotated[
         Path,
         typer.Option(
-            "--results", help='JSON Lines result file: one {"id": ..., "result": [calls] or "raw text"} per item.'
+            "--results",
+            metavar="FILE.jsonl",
+            help="JSON Lines file, one object per item: its id and the model's result, either a list of calls "
+            'such as {"id": "simple_python_0", "result": [{"calculate_area": {"base": 10, "height": 5}}]} or the '
+            'raw text, such as "calculate_area(base=10, height=5)". See README.md, "BFCL result files".',
         ),
     ],
     data_dir: Annotated[
         Path | None,
-        typer.Option("--data-dir", help="Directory holding bfcl/ (default: the MOR_BENCHMARKS_DIR setting)."),
+        typer.Option(
+            "--data-dir", metavar="DIR", help="Directory holding bfcl/ (default: the MOR_BENCHMARKS_DIR setting)."
+        ),
     ] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")] = False,
+    items: Annotated[
+        bool, typer.Option("--items", help="Also list every item with its verdict and failure reason.")
+    ] = False,
+    json_output: JsonOption = False,
 ) -> None:
-    """Score a BFCL result file: the category's accuracy and every item's verdict with its failure reason."""
-    err = Console(stderr=True)
+    """Score a BFCL result file: accuracy, the items without a result, and the failures by reason.
+
+    Accuracy is over every item of the category, as on the leaderboard; items the file has no line for count as
+    failures and are reported as missing, with the accuracy on the answered items beside it. Every item's
+    verdict: --items or --json.
+    """
+    err = make_console(stderr=True)
     try:
         suite, _, name = category.rpartition("/")
         if suite not in ("", "bfcl"):
@@ -53,44 +76,84 @@ def score_command(
         if root is None:
             raise BfclDataError(
                 "--data-dir: not given and MOR_BENCHMARKS_DIR is not set; pass --data-dir DIR (the directory "
-                "holding bfcl/) or set MOR_BENCHMARKS_DIR; to download BFCL v4, see 'Benchmark data' in README.md"
+                "holding bfcl/) or set MOR_BENCHMARKS_DIR; to get BFCL v4, see 'Benchmark data' in README.md"
             )
-        items = load_items(name, root)
-        report = score_results(items, read_results(results), source=str(results))
+        loaded = load_items(name, root)
+        report = score_results(loaded, read_results(results), source=str(results))
     except (BfclDataError, ResultFileError) as error:
         err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False)
         raise typer.Exit(code=2) from None
+    missing = [item.id for item in report.items if _reason(item) == _MISSING]
     if json_output:
-        typer.echo(json.dumps(report.to_dict(), ensure_ascii=False, default=repr))
+        answered = report.score.total - len(missing)
+        correct = report.score.correct
+        print_json(
+            report.to_dict()
+            | {
+                "answered": answered,
+                "missing": len(missing),
+                "answered_accuracy": correct / answered if answered else None,
+            }
+        )
         return
-    _render(report, Console())
+    _render(report, missing, results, make_console(), items=items)
 
 
-def _render(report: CategoryReport, console: Console) -> None:
+def _reason(item: ItemResult) -> str | None:
+    return item.reason.value if item.reason is not None else None
+
+
+def _render(report: CategoryReport, missing: list[str], source: Path, console: Console, *, items: bool) -> None:
     score = report.score
+    answered = score.total - len(missing)
     console.print(
         f"[bold]bfcl/{score.category}[/bold]: accuracy [bold]{score.accuracy:.2%}[/bold] "
         f"({score.correct}/{score.total})",
         highlight=False,
     )
-    reasons = Counter(item.reason.value for item in report.items if item.reason is not None)
-    if reasons:
-        breakdown = Table(title="Failures by reason")
-        breakdown.add_column("reason")
-        breakdown.add_column("items", justify="right")
-        for reason, count in reasons.most_common():
-            breakdown.add_row(reason, str(count))
-        console.print(breakdown)
-    verdicts = Table(title="Per-item verdicts")
-    verdicts.add_column("id", no_wrap=True)
-    verdicts.add_column("verdict")
-    verdicts.add_column("reason")
-    verdicts.add_column("detail", overflow="fold")
+    if missing:
+        on_answered = f"{score.correct / answered:.2%} ({score.correct}/{answered})" if answered else "—"
+        console.print(
+            f"[yellow]{len(missing)} of {score.total} items have no result in {escape(str(source))}[/] and count "
+            f"as failures (the leaderboard scores every item); on the {answered} items it answers, the accuracy is "
+            f"{on_answered}. Missing: {escape(_first(missing))}",
+            highlight=False,
+        )
+    by_reason: dict[str, list[str]] = {}
     for item in report.items:
+        reason = _reason(item)
+        if reason is not None and reason != _MISSING:
+            by_reason.setdefault(reason, []).append(item.id)
+    if by_reason:
+        breakdown = Table(title="failures by reason (items with a result)")
+        breakdown.add_column("reason", no_wrap=True)
+        breakdown.add_column("items", justify="right", no_wrap=True)
+        breakdown.add_column("e.g.")
+        for reason, ids in sorted(by_reason.items(), key=lambda entry: (-len(entry[1]), entry[0])):
+            breakdown.add_row(reason, str(len(ids)), escape(_first(ids, 3)))
+        print_table(console, breakdown)
+    if not items:
+        if report.items:
+            console.print("Every item's verdict: --items (or --json).")
+        return
+    verdicts = Table(title="per-item verdicts")
+    verdicts.add_column("id", no_wrap=True)
+    verdicts.add_column("verdict", no_wrap=True)
+    verdicts.add_column("reason", no_wrap=True)
+    verdicts.add_column("detail")
+    for item in report.items:
+        if _reason(item) == _MISSING:
+            continue
         verdicts.add_row(
             item.id,
             "[green]pass[/green]" if item.passed else "[red]fail[/red]",
-            item.reason.value if item.reason else "",
+            _reason(item) or "",
             escape(item.message),
         )
-    console.print(verdicts)
+    print_table(console, verdicts)
+
+
+def _first(ids: list[str], shown: int = 5) -> str:
+    """The first few ids, and how many more."""
+    head = ", ".join(ids[:shown])
+    return head + (f" and {len(ids) - shown} more" if len(ids) > shown else "")

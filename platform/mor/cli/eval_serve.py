@@ -7,11 +7,11 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from sqlalchemy.engine import make_url
 
 from mor.cli.eval_common import AddressOption, DataDirOption, UsageError, fail
+from mor.cli.render import make_console
 from mor.cluster import ClusterError
 from mor.settings import Settings
 from mor.store import StoreError
@@ -24,18 +24,22 @@ def serve_command(
     owner_id: Annotated[
         str | None,
         typer.Option(
-            "--owner-id", help="Stable id of this scheduler (e.g. the pod name) for instant recovery after a restart."
+            "--owner-id",
+            metavar="ID",
+            help="Stable id of this scheduler (e.g. the pod name) for instant recovery after a restart.",
         ),
     ] = None,
-    poll: Annotated[float, typer.Option("--poll", help="Seconds between checks at most.")] = 10.0,
-    retry_delay: Annotated[float, typer.Option("--retry-delay", help="Seconds before a failed run is retried.")] = 60.0,
+    poll: Annotated[float, typer.Option("--poll", metavar="SECONDS", help="Seconds between checks at most.")] = 10.0,
+    retry_delay: Annotated[
+        float, typer.Option("--retry-delay", metavar="SECONDS", help="Seconds before a failed run is retried.")
+    ] = 60.0,
     once: Annotated[bool, typer.Option("--once", help="One pass (fire what is due), then exit.")] = False,
     data_dir: DataDirOption = None,
 ) -> None:
     """Run the evaluation scheduler: fire due schedules as Ray jobs until stopped (Ctrl-C or SIGTERM)."""
     from mor.scheduler.service import serve
 
-    console = Console()
+    console = make_console()
     settings = Settings()
     if data_dir is not None:
         if not data_dir.expanduser().is_dir():
