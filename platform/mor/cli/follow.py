@@ -1,4 +1,4 @@
-"""Live rendering of a job's progress events (rich), and the final summary table."""
+"""Live rendering of a job's progress events (rich), where a job stands, and the final summary table."""
 
 from __future__ import annotations
 
@@ -12,12 +12,21 @@ from rich.table import Table
 from mor.cli.render import failures_text
 from mor.cluster import ProgressEvent
 
-__all__ = ["render_progress", "summary_from_logs", "summary_table", "untrained_level_evals"]
+__all__ = [
+    "describe",
+    "latest_by_stage",
+    "progress_table",
+    "render_progress",
+    "summary_from_logs",
+    "summary_table",
+    "untrained_level_evals",
+]
 
 SUMMARY_MARKER = "MOR_SUMMARY"
 
 
-def _describe(event: ProgressEvent) -> str:
+def describe(event: ProgressEvent) -> str:
+    """What a progress event says besides its step: loss, tokens/s, accuracy, ETA while the stage runs."""
     parts: list[str] = []
     if event.loss is not None:
         parts.append(f"loss {event.loss:.3f}")
@@ -51,8 +60,27 @@ def render_progress(events: Iterable[ProgressEvent], console: Console) -> Progre
             if task is None:
                 task = progress.add_task(event.stage, total=total, stage=event.stage, detail="")
                 tasks[event.stage] = task
-            progress.update(task, completed=event.step, total=total, detail=_describe(event))
+            progress.update(task, completed=event.step, total=total, detail=describe(event))
     return last
+
+
+def latest_by_stage(events: Iterable[ProgressEvent]) -> list[ProgressEvent]:
+    """The last event of each stage, stages in the order they started."""
+    latest: dict[str, ProgressEvent] = {}
+    for event in events:
+        latest[event.stage] = event
+    return list(latest.values())
+
+
+def progress_table(events: Iterable[ProgressEvent]) -> Table:
+    """Where each stage stands: step of total and what its last report said (loss, tokens/s, ETA)."""
+    table = Table(title="progress")
+    table.add_column("stage", no_wrap=True)
+    table.add_column("step", justify="right", no_wrap=True)
+    table.add_column("detail")
+    for event in latest_by_stage(events):
+        table.add_row(event.stage, f"{event.step}/{event.total or '?'}", describe(event))
+    return table
 
 
 def summary_from_logs(text: str) -> dict[str, object] | None:
@@ -71,7 +99,7 @@ def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
     """The end-of-job table: registered version, held-out accuracy, where to look (for a data job: what it wrote)."""
     if summary.get("kind") == "data":
         table = Table(title=f"data set {summary.get('name')}@{summary.get('version')}: written", show_header=False)
-        table.add_column("what", style="bold")
+        table.add_column("what", style="bold", no_wrap=True)
         table.add_column("value")
         table.add_row("trajectories", f"{summary.get('train')} train, {summary.get('test')} held out")
         table.add_row("malformed records", f"{summary.get('malformed')} (reasons in malformed.jsonl)")
@@ -80,7 +108,7 @@ def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
         table.add_row("look", f"mor data inspect {summary.get('name')}@{summary.get('version')}")
         return table
     table = Table(title=f"job {summary.get('job_name')}: done", show_header=False)
-    table.add_column("what", style="bold")
+    table.add_column("what", style="bold", no_wrap=True)
     table.add_column("value")
     table.add_row(
         "training",
@@ -113,7 +141,24 @@ def summary_table(summary: dict[str, object], tracking_uri: str) -> Table:
     table.add_row("MLflow run", str(summary.get("mlflow_run_id")))
     ui = f"mlflow ui --backend-store-uri {tracking_uri}"
     table.add_row("look", ui)
+    for what, command in next_steps(summary):
+        table.add_row(what, command)
     return table
+
+
+def next_steps(summary: dict[str, object]) -> list[tuple[str, str]]:
+    """The commands that take a registered version on: look at it, evaluate it, promote it, serve the champion."""
+    uri = str(summary.get("model_uri") or "")
+    if not uri.startswith("models:/") or "/" not in uri.removeprefix("models:/"):
+        return []
+    name, version = uri.removeprefix("models:/").rsplit("/", 1)
+    target = str(summary.get("alias_uri") or uri)
+    return [
+        ("show", f"mor model show {name}/{version}"),
+        ("evaluate", f"mor eval run bfcl/simple_python --model {target} --max-items 20"),
+        ("promote", f"mor model promote {name} {version} --alias champion"),
+        ("serve", f"mor serve models:/{name}@champion"),
+    ]
 
 
 def untrained_level_evals(summary: dict[str, object]) -> list[str]:

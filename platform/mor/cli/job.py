@@ -6,26 +6,34 @@ import shlex
 import uuid
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mor.cli.follow import render_progress, summary_from_logs, summary_table, untrained_level_evals
-from mor.cli.render import print_spec_error, spec_table
+from mor.cli.follow import (
+    latest_by_stage,
+    progress_table,
+    render_progress,
+    summary_from_logs,
+    summary_table,
+    untrained_level_evals,
+)
+from mor.cli.joblog import clean_log
+from mor.cli.render import JsonOption, make_console, print_json, print_spec_error, print_table, spec_table
 from mor.cluster import (
     ClusterError,
     JobClient,
+    JobInfo,
     ensure_local_cluster,
     find_local_cluster,
     follow_progress,
     job_runtime_env,
+    progress_from_logs,
 )
-from mor.registry import end_open_runs
 from mor.settings import Settings
-from mor.spec import SpecError, load_spec
 
 __all__ = ["job_app"]
 
@@ -36,8 +44,13 @@ UNTRAINED_LEVEL_EXIT_CODE = 3
 
 AddressOption = Annotated[
     str | None,
-    typer.Option("--address", help="Ray dashboard address (http://host:8265); default RAY_ADDRESS or embedded Ray."),
+    typer.Option(
+        "--address",
+        metavar="URL",
+        help="Ray dashboard address (http://host:8265); default RAY_ADDRESS or this MOR_HOME's embedded Ray.",
+    ),
 ]
+JobIdArgument = Annotated[str, typer.Argument(help="Job id, as `mor job list` shows it.")]
 
 
 def _quiet_ray_sdk() -> None:
@@ -75,13 +88,15 @@ def _fail(console: Console, error: Exception) -> typer.Exit:
 @job_app.command("validate")
 def validate(spec: Annotated[Path, typer.Argument(help="YAML job spec.")]) -> None:
     """Check a job spec without running anything."""
-    console = Console()
+    from mor.spec import SpecError, load_spec
+
+    console = make_console()
     try:
         parsed = load_spec(spec)
     except SpecError as error:
         print_spec_error(console, error)
         raise typer.Exit(2) from None
-    console.print(spec_table(parsed, str(spec)))
+    print_table(console, spec_table(parsed, str(spec)))
     console.print(f"[green]{escape(str(spec))}: valid[/]")
 
 
@@ -92,13 +107,16 @@ def submit(
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job until it ends.")] = True,
 ) -> None:
     """Validate a spec and submit it as a Ray job; follow its progress live."""
-    console = Console()
+    from mor.registry import end_open_runs
+    from mor.spec import SpecError, load_spec
+
+    console = make_console()
     try:
         parsed = load_spec(spec)
     except SpecError as error:
         print_spec_error(console, error)
         raise typer.Exit(2) from None
-    console.print(spec_table(parsed, str(spec)))
+    print_table(console, spec_table(parsed, str(spec)))
     settings = Settings()
     try:
         client, local = _client(address, console, start=True)
@@ -118,7 +136,7 @@ def submit(
         raise _fail(console, error) from None
     console.print(f"Submitted job [bold]{job_id}[/] to {client.address}")
     if not wait:
-        console.print(f"Follow it with: mor job logs {job_id} --follow")
+        console.print(f"Follow it with: mor job status {job_id} --follow")
         return
     render_progress(follow_progress(client, job_id), console)
     info = client.info(job_id)
@@ -129,7 +147,7 @@ def submit(
         raise typer.Exit(1)
     summary = summary_from_logs(client.logs(job_id))
     if summary is not None:
-        console.print(summary_table(summary, str(summary.get("tracking_uri") or settings.tracking_uri)))
+        print_table(console, summary_table(summary, str(summary.get("tracking_uri") or settings.tracking_uri)))
         failed_evals = untrained_level_evals(summary)
         if failed_evals:
             console.print(
@@ -142,84 +160,173 @@ def submit(
     console.print(f"[green]Job {job_id} succeeded[/]")
 
 
+def _mlflow_runs(job_id: str) -> list[tuple[str, str]]:
+    """The MLflow runs of a job still running (its summary, with the run id, comes at the end)."""
+    from mor.registry import RegistryError
+    from mor.registry.catalog import job_runs
+
+    try:
+        return job_runs(Settings(), job_id)
+    except (RegistryError, OSError, ValueError):
+        return []
+
+
+def _status_data(info: JobInfo, logs: str) -> dict[str, Any]:
+    events = latest_by_stage(progress_from_logs(logs))
+    summary = summary_from_logs(logs)
+    runs = [] if summary is not None or info.is_terminal else _mlflow_runs(info.job_id)
+    return {
+        "id": info.job_id,
+        "status": info.status,
+        "message": info.message,
+        "job": info.metadata.get("mor.job"),
+        "kind": info.metadata.get("mor.kind"),
+        "started": _when(info.start_time),
+        "ended": _when(info.end_time),
+        "progress": [
+            {"stage": e.stage, "step": e.step, "total": e.total, "metrics": e.metrics, "eta_s": e.eta_s} for e in events
+        ],
+        "mlflow_runs": [{"run_id": run_id, "status": status} for run_id, status in runs],
+        "summary": summary,
+    }
+
+
+def _print_status(console: Console, data: dict[str, Any], events: list[Any]) -> None:
+    table = Table(title=f"job {data['id']}", show_header=False)
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("value")
+    colour = {"SUCCEEDED": "green", "FAILED": "red", "STOPPED": "yellow"}.get(data["status"], "cyan")
+    table.add_row("status", f"[{colour}]{data['status']}[/]")
+    if data["job"]:
+        table.add_row("spec", f"{data['kind']} job {escape(str(data['job']))}")
+    table.add_row("started", data["started"] or "—")
+    if data["ended"]:
+        table.add_row("ended", data["ended"])
+    if data["message"]:
+        table.add_row("message", escape(data["message"]))
+    for run in data["mlflow_runs"]:
+        table.add_row("MLflow run", f"{run['run_id']} ({run['status']})")
+    print_table(console, table)
+    if events and data["summary"] is None:
+        print_table(console, progress_table(events))
+    summary = data["summary"]
+    if summary is not None:
+        print_table(console, summary_table(summary, str(summary.get("tracking_uri") or Settings().tracking_uri)))
+        for line in untrained_level_evals(summary):
+            console.print(f"[bold red]verdict: no better than the untrained base[/]: {escape(line)}")
+    elif data["status"] in ("FAILED", "STOPPED"):
+        console.print(f"See: mor job logs {data['id']}")
+
+
 @job_app.command("status")
-def status(job_id: Annotated[str, typer.Argument(help="Job id.")], address: AddressOption = None) -> None:
-    """Status of a job and its latest progress."""
-    console = Console()
+def status(
+    job_id: JobIdArgument,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Show live progress until the job ends, then the summary.")
+    ] = False,
+    address: AddressOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Where a job stands: its status, progress (loss, ETA) and MLflow run; when done, its summary.
+
+    The summary names the registered version, the held-out accuracy, the MLflow run and what to run next.
+    """
+    console = make_console()
     try:
         client, _ = _client(address, console, start=False)
         info = client.info(job_id)
+        if follow and not info.is_terminal and not json_output:
+            render_progress(follow_progress(client, job_id), console)
+            info = client.info(job_id)
         logs = client.logs(job_id)
     except ClusterError as error:
         raise _fail(console, error) from None
-    from mor.cluster import progress_from_logs
-
-    events = progress_from_logs(logs)
-    table = Table(show_header=False, title=f"job {job_id}")
-    table.add_row("status", info.status)
-    if info.message:
-        table.add_row("message", escape(info.message))
-    if events:
-        last = events[-1]
-        table.add_row("stage", f"{last.stage} {last.step}/{last.total or '?'}")
-        for key in ("loss", "tokens_per_s"):
-            if key in last.metrics:
-                table.add_row(key, f"{last.metrics[key]:.4g}")
-    summary = summary_from_logs(logs)
-    for line in untrained_level_evals(summary) if summary is not None else []:
-        table.add_row("[bold red]verdict[/]", f"[bold red]no better than the untrained base[/]: {escape(line)}")
-    console.print(table)
+    data = _status_data(info, logs)
+    if json_output:
+        print_json(data)
+        return
+    _print_status(console, data, latest_by_stage(progress_from_logs(logs)))
 
 
 @job_app.command("logs")
 def logs(
-    job_id: Annotated[str, typer.Argument(help="Job id.")],
+    job_id: JobIdArgument,
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing until the job ends.")] = False,
+    raw: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="The log exactly as Ray stored it, with the progress and summary lines mor reads and colour codes.",
+        ),
+    ] = False,
     address: AddressOption = None,
 ) -> None:
-    """Print a job's log."""
-    console = Console()
+    """Print a job's log (without the progress protocol, colour codes and Ray's multi-cluster noise; see --raw)."""
+    console = make_console()
     try:
         client, _ = _client(address, console, start=False)
-        if follow:
-            for line in client.tail_logs(job_id):
-                print(line, flush=True)
-        else:
-            print(client.logs(job_id), end="")
+        lines = client.tail_logs(job_id) if follow else iter(client.logs(job_id).splitlines())
+        for line in lines if raw else clean_log(lines):
+            print(line, flush=follow)
     except ClusterError as error:
         raise _fail(console, error) from None
 
 
 @job_app.command("list")
-def list_jobs(address: AddressOption = None) -> None:
+def list_jobs(
+    address: AddressOption = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many jobs, the newest.")] = None,
+    json_output: JsonOption = False,
+) -> None:
     """Jobs on the cluster, newest first."""
-    console = Console()
+    console = make_console()
     try:
         client, _ = _client(address, console, start=False)
         jobs = client.list()
     except ClusterError as error:
         raise _fail(console, error) from None
-    table = Table(title="jobs")
+    jobs = sorted(jobs, key=lambda job: (job.start_time or 0.0, job.job_id), reverse=True)[:limit]
+    if json_output:
+        print_json(
+            [
+                {
+                    "id": job.job_id,
+                    "status": job.status,
+                    "job": job.metadata.get("mor.job"),
+                    "kind": job.metadata.get("mor.kind"),
+                    "started": _when(job.start_time),
+                    "ended": _when(job.end_time),
+                    "message": job.message,
+                }
+                for job in jobs
+            ]
+        )
+        return
+    table = Table(title=f"jobs ({len(jobs)}, newest first)")
     for column in ("id", "status", "job", "kind", "started"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("id", "status", "started"))
     for job in jobs:
         meta = job.metadata or {}
-        started = _when(job.start_time)
-        table.add_row(job.job_id, job.status, meta.get("mor.job", ""), meta.get("mor.kind", ""), started)
-    console.print(table)
+        table.add_row(
+            job.job_id, job.status, meta.get("mor.job", ""), meta.get("mor.kind", ""), _when(job.start_time) or ""
+        )
+    print_table(console, table)
 
 
-def _when(timestamp: float | None) -> str:
+def _when(timestamp: float | None) -> str | None:
+    """A Ray job time as local `YYYY-MM-DD HH:MM:SS` (None when unknown)."""
     if not timestamp:
-        return ""
+        return None
     seconds = timestamp / 1000 if timestamp > 1e11 else timestamp  # Ray reports milliseconds
     return datetime.fromtimestamp(seconds).isoformat(sep=" ", timespec="seconds")
 
 
 @job_app.command("stop")
-def stop(job_id: Annotated[str, typer.Argument(help="Job id.")], address: AddressOption = None) -> None:
+def stop(job_id: JobIdArgument, address: AddressOption = None) -> None:
     """Stop a running job."""
-    console = Console()
+    from mor.registry import end_open_runs
+
+    console = make_console()
     try:
         client, _ = _client(address, console, start=False)
         stopped = client.stop(job_id)
