@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -28,11 +29,21 @@ def test_status_shows_the_running_cluster(
     assert code == 0, output
     assert local_cluster.dashboard_url in output
     assert "jobs" in output and "processes" in output
+    code, output = _invoke(monkeypatch, ray_settings.home, "status", "--json")
+    data = json.loads(output)
+    assert (data["running"], data["dashboard"], data["address"]) == (
+        True,
+        local_cluster.dashboard_url,
+        local_cluster.address,
+    )
+    assert data["processes"] > 0 and isinstance(data["active_jobs"], list)
 
 
 def test_status_and_stop_of_a_home_without_a_cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     code, output = _invoke(monkeypatch, tmp_path / "empty", "status")
     assert code == 0 and "No embedded Ray cluster is running" in output
+    code, output = _invoke(monkeypatch, tmp_path / "empty", "status", "--json")
+    assert json.loads(output) == {"home": str(tmp_path / "empty"), "running": False}
     code, output = _invoke(monkeypatch, tmp_path / "empty", "stop")
     assert code == 0 and "No embedded Ray cluster was running" in output
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 from typer.testing import CliRunner
 
 from mor.cli.main import app
@@ -12,6 +14,8 @@ def test_db_upgrade_current_and_downgrade(database_url: str) -> None:
     assert result.exit_code == 0, result.output
     assert f"at revision {head_revision()}" in " ".join(result.output.split())
     assert current_revision(database_url) == head_revision()
+    shown = json.loads(runner.invoke(app, ["db", "current", "--url", database_url, "--json"]).output)
+    assert (shown["revision"], shown["head"]) == (head_revision(), head_revision())
     result = runner.invoke(app, ["db", "downgrade", "base", "--url", database_url])
     assert result.exit_code == 0, result.output
     assert current_revision(database_url) is None

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from mor.cli.render import JsonOption, make_console, print_json, print_table
 from mor.cluster import ClusterError, cluster_processes, find_local_cluster, stop_local_cluster
 from mor.settings import Settings
 
@@ -21,12 +21,15 @@ cluster_app = typer.Typer(
 
 
 @cluster_app.command("status")
-def status() -> None:
+def status(json_output: JsonOption = False) -> None:
     """Show whether this MOR_HOME's embedded cluster runs, where, and how many of its jobs are active."""
-    console = Console()
+    console = make_console()
     settings = Settings()
     cluster = find_local_cluster(settings)
     if cluster is None:
+        if json_output:
+            print_json({"home": str(settings.resolved_home), "running": False})
+            raise typer.Exit(0)
         console.print(f"No embedded Ray cluster is running for MOR_HOME={escape(str(settings.resolved_home))}.")
         raise typer.Exit(0)
     try:
@@ -35,13 +38,30 @@ def status() -> None:
         console.print(f"[bold red]Error:[/] {escape(str(error))}")
         raise typer.Exit(1) from None
     active = [job for job in jobs if not job.is_terminal]
+    processes = len(cluster_processes(cluster.ray_dir)) if cluster.ray_dir else None
+    if json_output:
+        print_json(
+            {
+                "home": str(settings.resolved_home),
+                "running": True,
+                "dashboard": cluster.dashboard_url,
+                "address": cluster.address,
+                "cpus": cluster.num_cpus,
+                "processes": processes,
+                "jobs": len(jobs),
+                "active_jobs": [job.job_id for job in active],
+            }
+        )
+        return
     table = Table(show_header=False, title=f"embedded Ray of {escape(str(settings.resolved_home))}")
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("value", no_wrap=True)
     table.add_row("dashboard", escape(cluster.dashboard_url))
     table.add_row("address", escape(cluster.address))
     table.add_row("CPUs", str(cluster.num_cpus) if cluster.num_cpus else "?")
-    table.add_row("processes", str(len(cluster_processes(cluster.ray_dir)) if cluster.ray_dir else "?"))
+    table.add_row("processes", str(processes) if processes is not None else "?")
     table.add_row("jobs", f"{len(jobs)} ({len(active)} active)")
-    console.print(table)
+    print_table(console, table)
 
 
 @cluster_app.command("stop")
@@ -49,7 +69,7 @@ def stop(
     force: Annotated[bool, typer.Option("--force", help="Stop even while jobs are still running.")] = False,
 ) -> None:
     """Stop this MOR_HOME's embedded cluster (refuses while jobs run, unless --force)."""
-    console = Console()
+    console = make_console()
     settings = Settings()
     cluster = find_local_cluster(settings)
     if cluster is not None and not force:

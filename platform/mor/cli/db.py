@@ -5,16 +5,21 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from mor.cli.render import JsonOption, make_console, print_json
 from mor.settings import Settings
 
 __all__ = ["db_app"]
 
 db_app = typer.Typer(help="Migrate and inspect the results database.", no_args_is_help=True)
 
-UrlOption = Annotated[str | None, typer.Option("--url", help="SQLAlchemy URL (default: MOR_DATABASE_URL or SQLite).")]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url", metavar="URL", help="SQLAlchemy URL (default: MOR_DATABASE_URL, else SQLite under MOR_HOME)."
+    ),
+]
 
 
 def _safe_url(url: str) -> str:
@@ -31,7 +36,7 @@ def upgrade_command(
     """Apply migrations up to REVISION (default: the newest)."""
     from mor.store import StoreError, current_revision, head_revision, upgrade
 
-    console = Console()
+    console = make_console()
     target = url or Settings().db_url
     try:
         upgrade(target, revision)
@@ -50,16 +55,20 @@ def downgrade_command(
     """Migrate down to REVISION."""
     from mor.store import current_revision, downgrade
 
-    console = Console()
+    console = make_console()
     target = url or Settings().db_url
     downgrade(target, revision)
     console.print(f"{escape(_safe_url(target))}: at revision [bold]{current_revision(target)}[/]")
 
 
 @db_app.command("current")
-def current_command(url: UrlOption = None) -> None:
+def current_command(url: UrlOption = None, json_output: JsonOption = False) -> None:
     """Print the database's revision and the newest one."""
     from mor.store import current_revision, head_revision
 
     target = url or Settings().db_url
-    Console().print(f"{escape(_safe_url(target))}: revision {current_revision(target)} (head {head_revision()})")
+    revision, head = current_revision(target), head_revision()
+    if json_output:
+        print_json({"url": _safe_url(target), "revision": revision, "head": head})
+        return
+    make_console().print(f"{escape(_safe_url(target))}: revision {revision} (head {head})")
