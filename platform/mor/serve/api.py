@@ -40,8 +40,13 @@ def _error_response(error: APIError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
-def _extra(decision: Decision) -> dict[str, Any]:
-    return {"decision": decision.kind, "role_tokens": dict(decision.usage.by_role)}
+def _extra(plan: TurnPlan, decision: Decision) -> dict[str, Any]:
+    """The `mor` field of a response: what the gate decided, tokens per role, and the request's token budget."""
+    return {
+        "decision": decision.kind,
+        "role_tokens": dict(decision.usage.by_role),
+        "max_completion_tokens": plan.budget,
+    }
 
 
 async def _stream(runtime: AgentRuntime, plan: TurnPlan, decision: Decision, ids: ResponseIds) -> AsyncIterator[bytes]:
@@ -203,7 +208,7 @@ def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
                 calls=decision.calls,
                 finish_reason="tool_calls",
                 usage=decision.usage.to_openai(),
-                extra=_extra(decision),
+                extra=_extra(plan, decision),
             )
         elif decision.kind == "length":
             body_out = completion(
@@ -213,7 +218,7 @@ def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
                 calls=[],
                 finish_reason="length",
                 usage=decision.usage.to_openai(),
-                extra=_extra(decision),
+                extra=_extra(plan, decision),
             )
         else:
             answer = await runtime.answer(plan, decision)
@@ -224,7 +229,7 @@ def build_api(runtime: AgentRuntime, keys: KeySet) -> FastAPI:
                 calls=[],
                 finish_reason=answer.finish_reason,
                 usage=decision.usage.to_openai(),
-                extra=_extra(decision),
+                extra=_extra(plan, decision),
             )
         return JSONResponse(body_out)
 

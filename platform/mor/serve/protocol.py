@@ -225,6 +225,8 @@ class ChatRequest(_Strict):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    # Not OpenAI's: per-turn caps by role name (e.g. {"reasoner": 32}); max_completion_tokens bounds their sum.
+    role_max_tokens: dict[str, Annotated[int, Field(ge=1)]] | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)

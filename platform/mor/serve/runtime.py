@@ -5,6 +5,11 @@
 the executor when the reasoner picks it (custom roles in between); `answer` runs the summarizer, optionally
 streaming its text. Every role turn is one job of the shared `BatchEngine`, so turns of
 different requests and roles are decoded in the same forward passes.
+
+Token budgets follow OpenAI: `max_completion_tokens` (or `max_tokens`) bounds every token the request generates,
+the reasoner's thought and the executor's calls included, and running out ends the request with
+`finish_reason: "length"`. Each turn is also capped per role (the server's `role_max_tokens`, or the request's
+own `role_max_tokens` field); a request that sets a budget lets the summarizer's answer take all that is left.
 """
 
 from __future__ import annotations
@@ -65,7 +70,10 @@ class TurnPlan:
     trajectory: Trajectory
     tools: ToolPlan
     sampling: Sampling
-    answer_budget: int
+    budget: int
+    """Tokens this request may generate in all roles together (`max_completion_tokens` / `max_tokens`)."""
+    role_caps: dict[str, int]
+    """Tokens one turn of a role may generate at most (the request's `role_max_tokens` over the server's)."""
     stop: list[str]
     stream: bool
     include_usage: bool
@@ -81,6 +89,8 @@ class Decision:
     trajectory: Trajectory
     usage: Usage
     first_token_s: float | None = None
+    answer_budget: int = 0
+    """Tokens the summarizer may write (`answer`): its cap, or what is left of the request's budget if less."""
 
 
 @dataclass
@@ -189,7 +199,8 @@ class AgentRuntime:
         except ValueError as error:
             raise APIError(400, str(error), param="messages", code="invalid_request") from None
         self._restore_thoughts(request, trajectory)
-        budget = request.max_completion_tokens or request.max_tokens or self.args.role_budget(self.summarizer)
+        requested = request.max_completion_tokens or request.max_tokens
+        budget = requested or self.args.max_completion_tokens
         if budget > self.args.max_completion_tokens:
             name = "max_completion_tokens" if request.max_completion_tokens else "max_tokens"
             raise APIError(
@@ -205,11 +216,39 @@ class AgentRuntime:
             trajectory=trajectory,
             tools=tools,
             sampling=Sampling(temperature=temperature, top_p=request.top_p or 1.0, seed=request.seed),
-            answer_budget=budget,
+            budget=budget,
+            role_caps=self._role_caps(request, answer_sized=requested is not None),
             stop=stop,
             stream=bool(request.stream),
             include_usage=bool(request.stream_options and request.stream_options.include_usage),
         )
+
+    def _role_caps(self, request: ChatRequest, *, answer_sized: bool) -> dict[str, int]:
+        """Per-turn caps: the request's `role_max_tokens`, else the server's; a request that sets max_tokens lets
+        the summarizer's answer take whatever its budget leaves (the answer is what a client sizes)."""
+        asked = dict(request.role_max_tokens or {})
+        unknown = sorted(set(asked) - set(self.roles))
+        if unknown:
+            raise APIError(
+                400,
+                f"role_max_tokens: got {', '.join(map(repr, unknown))}, this agent's roles are {self.roles}",
+                param="role_max_tokens",
+                code="invalid_request",
+            )
+        limit = self.args.max_completion_tokens
+        over = {role: value for role, value in asked.items() if value > limit}
+        if over:
+            raise APIError(
+                400,
+                f"role_max_tokens: got {over}, this server allows at most {limit} per turn",
+                param="role_max_tokens",
+                code="invalid_request",
+            )
+        caps = {role: self.args.role_budget(role) for role in self.roles}
+        if answer_sized:
+            caps[self.summarizer] = limit
+        caps.update(asked)
+        return caps
 
     def _restore_thoughts(self, request: ChatRequest, trajectory: Trajectory) -> None:
         """Put each assistant message's `reasoning_content` back as the thought of its reasoner turn."""
@@ -220,9 +259,6 @@ class AgentRuntime:
                 turn.thought = message.reasoning_content.strip() or turn.thought
 
     # --- generation -------------------------------------------------------------------------------------------------
-
-    def _budget(self, role: str) -> int:
-        return self.args.role_budget(role)
 
     def _job(
         self, trajectory: Trajectory, role: str, budget: int, constraint: TokenConstraint | None, sampling: Sampling
@@ -292,12 +328,18 @@ class AgentRuntime:
                 ) from None
         allowed = self._next_roles(plan)
         action = self.gate.begin(trajectory, allowed)
+        cut = False
         while isinstance(action, Generate):
             role = action.role
-            if role == self.summarizer:
+            left = plan.budget - usage.completion_tokens
+            if left <= 0:  # the request's budget is spent before this role's turn
                 return Decision(
-                    "answer", last_thought(trajectory, self.reasoner, since=start), [], trajectory, usage, first_token_s
+                    "length", last_thought(trajectory, self.reasoner, since=start), [], trajectory, usage, first_token_s
                 )
+            turn_budget = min(plan.role_caps[role], left)
+            if role == self.summarizer:
+                thought = last_thought(trajectory, self.reasoner, since=start)
+                return Decision("answer", thought, [], trajectory, usage, first_token_s, answer_budget=turn_budget)
             constraint: TokenConstraint
             if role == self.reasoner:
                 constraint = ReasonerConstraint(self.vocab, self.gate.next_roles(allowed))
@@ -306,11 +348,13 @@ class AgentRuntime:
                 constraint = CallsConstraint(self.vocab, grammar)
             else:
                 constraint = TextConstraint(self.vocab)
-            result = await self._run(self._job(trajectory, role, self._budget(role), constraint, plan.sampling))
+            result = await self._run(self._job(trajectory, role, turn_budget, constraint, plan.sampling))
             usage.add(role, result, reasoning=role != self.executor)
             if first_token_s is None:
                 first_token_s = result.first_token_s
-            if isinstance(constraint, CallsConstraint) and not constraint.accepted:
+            cut = result.finish_reason == "length"  # at the role's cap, or at what was left of the budget
+            spent = cut and turn_budget < plan.role_caps[role]  # the request's budget ran out in this turn
+            if spent or (isinstance(constraint, CallsConstraint) and not constraint.accepted):
                 return Decision(
                     "length", last_thought(trajectory, self.reasoner, since=start), [], trajectory, usage, first_token_s
                 )
@@ -322,7 +366,7 @@ class AgentRuntime:
                     500, f"the executor's output failed its grammar check: {problem}", code="generation_failed"
                 )
             return Decision("tool_calls", action.thought, action.calls, trajectory, usage, first_token_s)
-        if action.failure is not None and not action.limit:
+        if action.failure is not None and not action.limit and not cut:  # a turn cut short ends in "length"
             raise APIError(
                 500,
                 f"the {action.failure.role}'s output could not be used: {action.failure.reason}",
@@ -339,7 +383,7 @@ class AgentRuntime:
             loop.call_soon_threadsafe(queue.put_nowait, token)
 
         job = self._job(
-            decision.trajectory, self.summarizer, plan.answer_budget, TextConstraint(self.vocab), plan.sampling
+            decision.trajectory, self.summarizer, decision.answer_budget, TextConstraint(self.vocab), plan.sampling
         )
         job.on_token = on_token
         assembler = TextAssembler(self.tokenizer, end_text=END, stop=plan.stop)
