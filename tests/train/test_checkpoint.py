@@ -1,11 +1,19 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from mor.train.checkpoint import CheckpointCorruptError, TrainState, read_checkpoint, write_checkpoint
+from mor.hashing import file_sha256
+from mor.train.checkpoint import (
+    CheckpointCorruptError,
+    CheckpointUnsafeError,
+    TrainState,
+    read_checkpoint,
+    write_checkpoint,
+)
 
 
 def _optimizer() -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler, torch.nn.Linear]:
@@ -92,3 +100,27 @@ def test_fp16_scaler_state_round_trips_and_disabled_scaler_is_not_saved(tmp_path
     )
     _, states, _ = read_checkpoint(tmp_path / "bf16")
     assert "scaler" not in states
+
+
+class _Payload:
+    """What a crafted checkpoint could hold: unpickling it would create `marker` (any code could run instead)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_pickle_is_refused_without_running_it(tmp_path: Path) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    _write(checkpoint)
+    marker = tmp_path / "ran"
+    torch.save({"optimizer": _Payload(marker)}, checkpoint / "trainer_state.pt")
+    # whoever can write the file can write its checksum too: the manifest says nothing about trust
+    manifest = json.loads((checkpoint / "manifest.json").read_text())
+    manifest["trainer_state.pt"] = file_sha256(checkpoint / "trainer_state.pt")
+    (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CheckpointUnsafeError, match=r"trainer_state\.pt: refused to load.*could run code"):
+        read_checkpoint(checkpoint)
+    assert not marker.exists()

@@ -1,9 +1,15 @@
 """Training checkpoints: adapter weights, optimizer state and position, with a checksum manifest so a corrupted
-checkpoint is detected instead of silently resumed."""
+checkpoint is detected instead of silently resumed.
+
+Checkpoints live on storage other jobs and people can write (S3, NFS), and the manifest does not make them trusted:
+whoever can write a file can write its checksum. So nothing is loaded in a way that runs code: the adapter is
+safetensors plus JSON, the position JSON, and the optimizer/scheduler state is read with `weights_only=True`
+(tensors and plain containers only); anything else is refused with `CheckpointUnsafeError`."""
 
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +18,14 @@ import torch
 
 from mor.hashing import file_sha256
 
-__all__ = ["TrainState", "CheckpointCorruptError", "write_checkpoint", "read_checkpoint", "MANIFEST"]
+__all__ = [
+    "TrainState",
+    "CheckpointCorruptError",
+    "CheckpointUnsafeError",
+    "write_checkpoint",
+    "read_checkpoint",
+    "MANIFEST",
+]
 
 MANIFEST = "manifest.json"
 _STATE_FILE = "trainer_state.pt"
@@ -32,6 +45,10 @@ class TrainState:
 
 class CheckpointCorruptError(RuntimeError):
     """A checkpoint whose files do not match its manifest (truncated, edited or missing)."""
+
+
+class CheckpointUnsafeError(CheckpointCorruptError):
+    """A checkpoint file that would run code if loaded (a pickle holding more than tensors and plain data)."""
 
 
 def write_checkpoint(
@@ -75,6 +92,12 @@ def read_checkpoint(directory: Path) -> tuple[Path, dict[str, Any], TrainState]:
             raise CheckpointCorruptError(f"{directory}: {name} is missing")
         if file_sha256(path) != expected:
             raise CheckpointCorruptError(f"{directory}: {name} does not match its checksum (corrupted)")
-    states = torch.load(directory / _STATE_FILE, weights_only=False)
+    try:
+        states = torch.load(directory / _STATE_FILE, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as error:
+        raise CheckpointUnsafeError(
+            f"{directory / _STATE_FILE}: refused to load, it holds objects other than tensors and plain data (a "
+            f"crafted or foreign file; loading it could run code): {str(error).splitlines()[0][:200]}"
+        ) from None
     position = TrainState(**json.loads((directory / _POSITION_FILE).read_text()))
     return directory / _ADAPTER_DIR, states, position
