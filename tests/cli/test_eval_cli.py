@@ -385,9 +385,9 @@ def test_show_lists_a_runs_items_with_their_reasons(db: Engine) -> None:
     assert 'math t1 fail executor called add({"a": 2}), expected add({"a": 1})' in text
 
     failed = _mor("show", str(run_id), "--failed")
-    assert failed.exit_code == 0 and "items failed: 3 of 3" in _flat(failed) and " t0 " not in _flat(failed)
+    assert failed.exit_code == 0 and "items that failed: 3 of 3" in _flat(failed) and " t0 " not in _flat(failed)
     executor = _flat(_mor("show", str(run_id), "--role", "executor"))
-    assert "items failed and on role executor: 2 of 2" in executor and "t3" not in executor
+    assert "items that failed on role executor: 2 of 2" in executor and "t3" not in executor
     reasoner = _mor("show", str(run_id), "--role", "reasoner", "--json")
     data = json.loads(reasoner.output)
     assert data["run"]["id"] == run_id and data["matching"] == 1

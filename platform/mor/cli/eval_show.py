@@ -78,11 +78,10 @@ def show_command(
         print_table(console, run_table(run))
     elif run.error:
         console.print(f"[red]Error:[/] {escape(run.error.splitlines()[0])}")
-    which = " and ".join(
+    which = " ".join(
         part
         for part in (
-            "failed" if failed or role else "",
-            f"on role {role}" if role else "",
+            f"that failed on role {role}" if role else "that failed" if failed else "",
             f"of category {category}" if category else "",
         )
         if part

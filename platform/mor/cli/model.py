@@ -167,7 +167,7 @@ def _print_details(console: Console, details: Any, runs: list[Any]) -> None:
         for run in runs:
             summary = canonical_metrics(run.summary)
             scores.add_row(
-                f"eval run {run.id}",
+                f"run {run.id} ({escape(run.triggered_by)})",
                 run_label(run),
                 f"{float(summary['accuracy']):.3f}" if "accuracy" in summary else run.status,
                 f"{int(summary['items'])}" if "items" in summary else "",
