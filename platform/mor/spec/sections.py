@@ -419,16 +419,25 @@ class MoRSpec(MoRConfig):
         default="mor",
         description="mor: Mixture-of-Roles LoRA groups. lora: the baseline, one plain PEFT LoRA (rank, alpha, "
         "dropout) on the same target_modules serving every role, saved in PEFT's format (PeftModel.from_pretrained, "
-        "vLLM --lora-modules); roles then only name the agent's roles (their routed, top_k, shared are unused).",
+        "vLLM --lora-modules); roles then only name the agent's roles (their routed, top_k, shared are unused) and "
+        "the loss weights are 0.",
     )
     loss: LossSpec = Field(default_factory=LossSpec, description="Weights of the auxiliary losses.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _lora_trains_on_ce_alone(cls, data: Any) -> Any:
+        """A LoRA's loss weights default to 0 (it has no router and no role groups)."""
+        if isinstance(data, dict) and data.get("adapter") == "lora" and "loss" not in data:
+            return {**data, "loss": {"aux_weight": 0.0, "orth_weight": 0.0}}
+        return data
 
     @model_validator(mode="after")
     def _lora_has_no_routing_settings(self) -> MoRSpec:
         if self.adapter != "lora":
             return self
         problems = []
-        if "loss" in self.model_fields_set and (self.loss.aux_weight or self.loss.orth_weight):
+        if self.loss.aux_weight or self.loss.orth_weight:
             problems.append(
                 "loss: a plain LoRA has no router and no role groups, so aux_weight and orth_weight do nothing; "
                 "remove loss or set both to 0"
