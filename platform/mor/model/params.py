@@ -49,17 +49,17 @@ def count_parameters(
     """Count a built `MoRModel`'s or `LoRAModel`'s parameters, or those `config` would add to `base_model` (also
     `(config, base)`).
 
-    For a built model, `trainable`/`frozen` follow `requires_grad`; `per_role` counts each role group's adapter
-    weights. The config form is analytic: it builds nothing, so it works on meta-device models of any size.
+    For a built MoR model, `trainable`/`frozen` follow `requires_grad` (a LoRA model's `trainable` are its LoRA
+    weights); `per_role` counts each role group's adapter weights. The config form is analytic: it builds nothing,
+    so it works on meta-device models of any size.
     """
     if isinstance(model, tuple):
         model, base_model = model
     if isinstance(model, nn.Module) and base_model is None:
         model = unwrap_adapter_model(model)
-    if isinstance(model, LoRAModel):
-        return ParameterCount(
-            trainable=_unique_numel(model, trainable=True), frozen=_unique_numel(model, trainable=False), per_role={}
-        )
+    if isinstance(model, LoRAModel):  # its LoRA weights, also when loaded frozen for inference
+        adapter = sum(parameter.numel() for name, parameter in model.named_parameters() if ".lora_" in name)
+        return ParameterCount(trainable=adapter, frozen=_unique_numel(model) - adapter, per_role={})
     if isinstance(model, LoRAConfig) and base_model is not None:
         per_rank = _per_rank_cost(model, base_model)
         return ParameterCount(trainable=model.rank * per_rank, frozen=_unique_numel(base_model), per_role={})
