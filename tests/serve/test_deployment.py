@@ -50,7 +50,7 @@ def _converse(
     box = dataset.toolbox()
     seen = Conversation()
     for _ in range(max_rounds):
-        response = client.chat.completions.create(model=served.model, messages=messages, tools=tools, max_tokens=24)
+        response = client.chat.completions.create(model=served.model, messages=messages, tools=tools)
         seen.rounds += 1
         choice = response.choices[0]
         assert response.usage is not None and response.usage.total_tokens > 0
@@ -126,6 +126,33 @@ def test_streamed_final_answer_matches_the_whole_one(served: ServedAgent, tasks)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content and text
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_max_tokens_bounds_the_whole_request(served: ServedAgent, tasks) -> None:
+    """The issue's case: max_tokens 1 returned a 44-token tool call. Now a budget counts every role's tokens."""
+    _, items = tasks
+    client = _client(served)
+    task = items[4]
+    ask = {"model": served.model, "messages": [{"role": "user", "content": task.query}]}
+    ask["tools"] = [tool.to_openai() for tool in task.tools]
+    free = client.chat.completions.create(**ask, tool_choice="required")
+    assert free.choices[0].finish_reason == "tool_calls"
+    needed = free.usage.completion_tokens  # the reasoner's thought and hand-over, then the executor's call
+    roles = free.model_extra["mor"]["role_tokens"]
+    assert sum(roles.values()) == needed and roles["reasoner"] < needed - 1
+    one = client.chat.completions.create(**ask, tool_choice="required", max_tokens=1)
+    assert one.choices[0].finish_reason == "length" and not one.choices[0].message.tool_calls
+    assert one.usage.completion_tokens == 1
+    exact = client.chat.completions.create(**ask, tool_choice="required", max_completion_tokens=needed)
+    assert exact.choices[0].finish_reason == "tool_calls" and exact.usage.completion_tokens == needed
+    assert [c.function.arguments for c in exact.choices[0].message.tool_calls] == [
+        c.function.arguments for c in free.choices[0].message.tool_calls
+    ]  # greedy: the same call when the budget just fits it
+    short = client.chat.completions.create(**ask, tool_choice="required", max_completion_tokens=needed - 1)
+    assert short.choices[0].finish_reason == "length" and not short.choices[0].message.tool_calls
+    assert short.usage.completion_tokens == needed - 1
+    chunks = list(client.chat.completions.create(**ask, tool_choice="required", max_tokens=needed - 1, stream=True))
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
 
 
 def test_errors_over_http(served: ServedAgent, tasks) -> None:

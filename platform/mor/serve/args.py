@@ -43,11 +43,15 @@ class ServeArgs(BaseModel):
     )
     role_max_tokens: dict[str, int] = Field(
         default_factory=lambda: {"reasoner": 96, "executor": 256, "summarizer": 256},
-        description="Token budget of one turn per role; the summarizer's is the default completion length.",
+        description="Most tokens one turn of a role generates (a request's role_max_tokens field overrides); the "
+        "summarizer's bounds the answer of a request that sets no max_tokens.",
     )
     default_role_max_tokens: int = Field(default=128, ge=1, description="Budget of a role not in role_max_tokens.")
     max_completion_tokens: int = Field(
-        default=1024, ge=1, description="Largest max_tokens / max_completion_tokens a request may ask."
+        default=1024,
+        ge=1,
+        description="Most tokens one request generates in all roles together: the largest max_tokens / "
+        "max_completion_tokens a request may ask, and the budget of one that asks none.",
     )
     max_context_tokens: int | None = Field(
         default=None,
