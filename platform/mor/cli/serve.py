@@ -61,7 +61,7 @@ def _serve_status(app_name: str) -> str:
     return f"{state}: " + " | ".join(messages) if messages else f"{state} (no message)"
 
 
-def _stop_on_sigterm() -> Any:
+def _stop_on_sigterm() -> dict[signal.Signals, Any]:
     """SIGTERM and SIGHUP end `mor serve` as Ctrl-C does (the application is removed on the way out)."""
 
     def interrupt(signum: int, _: Any) -> None:
