@@ -1,8 +1,8 @@
 """Throughput of every training-data reader, and of the data stage and data job (records/s, peak memory).
 
-    .venv/bin/python benchmarks/data_pipeline.py --quick     # 5 000 and 500 records: about 5 minutes on 2 busy cores
-    .venv/bin/python benchmarks/data_pipeline.py             # 50 000 and 5 000 records
-    .venv/bin/python benchmarks/data_pipeline.py --records 20000 --skip ray
+    .venv/bin/python benchmarks/data_pipeline.py --quick     # 5 000 and 500 records: about 6 minutes on 2 busy cores
+    .venv/bin/python benchmarks/data_pipeline.py             # 50 000 and 5 000 records: about 25 minutes
+    .venv/bin/python benchmarks/data_pipeline.py --records 20000 --skip readers prepare complete
 
 1. Readers: each format of `mor.data.readers.READERS` read over and over for at least `--read-seconds`.
    `sharegpt` and `toolbench` read the shared samples in ../shared/datasets; the other formats read a corpus written
@@ -240,7 +240,9 @@ def _child(mode: str, corpus: Path, scratch: Path, held_out: bool) -> dict[str, 
     from mor.spec import parse_spec
 
     class Marks(ProgressReporter):
-        """When the job first reported each step (it reports 0 to 3: read..split, decontaminated, rendered)."""
+        """When the job first reported each step (it reports 0 to 3: read..split, decontaminated, rendered); writes
+        nothing (the job's per-1000-records report passes the pass's name as a metric, which ProgressReporter
+        cannot write: it raises ValueError)."""
 
         def __init__(self) -> None:
             super().__init__()
