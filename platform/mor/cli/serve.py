@@ -6,7 +6,7 @@ import logging
 import os
 import signal
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import httpx
 import typer
@@ -78,7 +78,16 @@ def serve_command(
         ),
     ],
     host: Annotated[str, typer.Option("--host", help="Interface Ray Serve's HTTP proxy binds.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of Ray Serve's HTTP proxy.")] = 8000,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port",
+            min=1,
+            max=65535,
+            help="Port of Ray Serve's HTTP proxy; checked first (its holder is named). A running Serve with "
+            "another port is restarted on this one when no other application uses it.",
+        ),
+    ] = 8000,
     address: Annotated[
         str | None,
         typer.Option(
@@ -91,12 +100,17 @@ def serve_command(
         list[str] | None,
         typer.Option(
             "--api-key",
-            help="Accepted API key (repeatable); default MOR_API_KEYS (comma-separated), else one is "
-            "generated and printed.",
+            help="Accepted API key, at least 8 characters without spaces or commas (repeatable); default "
+            "MOR_API_KEYS (comma-separated), else one is generated and printed.",
         ),
     ] = None,
     batching: Annotated[
-        str, typer.Option("--batching", help="cross-role (rows of all roles share a forward), same-role, or off.")
+        Literal["cross-role", "same-role", "off"],
+        typer.Option(
+            "--batching",
+            help="cross-role: rows of all roles share each forward; same-role: one role per forward; off: one "
+            "sequence at a time.",
+        ),
     ] = "cross-role",
     max_batch_size: Annotated[int, typer.Option("--max-batch-size", min=1, help="Rows decoded together.")] = 32,
     replicas: Annotated[int, typer.Option("--replicas", min=1, help="Number of replicas.")] = 1,
