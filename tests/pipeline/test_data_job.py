@@ -74,3 +74,26 @@ def test_a_data_job_stores_versions_that_a_train_job_reads(tmp_path: Path, monke
     assert json.loads(listed.output)["version"] == 2
     missing = CliRunner().invoke(app, ["data", "inspect", "nothing@3"])
     assert missing.exit_code == 2 and "no data set named 'nothing'" in missing.output
+
+
+def test_a_data_job_over_thousands_of_records_reports_its_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conversations = json.loads(
+        (shared_dataset("glaive-function-calling-v2") / "glaive_toolcall_en_demo.json").read_text()
+    )
+    with (tmp_path / "many.jsonl").open("w") as handle:
+        for index in range(2400):  # past the every-1000-records progress reports of both passes
+            record = json.loads(json.dumps(conversations[index % len(conversations)]))
+            for turn in record["conversations"]:
+                if turn["from"] == "human":
+                    turn["value"] += f" (request {index})"
+            handle.write(json.dumps(record) + "\n")
+    text = "kind: data\nname: many\ndata: {sources: [{sharegpt: {path: many.jsonl}}]}\nrender: null\n"
+    spec = parse_spec(text, source="data.yaml", spec_dir=tmp_path)
+    assert isinstance(spec, DataJobSpec)
+    written = run_data_job(spec, settings_for(tmp_path / "home"))
+    assert written.train + written.test > 2300 and written.samples == 0  # a few fail verification
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("MOR_PROGRESS ")]
+    metrics = [json.loads(line.removeprefix("MOR_PROGRESS "))["metrics"] for line in lines]
+    assert {"read_records": 2000.0} in metrics and {"check_records": 2000.0} in metrics

@@ -68,7 +68,8 @@ def run_data_job(
         settings.cache_dir,
         settings.datasets_dir,
         engine=engine,
-        progress=lambda stage, done: progress.report("data", 0, 3, {"stage": stage, "records": done}),
+        # metrics are numbers: the pass ("read sharegpt", "check sharegpt") names the count
+        progress=lambda stage, done: progress.report("data", 0, 3, {f"{stage.split()[0]}_records": done}),
     )
     extra: dict[str, Any] = {"malformed": dataset.malformed, "engine": engine.name}
     settings.cache_dir.mkdir(parents=True, exist_ok=True)
