@@ -18,6 +18,8 @@ from mor.cluster.local import (
     cluster_processes,
     ensure_local_cluster,
     find_local_cluster,
+    node_env,
+    ray_executable,
     stop_local_cluster,
 )
 from mor.cluster.progress import (
@@ -51,9 +53,11 @@ __all__ = [
     "follow_progress",
     "job_runtime_env",
     "mor_source_root",
+    "node_env",
     "normalize_dashboard_address",
     "parse_progress_line",
     "progress_from_logs",
+    "ray_executable",
     "resolve_token",
     "settings_env",
     "stop_local_cluster",

@@ -19,6 +19,7 @@ __all__ = ["TERMINAL_STATUSES", "JobClient", "JobInfo", "normalize_dashboard_add
 
 TERMINAL_STATUSES = frozenset({"STOPPED", "SUCCEEDED", "FAILED"})
 _ADDRESS_ENV = ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+_CONNECT_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -214,11 +215,20 @@ class JobClient:
 
     def _check_reachable(self) -> None:
         url = f"{self._address}/api/version"
+        # A host that drops packets shows up as a connect timeout: a live head node accepts at once, however busy.
+        connect_s = min(self._timeout_s, _CONNECT_TIMEOUT_S)
+        timeout = httpx.Timeout(self._timeout_s, connect=connect_s)
         try:
-            response = httpx.get(url, headers=self._headers, timeout=self._timeout_s)
+            response = httpx.get(url, headers=self._headers, timeout=timeout)
         except httpx.HTTPError as exc:
+            if isinstance(exc, httpx.ConnectTimeout):
+                why = f"nothing accepted a connection within {connect_s:.0f} s"
+            elif isinstance(exc, httpx.TimeoutException):
+                why = f"it accepted the connection but sent no answer within {self._timeout_s:.0f} s"
+            else:
+                why = f"{type(exc).__name__}: {exc}"
             raise ClusterUnreachableError(
-                f"address: no Ray job server answers at {self._address} ({type(exc).__name__}: {exc}); "
+                f"address: no Ray job server answers at {self._address} ({why}); "
                 "the address must be the dashboard URL of a running Ray head node (default port 8265); "
                 "fix: check --address / RAY_ADDRESS, or unset both to use the embedded local cluster"
             ) from exc

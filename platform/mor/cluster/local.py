@@ -45,6 +45,8 @@ __all__ = [
     "cluster_processes",
     "ensure_local_cluster",
     "find_local_cluster",
+    "node_env",
+    "ray_executable",
     "stop_local_cluster",
 ]
 
@@ -228,7 +230,7 @@ def _start_head(ray_dir: Path, *, num_cpus: int | None, object_store_memory: int
     gcs_port, dashboard_port, client_port, agent_port = _free_ports(4)
     cpus = num_cpus if num_cpus is not None else (os.cpu_count() or 1)
     command = [
-        _ray_executable(),
+        ray_executable(),
         "start",
         "--head",
         f"--temp-dir={temp_dir}",
@@ -244,7 +246,7 @@ def _start_head(ray_dir: Path, *, num_cpus: int | None, object_store_memory: int
     ]
     if object_store_memory is not None:
         command.append(f"--object-store-memory={object_store_memory}")
-    env = _cluster_env(ray_dir, token_path)
+    env = node_env(ray_dir, token_path)
     log_path = ray_dir / "start.log"
     with log_path.open("w") as log:
         try:
@@ -316,8 +318,10 @@ def _dump_dashboard_log(temp_dir: Path, log_path: Path) -> None:
         pass
 
 
-def _cluster_env(ray_dir: Path, token_path: Path) -> dict[str, str]:
-    """Environment of the head node's processes, inherited by every worker and job driver."""
+def node_env(ray_dir: Path, token_path: Path) -> dict[str, str]:
+    """Environment of a Ray node's processes, inherited by every worker and job driver: the cluster marker of
+    `ray_dir` (how `cluster_processes` finds them), token auth with the token at `token_path`, and this
+    interpreter's directory first on PATH. The head node of the embedded cluster is started with it."""
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN")}
     env.update(
         {
@@ -332,7 +336,8 @@ def _cluster_env(ray_dir: Path, token_path: Path) -> dict[str, str]:
     return env
 
 
-def _ray_executable() -> str:
+def ray_executable() -> str:
+    """The `ray` command of this interpreter's environment (else the one on PATH)."""
     candidate = Path(sys.executable).parent / "ray"
     if candidate.is_file():
         return str(candidate)
