@@ -53,12 +53,16 @@ def test_the_config_has_one_group_and_needs_equal_roles() -> None:
     assert "summarizer: routed 3, top_k 2" in str(error.value) and "e.g. give each role {routed: 4" in str(error.value)
 
 
-def test_one_group_computes_what_a_single_role_model_computes() -> None:
+@pytest.mark.parametrize("impl", ["grouped", "fused", "dense"])
+def test_one_group_computes_what_a_single_role_model_computes(impl: str) -> None:
     """Every token, whatever its role, goes through the same group: the outputs, the load-balancing loss over all
-    tokens and the orthogonality loss equal those of a MoR model with one role holding the same weights."""
+    tokens and the orthogonality loss equal those of a MoR model with one role holding the same weights, in every
+    implementation of the layer (fused is the GPU path)."""
     split_off = _one_group_model()
     single = apply_mor(build_base(), MoRConfig(rank=4, roles={SHARED_GROUP: GROUP}))
     single.load_state_dict(split_off.state_dict())
+    split_off.set_impl(impl)
+    single.set_impl(impl)
     input_ids, role_ids = _inputs()
     split_off.train()
     single.train()
