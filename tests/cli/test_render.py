@@ -54,3 +54,18 @@ def test_off_a_terminal_a_table_is_plain_aligned_text() -> None:
 def test_the_command_console_does_not_wrap_off_a_terminal() -> None:
     console = make_console()
     assert not console.is_terminal and console.soft_wrap
+
+
+def test_a_terminal_too_narrow_for_the_whole_values_gets_one_block_per_row() -> None:
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=45, color_system=None)
+    print_table(console, _table())
+    lines = out.getvalue().splitlines()
+    assert "┃" not in out.getvalue()  # no table: it would have squeezed a column to nothing
+    assert lines[1].split() == ["id", JOB_ID] and lines[2].split() == ["accuracy", "0.353"]
+    blank = next(index for index, line in enumerate(lines) if index > 3 and not line.strip())  # between rows
+    message = " ".join(line.strip() for line in lines[3:blank])
+    assert " ".join(message.split()) == f"message {' '.join(TEXT.split())}"
+    words = [line.split() for line in lines]
+    assert ["id", "mor-b"] in words and ["accuracy", "1.000"] in words
+    assert max(len(line) for line in lines) <= 45

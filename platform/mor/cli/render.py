@@ -84,20 +84,40 @@ def plain_lines(table: Table) -> Iterator[str]:
         yield _plain(table.caption)
 
 
+#: The narrowest a free-text column may get on a terminal before a table is shown as records instead.
+_MIN_TEXT_WIDTH = 10
+
+
+def _records(table: Table) -> Table:
+    """The table as one block per row (`header  value` lines), for a terminal too narrow for its columns."""
+    records = Table(title=table.title, show_header=False, box=None, caption=table.caption, padding=(0, 2, 0, 0))
+    records.add_column("field", style="bold", no_wrap=True)
+    records.add_column("value", overflow="fold")
+    columns = [list(column.cells) for column in table.columns]
+    for index, row in enumerate(zip(*columns, strict=True)):
+        if index:
+            records.add_row("", "")
+        for column, cell in zip(table.columns, row, strict=True):
+            records.add_row(_plain(column.header), cell)
+    return records
+
+
 def print_table(console: Console, table: Table) -> None:
-    """Print `table`: rich on a terminal, never cutting a no-wrap column (ids, numbers, times); plain text
-    elsewhere (see `plain_lines`)."""
+    """Print `table`: rich on a terminal, never cutting a no-wrap column (ids, numbers, times) — free text wraps,
+    and a terminal too narrow for that gets one block per row; plain text elsewhere (see `plain_lines`)."""
     if not console.is_terminal:
         for line in plain_lines(table):
             console.out(line, highlight=False)
         return
+    needed = len(table.columns) + 1  # the vertical rules
     for column in table.columns:
+        longest = max((len(_plain(cell)) for cell in [column.header, *column.cells]), default=0)
         if column.no_wrap:
-            longest = max((len(_plain(cell)) for cell in column.cells), default=0)
-            column.min_width = max(longest, len(_plain(column.header)))
+            column.min_width = longest
         else:
             column.overflow = "fold"  # free text wraps; a long word folds rather than losing its end
-    console.print(table)
+        needed += (longest if column.no_wrap else min(longest, _MIN_TEXT_WIDTH)) + 2  # cell padding
+    console.print(table if needed <= console.width else _records(table))
 
 
 def spec_table(spec: TrainJobSpec | DataJobSpec, source: str) -> Table:
