@@ -69,7 +69,8 @@ def build_agent(
     if adapted:
         names = list(roles) if roles is not None else model.role_names
         if names != model.role_names:
-            raise ValueError(f"roles: got {names}, the model was built with {model.role_names}; omit roles")
+            kind = "MoR" if isinstance(model, MoRModel) else "LoRA"
+            raise ValueError(f"roles: got {names}, the {kind} model was built with {model.role_names}; omit roles")
         return Agent(MoRRoleGenerator(model, pad_token_id=pad), tokenizer, roles=names, config=config)
     return Agent(HFRoleGenerator(model, pad_token_id=pad), tokenizer, roles=roles or DEFAULT_ROLES, config=config)
 
