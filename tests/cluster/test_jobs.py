@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -106,3 +108,29 @@ def test_address_forms() -> None:
         normalize_dashboard_address("ray://head:10001")
     with pytest.raises(ClusterError, match="address: got an empty string"):
         normalize_dashboard_address(" ")
+
+
+_READ_ONLY = """
+import sys
+from mor.cluster import JobClient
+client = JobClient(sys.argv[1], token=open(sys.argv[2]).read().strip())
+jobs = client.list()
+info = client.info(jobs[-1].job_id)
+print(len(jobs), info.status, len(client.logs(info.job_id)) > 0, "ray" in sys.modules)
+"""
+
+
+def test_reading_jobs_does_not_import_ray(local_cluster: ClusterInfo, ray_settings: Settings, tmp_path: Path) -> None:
+    client = local_cluster.job_client()
+    job_id = client.submit("python -c 'print(1)'", submission_id=f"mor-read-{int(time.time() * 1000)}")
+    client.wait(job_id, timeout_s=300)
+    script = tmp_path / "read_only.py"
+    script.write_text(_READ_ONLY)
+    token = local_cluster.token_path
+    out = subprocess.run(
+        [sys.executable, str(script), local_cluster.dashboard_url, str(token)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    count, status, logged, imported = out.stdout.split()
+    assert int(count) >= 1 and status == "SUCCEEDED" and logged == "True"
+    assert imported == "False"  # list, info and logs go over the dashboard's REST API

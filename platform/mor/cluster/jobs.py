@@ -81,10 +81,35 @@ class JobClient:
         self._headers = auth_headers(token if token is not None else resolve_token())
         self._timeout_s = timeout_s
         self._check_reachable()
-        from ray.job_submission import JobSubmissionClient
+        self._sdk: Any = None
 
-        with _without_address_env():
-            self._client = JobSubmissionClient(self._address, headers=dict(self._headers))
+    @property
+    def _client(self) -> Any:
+        """Ray's job SDK client, built on first use (submitting and tailing need it; reading goes over REST, so
+        `mor job list` and `mor job status` do not import Ray)."""
+        if self._sdk is None:
+            from ray.job_submission import JobSubmissionClient
+
+            with _without_address_env():
+                self._sdk = JobSubmissionClient(self._address, headers=dict(self._headers))
+        return self._sdk
+
+    def _rest(self, method: str, path: str, job_id: str | None = None) -> Any:
+        """A call to the dashboard's job REST API (`/api/jobs/...`), its JSON answer; errors as ClusterError."""
+        url = f"{self._address}/api/jobs/{path}"
+        try:
+            response = httpx.request(method, url, headers=self._headers, timeout=self._timeout_s)
+        except httpx.HTTPError as exc:
+            raise ClusterError(f"the job server at {self._address} failed: {type(exc).__name__}: {exc}") from exc
+        if response.status_code == 404 and job_id is not None:
+            raise self._job_error(job_id, RuntimeError("404 does not exist"))
+        if response.status_code != 200:
+            what = f"job {job_id}" if job_id is not None else "list"
+            raise ClusterError(
+                f"{what}: the job server at {self._address} answered HTTP {response.status_code}: "
+                f"{response.text.strip()[:300]}"
+            )
+        return response.json()
 
     @property
     def address(self) -> str:
@@ -115,11 +140,7 @@ class JobClient:
 
     def info(self, job_id: str) -> JobInfo:
         """Everything the cluster reports about job `job_id`."""
-        try:
-            details = self._client.get_job_info(job_id)
-        except RuntimeError as exc:
-            raise self._job_error(job_id, exc) from exc
-        return _job_info(details)
+        return _job_info(self._rest("GET", job_id, job_id))
 
     def status(self, job_id: str) -> str:
         """The job's status: PENDING, RUNNING, STOPPED, SUCCEEDED or FAILED."""
@@ -127,10 +148,7 @@ class JobClient:
 
     def logs(self, job_id: str) -> str:
         """The job driver's whole log so far."""
-        try:
-            return self._client.get_job_logs(job_id)
-        except RuntimeError as exc:
-            raise self._job_error(job_id, exc) from exc
+        return str(self._rest("GET", f"{job_id}/logs", job_id).get("logs") or "")
 
     def tail_logs(self, job_id: str, *, poll_s: float = 1.0) -> Iterator[str]:
         """Yield the job's log line by line (newline stripped) as it is written, until the job ends.
@@ -172,21 +190,15 @@ class JobClient:
 
     def list(self, *, metadata: Mapping[str, str] | None = None) -> list[JobInfo]:
         """Submitted jobs, oldest first; only those whose metadata contains `metadata` when given."""
-        try:
-            jobs = self._client.list_jobs()
-        except RuntimeError as exc:
-            raise ClusterError(f"list: the job server at {self._address} failed: {exc}") from exc
+        jobs = self._rest("GET", "")
         wanted = dict(metadata or {})
-        infos = [_job_info(details) for details in jobs if details.submission_id]
+        infos = [_job_info(details) for details in jobs if details.get("submission_id")]
         infos = [info for info in infos if all(info.metadata.get(k) == v for k, v in wanted.items())]
         return sorted(infos, key=lambda info: (info.start_time or 0.0, info.job_id))
 
     def stop(self, job_id: str) -> bool:
         """Ask the job to stop; True when it was still running."""
-        try:
-            return bool(self._client.stop_job(job_id))
-        except RuntimeError as exc:
-            raise self._job_error(job_id, exc) from exc
+        return bool(self._rest("POST", f"{job_id}/stop", job_id).get("stopped"))
 
     def wait(self, job_id: str, *, timeout_s: float = 600.0, poll_s: float = 0.5) -> JobInfo:
         """Block until job `job_id` is terminal and return its final info; raise TimeoutError after `timeout_s`."""
@@ -256,16 +268,17 @@ class JobClient:
         return ClusterError(f"job {job_id}: the job server at {self._address} failed: {text}")
 
 
-def _job_info(details: Any) -> JobInfo:
+def _job_info(details: Mapping[str, Any]) -> JobInfo:
+    """A job from the REST API's JSON (Ray's JobDetails: times in milliseconds)."""
     return JobInfo(
-        job_id=str(details.submission_id or details.job_id),
-        status=str(details.status.value if hasattr(details.status, "value") else details.status),
-        entrypoint=str(details.entrypoint),
-        message=details.message,
-        start_time=details.start_time / 1000.0 if details.start_time else None,
-        end_time=details.end_time / 1000.0 if details.end_time else None,
-        metadata=dict(details.metadata or {}),
-        driver_exit_code=getattr(details, "driver_exit_code", None),
+        job_id=str(details.get("submission_id") or details.get("job_id")),
+        status=str(details.get("status")),
+        entrypoint=str(details.get("entrypoint")),
+        message=details.get("message"),
+        start_time=details["start_time"] / 1000.0 if details.get("start_time") else None,
+        end_time=details["end_time"] / 1000.0 if details.get("end_time") else None,
+        metadata=dict(details.get("metadata") or {}),
+        driver_exit_code=details.get("driver_exit_code"),
     )
 
 
