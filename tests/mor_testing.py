@@ -13,10 +13,22 @@ from mor.settings import Settings
 if TYPE_CHECKING:
     from mor.evals.synthetic import SyntheticEvalResult
 
-__all__ = ["benchmarks_dir", "settings_for", "shared_dataset", "synthetic_result"]
+__all__ = ["benchmarks_dir", "settings_for", "shared_dataset", "shared_path", "synthetic_result"]
 
 _SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
-_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+_SHARED_ROOT = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def shared_path(relative: str, marker: str, what: str) -> Path:
+    """`../shared/<relative>` beside the repository, read in place (never copied), when it holds `marker`; skips the
+    test when absent, and fails it under CI=true, where ../shared is laid beside the clone."""
+    found = _SHARED_ROOT / relative
+    if (found / marker).is_file():
+        return found
+    message = f"{what} not found at {found}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + f" (CI has ../shared/{relative.split('/')[0]} beside the clone)")
+    pytest.skip(message)
 
 
 def settings_for(home: Path) -> Settings:
@@ -27,13 +39,7 @@ def settings_for(home: Path) -> Settings:
 def shared_dataset(name: str) -> Path:
     """The data set sample `name` in ../shared/datasets beside the repository, read in place (never copied); skips
     the test when absent, and fails it under CI=true where the samples must be."""
-    found = _DATASETS / name
-    if (found / "LICENSE.txt").is_file():
-        return found
-    message = f"data set sample not found at {found}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " (CI has ../shared/datasets beside the clone)")
-    pytest.skip(message)
+    return shared_path(f"datasets/{name}", "LICENSE.txt", "data set sample")
 
 
 def benchmarks_dir(needs: str = "bfcl") -> Path:

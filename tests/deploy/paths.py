@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lockfile import read_pins
+from mor_testing import shared_path
 
 __all__ = ["DEPLOY", "REPO", "kuberay_crds_dir", "locked_version", "relative"]
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-_KUBERAY = REPO.parent / "shared" / "k8s" / "kuberay-v1.7.0" / "crds"
 
 
 def kuberay_crds_dir() -> Path:
     """The KubeRay v1.7.0 CRDs in ../shared beside the repository, read in place; skips the test when absent, and
     fails it under CI=true, where ../shared is laid beside the clone."""
-    if (_KUBERAY / "ray.io_rayclusters.yaml").is_file():
-        return _KUBERAY
-    message = f"KubeRay CRDs not found at {_KUBERAY}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " (CI has ../shared/k8s beside the clone)")
-    pytest.skip(message)
+    return shared_path("k8s/kuberay-v1.7.0/crds", "ray.io_rayclusters.yaml", "KubeRay CRDs")
 
 
 def locked_version(name: str, lock: Path = REPO / "requirements" / "lock.txt") -> Version:
