@@ -94,10 +94,10 @@ def run(specs: list[Path], seeds: list[int], overrides: list[str], *, dry_run: b
     return failed
 
 
-def report(specs: list[Path], models: list[str], suite: str, out: Path, reference: str) -> str:
+def report(specs: list[Path], models: list[str], suite: str, out: Path, reference: str | None) -> str:
     """The comparison tables (Markdown) of `models` (default: the specs' registered names); writes OUT/ablation.md
     and OUT/ablation.png and returns the tables."""
-    from mor.evals.ablation import category_table, collect_runs, markdown_table, plot_summaries, summarize
+    from mor.evals.ablation import compare_models, plot_summaries, report_markdown
     from mor.settings import Settings
     from mor.spec import TrainJobSpec, load_spec
     from mor.store import make_engine, upgrade
@@ -109,14 +109,13 @@ def report(specs: list[Path], models: list[str], suite: str, out: Path, referenc
     upgrade(settings.db_url)
     engine = make_engine(settings.db_url)
     try:
-        runs = collect_runs(engine, settings, suite=suite, models=models)
+        reference = reference or (REFERENCE if REFERENCE in models else None)
+        summaries = compare_models(engine, settings, suite=suite, models=models, reference=reference)
+    except ValueError as error:
+        raise SystemExit(f"{error} (in {settings.db_url})") from None
     finally:
         engine.dispose()
-    if not runs:
-        raise SystemExit(f"no evaluated runs of {models} on {suite} in {settings.db_url}; run them first")
-    summaries = summarize(runs, reference=reference)
-    text = f"## {suite}: variants\n\n{markdown_table(summaries)}\n## {suite}: accuracy per category\n\n"
-    text += category_table(summaries)
+    text = report_markdown(summaries, suite)
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.md").write_text(text)
     plot_summaries(summaries, out / "ablation.png")
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     report_parser.add_argument("specs", nargs="*", type=Path, help="specs whose registered models to compare")
     report_parser.add_argument("--models", nargs="+", default=[], help="registered model names (default: specs')")
     report_parser.add_argument("--suite", default="synthetic", help="evaluation suite (synthetic)")
-    report_parser.add_argument("--reference", default=REFERENCE, help=f"variant compared against ({REFERENCE})")
+    report_parser.add_argument("--reference", help=f"variant compared against ({REFERENCE}, else the first)")
     report_parser.add_argument("--out", type=Path, default=ROOT / "out" / "ablation", help="folder (out/ablation)")
     args = parser.parse_args(argv)
     if args.command == "run":

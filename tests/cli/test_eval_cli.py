@@ -25,6 +25,7 @@ from mor.store import (
     create_run,
     create_schedule,
     finish_run,
+    get_or_create_model,
     get_run,
     get_schedule,
     item_results,
@@ -571,3 +572,68 @@ def test_serve_once_fires_what_is_due(ray_home: Settings, tmp_path: Path) -> Non
         engine.dispose()
     bad = _mor("serve", "--poll", "0")
     assert bad.exit_code == 2 and "--poll: got 0.0, must be > 0" in _flat(bad)
+
+
+# ---------------------------------------------------------------- comparing registered models
+
+
+def _model_run(db: Engine, name: str, version: str | None, accuracy: float, *, uri: str | None = None) -> int:
+    """A succeeded synthetic run of model `name` at `version` (no MLflow behind it) with `accuracy` over 10 items."""
+    with session_scope(db) as session:
+        model = get_or_create_model(session=session, uri=uri or f"models:/{name}/{version}", name=name, version=version)
+        run = create_run(
+            session=session,
+            suite="synthetic",
+            categories=["all"],
+            model_uri=model.uri,
+            triggered_by="user:tester",
+            model=model,
+        )
+        start_run(session=session, run_id=run.id)
+        finish_run(
+            session=session,
+            run_id=run.id,
+            status="succeeded",
+            summary={"accuracy": accuracy, "items": 10.0, "accuracy/weather": accuracy, "failures/executor": 3.0},
+        )
+        return run.id
+
+
+def test_compare_models_gives_one_row_per_model_over_its_versions(db: Engine, tmp_path: Path) -> None:
+    for version, accuracy in (("1", 0.3), ("2", 0.34), ("3", 0.32)):
+        _model_run(db, "abl-mor", version, accuracy)
+    for version, accuracy in (("1", 0.5), ("2", 0.52), ("3", 0.48)):
+        _model_run(db, "abl-lora", version, accuracy)
+    _model_run(db, "abl-lora", "1", 0.1)  # an older evaluation of version 1 would be replaced by a newer one …
+    _model_run(db, "abl-lora", "1", 0.5)  # … so the newest (0.5) counts
+    _model_run(db, "untrained tiny-llama", None, 0.0, uri="untrained:builtin:tiny-llama")
+    shown = _mor("compare", "-m", "abl-mor", "-m", "abl-lora", "--plot", str(tmp_path / "variants.png"))
+    assert shown.exit_code == 0, shown.output
+    text = _flat(shown)
+    assert "abl-mor 3 (?,?,?) — — 0.320 ± 0.020" in text and "reference" in text
+    assert "abl-lora 3 (?,?,?) — — 0.500 ± 0.020" in text and "+0.180 (beyond spread)" in text
+    assert "untrained tiny-llama 1 — — 0.000" in text and "-0.320 (n < 2)" in text
+    assert "synthetic: accuracy per category" in text and "abl-lora 0.50 ± 0.02" in text
+    assert (tmp_path / "variants.png").read_bytes()[:4] == b"\x89PNG"
+    data = json.loads(_mor("compare", "-m", "abl-mor", "-m", "abl-lora", "--reference", "abl-lora", "--json").output)
+    by_name = {row["variant"]: row for row in data}
+    assert by_name["abl-mor"]["delta"] == pytest.approx(-0.18) and by_name["abl-lora"]["delta"] is None
+    assert by_name["abl-lora"]["scores"]["accuracy"]["n"] == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "abl-mor", "-m", "abl-nothing"], "no succeeded synthetic evaluation of abl-nothing"),
+        (["-m", "abl-mor", "-m", "abl-mor"], "compare at least two different models"),
+        (["-m", "abl-mor", "-m", "abl-x", "--reference", "other"], "--reference 'other' is not one of"),
+        (["1", "-m", "abl-mor", "-m", "abl-x"], "give run ids or --model names, not both"),
+        (["1"], "give two run ids"),
+        (["-m", "abl-mor", "-m", "abl-x", "--suite", "bfcl"], "no succeeded bfcl evaluation of a registered version"),
+    ],
+)
+def test_compare_models_refuses_bad_input(db: Engine, args: list[str], message: str) -> None:
+    _model_run(db, "abl-mor", "1", 0.3)
+    _model_run(db, "abl-x", "1", 0.3)
+    result = _mor("compare", *args)
+    assert result.exit_code in (1, 2) and message in _flat(result), result.output

@@ -1,5 +1,5 @@
 """`mor eval results` (runs, newest first, with failures by role; `--plot` draws the score over time) and
-`mor eval compare A B` (per-category deltas and flipped items)."""
+`mor eval compare A B` (per-category deltas and flipped items; `--model` compares registered models instead)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from mor.cli.eval_common import (
     selection,
     when,
 )
+from mor.cli.eval_variants import compare_variants
 from mor.cli.render import JsonOption, failures_text, make_console, print_json, print_table
 from mor.evals.record import canonical_metrics
 from mor.settings import Settings
@@ -268,8 +269,30 @@ def _comparison_dict(comparison: RunComparison) -> dict[str, Any]:
 
 
 def compare_command(
-    run_a: Annotated[int, typer.Argument(help="The earlier (baseline) run id.")],
-    run_b: Annotated[int, typer.Argument(help="The later run id.")],
+    run_a: Annotated[int | None, typer.Argument(help="The earlier (baseline) run id.", show_default=False)] = None,
+    run_b: Annotated[int | None, typer.Argument(help="The later run id.", show_default=False)] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="NAME",
+            help="Compare registered models instead of two runs (repeat: -m ablation-mor -m ablation-lora-r64): "
+            "each over all its evaluated versions (seeds), with trainable parameters and training time.",
+        ),
+    ] = None,
+    suite: Annotated[str, typer.Option(help="With --model: the suite whose evaluations to compare.")] = "synthetic",
+    reference: Annotated[
+        str | None, typer.Option(metavar="NAME", help="With --model: the model the others are measured against.")
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            metavar="FILE.png",
+            help="With --model: also draw accuracy per model (mean, sd, each run) and against trainable parameters.",
+        ),
+    ] = None,
     max_items: Annotated[int, typer.Option("--max-flipped", min=0, help="List at most this many flipped items.")] = 50,
     shared_only: Annotated[
         bool,
@@ -280,11 +303,19 @@ def compare_command(
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Per-category accuracy deltas (B − A) and the items whose verdict flipped between two runs.
+    """Two runs (per-category accuracy deltas B − A and the items whose verdict flipped), or several registered
+    models with --model (one row per model: mean ± sd over its evaluated versions, trainable parameters, training
+    time, failures by role, the difference from the reference and whether it exceeds the spread; per category).
 
-    When the runs have different items (a smoke run with --max-items, other categories) it says so; --shared-only
+    When two runs have different items (a smoke run with --max-items, other categories) it says so; --shared-only
     then compares the accuracies over the items both runs have.
     """
+    if models:
+        _compare_models(models, run_a, suite, reference, plot, json_output)
+        return
+    if run_a is None or run_b is None:
+        usage = UsageError("give two run ids (mor eval compare 12 15) or --model NAME twice or more")
+        raise fail(make_console(), usage)
     console = make_console()
     try:
         with database(Settings()) as engine, session_scope(engine) as session:
@@ -332,6 +363,22 @@ def compare_command(
     print_table(console, flipped)
     if len(comparison.flipped) > max_items:
         console.print(f"… and {len(comparison.flipped) - max_items} more (--max-flipped, or --json for all)")
+
+
+def _compare_models(
+    models: list[str], run_a: int | None, suite: str, reference: str | None, plot: Path | None, json_output: bool
+) -> None:
+    """`mor eval compare --model …`: the variants comparison (see mor.cli.eval_variants)."""
+    console = make_console()
+    if run_a is not None:
+        raise fail(console, UsageError("give run ids or --model names, not both"))
+    if len(set(models)) < 2:
+        raise fail(console, UsageError(f"--model: got {', '.join(models)}; compare at least two different models"))
+    try:
+        unique = list(dict.fromkeys(models))
+        compare_variants(unique, suite=suite, reference=reference, plot=plot, json_output=json_output)
+    except (ValueError, StoreError) as error:
+        raise fail(console, error) from None
 
 
 def _items_warning(comparison: RunComparison) -> str:

@@ -38,11 +38,16 @@ __all__ = [
     "Spread",
     "VariantRun",
     "VariantSummary",
+    "category_rows",
     "category_table",
     "collect_runs",
+    "compare_models",
+    "comparison_rows",
     "markdown_table",
     "plot_summaries",
+    "report_markdown",
     "summarize",
+    "summary_dict",
 ]
 
 #: The URI prefix of the untrained base's evaluation runs (see mor.pipeline.evaluate).
@@ -234,43 +239,107 @@ def _versus(summary: VariantSummary) -> str:
     return f"{summary.delta:+.3f} ({verdict})"
 
 
-def markdown_table(summaries: Sequence[VariantSummary]) -> str:
-    """The comparison as a Markdown table: runs (seeds), trainable parameters, train seconds, held-out accuracy,
-    call / answer accuracy, failures by role (mean items per run) and the difference from the reference."""
+def comparison_rows(summaries: Sequence[VariantSummary]) -> tuple[list[str], list[list[str]], list[str]]:
+    """The comparison's header, one row per variant (runs and seeds, trainable parameters, train seconds, held-out
+    accuracy, call / answer accuracy, failures by role as mean items per run, the difference from the reference)
+    and the notes to print under it."""
     roles = sorted({role for summary in summaries for role in summary.failures})
     header = ["variant", "runs (seeds)", "trainable params", "train s", "accuracy", "call acc", "answer acc"]
     header += [f"fail {role}" for role in roles] + ["vs reference"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for summary in summaries:
         seeds = ",".join("?" if seed is None else str(seed) for seed in summary.seeds)
         seconds = _count(summary.train_seconds, digits=0) + (" *" if summary.restarted else "")
-        cells = [
-            summary.variant,
-            f"{len(summary.runs)} ({seeds})" if summary.runs[0].version is not None else str(len(summary.runs)),
-            _count(summary.trainable_params, 1e6, "M"),
-            seconds,
-            *(summary.scores[key].show() if key in summary.scores else "—" for key in _SCORES),
-            *(_count(summary.failures.get(role), digits=1) if summary.failures.get(role) else "0" for role in roles),
-            _versus(summary),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows.append(
+            [
+                summary.variant,
+                f"{len(summary.runs)} ({seeds})" if summary.runs[0].version is not None else str(len(summary.runs)),
+                _count(summary.trainable_params, 1e6, "M"),
+                seconds,
+                *(summary.scores[key].show() if key in summary.scores else "—" for key in _SCORES),
+                *(_count(summary.failures[role], digits=1) if role in summary.failures else "0" for role in roles),
+                _versus(summary),
+            ]
+        )
     notes = []
     if any(summary.restarted for summary in summaries):
         notes.append("* a worker group was restarted: train s counts its last attempt only.")
     items = {count for summary in summaries for count in summary.items}
     if len(items) > 1:
         notes.append(f"Runs scored different numbers of items ({sorted(items)}): compare like with like.")
-    return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+    return header, rows, notes
+
+
+def category_rows(summaries: Sequence[VariantSummary]) -> tuple[list[str], list[list[str]]]:
+    """Held-out accuracy per category (mean ± sd over runs): the header and one row per variant."""
+    categories = sorted({category for summary in summaries for category in summary.categories})
+    rows = [
+        [summary.variant, *(summary.categories[c].show(2) if c in summary.categories else "—" for c in categories)]
+        for summary in summaries
+    ]
+    return ["variant", *categories], rows
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def markdown_table(summaries: Sequence[VariantSummary]) -> str:
+    """The comparison (see `comparison_rows`) as a Markdown table with its notes."""
+    header, rows, notes = comparison_rows(summaries)
+    return "\n".join(_markdown(header, rows) + ([""] + notes if notes else [])) + "\n"
 
 
 def category_table(summaries: Sequence[VariantSummary]) -> str:
     """Held-out accuracy per category (mean ± sd over runs) as a Markdown table, one row per variant."""
-    categories = sorted({category for summary in summaries for category in summary.categories})
-    lines = ["| variant | " + " | ".join(categories) + " |", "|" + "---|" * (len(categories) + 1)]
-    for summary in summaries:
-        cells = [summary.categories[c].show(2) if c in summary.categories else "—" for c in categories]
-        lines.append(f"| {summary.variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(_markdown(*category_rows(summaries))) + "\n"
+
+
+def summary_dict(summary: VariantSummary) -> dict[str, Any]:
+    """A variant's comparison as plain data (for `--json`): its runs, the spreads and the difference from the
+    reference."""
+
+    def spread(value: Spread | None) -> dict[str, Any] | None:
+        return None if value is None else {"mean": value.mean, "sd": value.sd, "n": value.n}
+
+    return {
+        "variant": summary.variant,
+        "runs": [run.__dict__ for run in summary.runs],
+        "scores": {key: spread(value) for key, value in summary.scores.items()},
+        "categories": {key: spread(value) for key, value in summary.categories.items()},
+        "failures": {key: spread(value) for key, value in summary.failures.items()},
+        "trainable_params": spread(summary.trainable_params),
+        "train_seconds": spread(summary.train_seconds),
+        "delta": summary.delta,
+        "beyond_spread": summary.beyond_spread,
+    }
+
+
+def compare_models(
+    engine: Engine, settings: Settings, *, suite: str, models: Sequence[str], reference: str | None = None
+) -> list[VariantSummary]:
+    """`collect_runs` then `summarize` against `reference` (default: the first of `models`); raises ValueError when
+    no model has an evaluated run on `suite`."""
+    runs = collect_runs(engine, settings, suite=suite, models=models)
+    if not any(run.version is not None for run in runs):
+        raise ValueError(
+            f"no succeeded {suite} evaluation of a registered version of {', '.join(models)}: "
+            "train and evaluate them first (a train spec's eval section, or mor eval run --model NAME@VERSION)"
+        )
+    missing = [model for model in models if not any(run.variant == model for run in runs)]
+    if missing:
+        raise ValueError(f"no succeeded {suite} evaluation of {', '.join(missing)}: check the names (mor model list)")
+    if reference is not None and reference not in models:
+        raise ValueError(f"--reference {reference!r} is not one of the compared models ({', '.join(models)})")
+    return summarize(runs, reference=reference or models[0])
+
+
+def report_markdown(summaries: Sequence[VariantSummary], suite: str) -> str:
+    """The variants table and the per-category table, as Markdown sections of `suite`."""
+    return (
+        f"## {suite}: variants\n\n{markdown_table(summaries)}\n"
+        f"## {suite}: accuracy per category\n\n{category_table(summaries)}"
+    )
 
 
 def plot_summaries(summaries: Sequence[VariantSummary], path: Path) -> Path:
