@@ -28,7 +28,7 @@ def _optimizer() -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRSche
 
 def _write(directory: Path) -> TrainState:
     optimizer, scheduler, layer = _optimizer()
-    state = TrainState(step=7, epoch=1, batch_in_epoch=3, tokens_seen=1234)
+    state = TrainState(step=7, epoch=1, batch_in_epoch=3, tokens_seen=1234, train_seconds=12.5)
 
     def save_adapter(path: Path) -> None:
         path.mkdir()
@@ -45,6 +45,19 @@ def test_round_trip(tmp_path: Path) -> None:
     assert (adapter_dir / "weights.pt").is_file()
     assert states["optimizer"]["state"][0]["step"] == 1
     assert states["scheduler"]["last_epoch"] == 1
+
+
+def test_a_position_without_train_seconds_reads_as_zero(tmp_path: Path) -> None:
+    """Checkpoints written before `train_seconds` was recorded still resume (their earlier time counts 0)."""
+    _write(tmp_path)
+    position = tmp_path / "position.json"
+    fields = json.loads(position.read_text())
+    del fields["train_seconds"]
+    position.write_text(json.dumps(fields))
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    manifest["position.json"] = file_sha256(position)
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert read_checkpoint(tmp_path)[2] == TrainState(step=7, epoch=1, batch_in_epoch=3, tokens_seen=1234)
 
 
 def test_corrupted_file_is_detected(tmp_path: Path) -> None:

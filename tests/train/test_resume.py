@@ -97,3 +97,8 @@ def test_killed_worker_resumes_from_latest_checkpoint(
     assert resumed, f"a second attempt started from a checkpoint, not from step 0: {records}"
     assert min(resumed) >= 4 and min(resumed) % 4 == 0
     assert max(step for step, _ in records) == 60
+    first_attempt = {int(r["step"]): r["train_seconds"] for r in _records(log) if not r["resumed_from_step"]}
+    start = min(resumed)
+    after = [r["train_seconds"] for r in _records(log) if r["resumed_from_step"] == start]
+    assert after and min(after) > first_attempt[start], "train_seconds counts the attempt before the restart too"
+    assert state.train_seconds == pytest.approx(_records(log)[-1]["train_seconds"])

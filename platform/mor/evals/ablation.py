@@ -122,7 +122,7 @@ class VariantSummary:
 
     @property
     def restarted(self) -> bool:
-        """Whether a run's worker group was restarted (its train_seconds then counts the last attempt only)."""
+        """Whether a run's worker group was restarted (its train_seconds then omits the steps redone after it)."""
         return any(run.restarted for run in self.runs)
 
 
@@ -263,7 +263,7 @@ def comparison_rows(summaries: Sequence[VariantSummary]) -> tuple[list[str], lis
         )
     notes = []
     if any(summary.restarted for summary in summaries):
-        notes.append("* a worker group was restarted: train s counts its last attempt only.")
+        notes.append("* a worker group was restarted: train s omits the steps it lost and redid after the restart.")
     items = {count for summary in summaries for count in summary.items}
     if len(items) > 1:
         notes.append(f"Runs scored different numbers of items ({sorted(items)}): compare like with like.")

@@ -35,12 +35,14 @@ _ADAPTER_DIR = "adapter"
 
 @dataclass
 class TrainState:
-    """Where training stands: optimizer step, epoch and batches done in that epoch."""
+    """Where training stands: optimizer step, epoch and batches done in that epoch, tokens seen, and the training
+    loop's seconds spent on those steps over every attempt (0 in checkpoints written before it was recorded)."""
 
     step: int
     epoch: int
     batch_in_epoch: int
     tokens_seen: int
+    train_seconds: float = 0.0
 
 
 class CheckpointCorruptError(RuntimeError):

@@ -80,8 +80,9 @@ def _save_adapter(mor_model: AdapterModel, path: Path) -> None:
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Train the spec's adapter (MoR or the plain LoRA) on this worker's share of the samples; resumes from Ray's
-    latest checkpoint. Besides the losses it reports `trainable_params` and `train_seconds` (the loop's wall time,
-    since the last restart when the worker group was restarted: see `resumed_from_step`).
+    latest checkpoint. Besides the losses it reports `trainable_params` and `train_seconds` (the loop's wall time
+    on the steps done so far, summed over attempts when the worker group was restarted: the time of steps lost after
+    the last checkpoint is not counted; see `resumed_from_step`).
 
     `config`: spec (dict), base_dir, samples_path, pad_token_id, threads_per_worker, and optional metrics_sink /
     progress_sink objects (used on rank 0 only).
@@ -143,7 +144,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         scheduler.load_state_dict(resumed["scheduler"])
         if "scaler" in resumed and step.scaler.is_enabled():
             step.scaler.load_state_dict(resumed["scaler"])
-    resumed_from = state.step
+    resumed_from, seconds_before = state.step, state.train_seconds
 
     batches = _batches(sampler, state, samples, int(config["pad_token_id"]))
     window_tokens, window_start = 0, time.perf_counter()
@@ -178,7 +179,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             "eta_s": eta,
             "resumed_from_step": float(resumed_from),
             "trainable_params": float(trainable_params),
-            "train_seconds": time.perf_counter() - started,
+            "train_seconds": seconds_before + time.perf_counter() - started,
         }
         metrics.update({f"ce.{role}": value for role, value in objective.per_role_ce.items()})
         for role, loads in mor_model.router_stats().items():
@@ -188,6 +189,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if progress_sink is not None:
             progress_sink.report("train", state.step, steps, metrics)
         if state.step % spec.train.checkpoint_every == 0 or last:
+            state.train_seconds = metrics["train_seconds"]
             with tempfile.TemporaryDirectory() as directory:
                 if rank == 0:
                     write_checkpoint(
