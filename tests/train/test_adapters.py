@@ -15,8 +15,10 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
 
 from mor.agent import load_agent_model
+from mor.cli.main import app
 from mor.evals.ablation import collect_runs, markdown_table, plot_summaries, summarize
 from mor.model import SHARED_GROUP, LoRAModel, MoRModel, count_parameters
 from mor.pipeline.run import JobSummary, run_train_job
@@ -197,7 +199,7 @@ def test_the_server_serves_a_lora_version_loaded_through_the_agent_loader(
 
 
 def test_the_variants_compare_in_one_table_with_their_cost(
-    trained: dict[str, Trained], settings: Settings, tmp_path: Path
+    trained: dict[str, Trained], settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     names = ["lora", *sorted(set(VARIANTS) - {"lora"})]
     engine = make_engine(settings.db_url)
@@ -226,3 +228,13 @@ def test_the_variants_compare_in_one_table_with_their_cost(
     assert "| lora | 2 (0,1) |" in table and "reference" in table
     plot = plot_summaries(summaries, tmp_path / "ablation.png")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    monkeypatch.setenv("MOR_HOME", str(settings.home))  # the same comparison through the CLI
+    for key in ("MLFLOW_TRACKING_URI", "MOR_DATABASE_URL", "RAY_ADDRESS"):
+        monkeypatch.delenv(key, raising=False)
+    models = [part for name in names for part in ("-m", name)]
+    shown = CliRunner().invoke(app, ["eval", "compare", *models, "--reference", "lora", "--json"])
+    assert shown.exit_code == 0, shown.output
+    rows = {row["variant"]: row for row in json.loads(shown.output)}
+    assert {name: rows[name]["trainable_params"]["mean"] for name in names} == params
+    assert rows["lora"]["scores"]["accuracy"]["n"] == 2 and rows["no-aux"]["delta"] is not None
