@@ -73,11 +73,29 @@ class MorServe:
         return base_url.group(1), key.group(1)
 
     def stop(self, sig: signal.Signals = signal.SIGINT, timeout_s: float = 120.0) -> int:
-        """Send `sig` and wait for the exit code (output complete afterwards)."""
+        """Send `sig` and wait for the exit code (output complete afterwards); fails with its output and its
+        threads' stacks (py-spy, which Ray installs) when it has not exited in `timeout_s`."""
         self.process.send_signal(sig)
-        code = self.process.wait(timeout=timeout_s)
+        try:
+            code = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            stacks = self._stacks()
+            self.kill()
+            raise AssertionError(
+                f"mor serve did not exit within {timeout_s:.0f} s of {sig.name}; its output:\n{self.output}\n"
+                f"its stacks:\n{stacks}"
+            ) from None
         self._reader.join(timeout=10)
         return code
+
+    def _stacks(self) -> str:
+        spy = Path(sys.executable).with_name("py-spy")
+        if not spy.exists():
+            return "(py-spy not installed)"
+        dumped = subprocess.run(
+            [str(spy), "dump", "--pid", str(self.pid)], capture_output=True, text=True, timeout=60, check=False
+        )
+        return dumped.stdout + dumped.stderr
 
     def kill(self) -> None:
         """End it at once (SIGKILL), as a crash would: nothing of its own clean-up runs."""

@@ -24,7 +24,6 @@ from mor.cli.eval_common import (
     selection,
     when,
 )
-from mor.cli.eval_variants import compare_variants
 from mor.cli.render import JsonOption, failures_text, make_console, print_json, print_table
 from mor.evals.record import canonical_metrics
 from mor.settings import Settings
@@ -369,6 +368,8 @@ def _compare_models(
     models: list[str], run_a: int | None, suite: str, reference: str | None, plot: Path | None, json_output: bool
 ) -> None:
     """`mor eval compare --model …`: the variants comparison (see mor.cli.eval_variants)."""
+    from mor.cli.eval_variants import compare_variants  # MLflow behind it: imported only when used
+
     console = make_console()
     if run_a is not None:
         raise fail(console, UsageError("give run ids or --model names, not both"))
