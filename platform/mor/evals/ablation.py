@@ -364,20 +364,17 @@ def plot_summaries(summaries: Sequence[VariantSummary], path: Path) -> Path:
     bars.set_ylim(0, 1)
     bars.set_title("Accuracy per variant (mean ± sd; dots: runs)")
     bars.grid(True, axis="y", alpha=0.3)
+    labelled: list[tuple[float, float]] = []  # points already labelled: a label near one goes below the last
     for summary in shown:
         if summary.trainable_params is None:
             continue
         accuracy = summary.scores["accuracy"]
-        scatter.errorbar(
-            summary.trainable_params.mean / 1e6, accuracy.mean, yerr=accuracy.sd or 0.0, fmt="o", capsize=4
-        )
-        scatter.annotate(
-            summary.variant,
-            (summary.trainable_params.mean / 1e6, accuracy.mean),
-            textcoords="offset points",
-            xytext=(5, 5),
-            fontsize="small",
-        )
+        x, y = summary.trainable_params.mean / 1e6, accuracy.mean
+        scatter.errorbar(x, y, yerr=accuracy.sd or 0.0, fmt="o", capsize=4)
+        near = sum(1 for px, py in labelled if abs(px - x) < 0.25 and abs(py - y) < 0.05)
+        labelled.append((x, y))
+        offset = (6, 5 - 11 * near)
+        scatter.annotate(summary.variant, (x, y), textcoords="offset points", xytext=offset, fontsize="small")
     scatter.set_xlabel("trainable parameters (M)")
     scatter.set_ylabel("held-out accuracy")
     scatter.set_ylim(0, 1)
