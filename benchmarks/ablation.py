@@ -92,7 +92,7 @@ def seeded_spec(spec: Path, seed: int, overrides: list[str], base: Path | None =
 
 
 def _specs(given: list[Path]) -> list[Path]:
-    specs = given or sorted(SPECS.glob("*.yaml"))
+    specs = given or sorted(path for path in SPECS.glob("*.yaml") if not path.name.startswith("."))
     if not specs:
         raise SystemExit(f"no specs: give spec files or put them in {SPECS}")
     return specs
@@ -143,6 +143,7 @@ def report(specs: list[Path], models: list[str], suite: str, out: Path, referenc
     from mor.spec import TrainJobSpec, load_spec
     from mor.store import make_engine, upgrade
 
+    explicit = bool(models)  # named models must all have runs; the specs' may not have run yet
     if not models:
         loaded = [load_spec(spec) for spec in specs]
         models = [s.register_.model_name for s in loaded if isinstance(s, TrainJobSpec) and s.register_]
@@ -151,12 +152,19 @@ def report(specs: list[Path], models: list[str], suite: str, out: Path, referenc
     engine = make_engine(settings.db_url)
     try:
         reference = reference or (REFERENCE if REFERENCE in models else None)
-        summaries = compare_models(engine, settings, suite=suite, models=models, reference=reference)
+        if reference in models:  # the reference first
+            models = [reference, *(model for model in models if model != reference)]
+        summaries = compare_models(
+            engine, settings, suite=suite, models=models, reference=reference, missing_ok=not explicit
+        )
     except ValueError as error:
         raise SystemExit(f"{error} (in {settings.db_url})") from None
     finally:
         engine.dispose()
     text = report_markdown(summaries, suite)
+    shown = {summary.variant for summary in summaries}
+    if missing := [model for model in models if model not in shown]:
+        text += f"\nNot evaluated yet: {', '.join(missing)}.\n"
     out.mkdir(parents=True, exist_ok=True)
     (out / "ablation.md").write_text(text)
     plot_summaries(summaries, out / "ablation.png")

@@ -637,3 +637,16 @@ def test_compare_models_refuses_bad_input(db: Engine, args: list[str], message: 
     _model_run(db, "abl-x", "1", 0.3)
     result = _mor("compare", *args)
     assert result.exit_code in (1, 2) and message in _flat(result), result.output
+
+
+def test_compare_models_can_leave_out_models_without_runs(db: Engine, home: Path) -> None:
+    """The ablation report's case: the variants of jobs/ablation/ that have not run yet are left out, not fatal."""
+    from mor.evals.ablation import compare_models
+
+    _model_run(db, "abl-mor", "1", 0.3)
+    _model_run(db, "abl-x", "1", 0.4)
+    settings = Settings()
+    models = ["abl-later", "abl-mor", "abl-x"]
+    summaries = compare_models(db, settings, suite="synthetic", models=models, reference="abl-later", missing_ok=True)
+    by_name = {summary.variant: summary for summary in summaries}
+    assert "abl-later" not in by_name and by_name["abl-x"].delta == pytest.approx(0.1), "first present = reference"

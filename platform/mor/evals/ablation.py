@@ -316,10 +316,19 @@ def summary_dict(summary: VariantSummary) -> dict[str, Any]:
 
 
 def compare_models(
-    engine: Engine, settings: Settings, *, suite: str, models: Sequence[str], reference: str | None = None
+    engine: Engine,
+    settings: Settings,
+    *,
+    suite: str,
+    models: Sequence[str],
+    reference: str | None = None,
+    missing_ok: bool = False,
 ) -> list[VariantSummary]:
-    """`collect_runs` then `summarize` against `reference` (default: the first of `models`); raises ValueError when
-    no model has an evaluated run on `suite`."""
+    """`collect_runs` then `summarize` against `reference` (default: the first of `models` that has runs). Raises
+    ValueError when no model has an evaluated run on `suite`, when one has none (unless `missing_ok`: it is left out)
+    and when `reference` is not one of `models`."""
+    if reference is not None and reference not in models:
+        raise ValueError(f"--reference {reference!r} is not one of the compared models ({', '.join(models)})")
     runs = collect_runs(engine, settings, suite=suite, models=models)
     if not any(run.version is not None for run in runs):
         raise ValueError(
@@ -327,11 +336,10 @@ def compare_models(
             "train and evaluate them first (a train spec's eval section, or mor eval run --model NAME@VERSION)"
         )
     missing = [model for model in models if not any(run.variant == model for run in runs)]
-    if missing:
+    if missing and not missing_ok:
         raise ValueError(f"no succeeded {suite} evaluation of {', '.join(missing)}: check the names (mor model list)")
-    if reference is not None and reference not in models:
-        raise ValueError(f"--reference {reference!r} is not one of the compared models ({', '.join(models)})")
-    return summarize(runs, reference=reference or models[0])
+    present = [model for model in models if model not in missing]
+    return summarize(runs, reference=reference if reference in present else present[0])
 
 
 def report_markdown(summaries: Sequence[VariantSummary], suite: str) -> str:
