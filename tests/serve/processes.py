@@ -31,13 +31,24 @@ def serve_env(home: Path) -> dict[str, str]:
     return env
 
 
+def _ignore_sigint() -> None:
+    """Start `mor serve` as a shell script's `mor serve &` starts it: with SIGINT ignored (Python then installs no
+    Ctrl-C handler of its own), so the tests show that SIGINT still stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class MorServe:
     """`python -m mor.cli.main serve ARGS` for `home`, started at once; `wait_ready` waits for its base URL."""
 
     def __init__(self, home: Path, *arguments: str) -> None:
         command = [sys.executable, "-m", "mor.cli.main", "serve", *arguments]
         self.process = subprocess.Popen(
-            command, env=serve_env(home), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            env=serve_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            preexec_fn=_ignore_sigint,
         )
         self._lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -62,12 +62,14 @@ def _serve_status(app_name: str) -> str:
 
 
 def _stop_on_sigterm() -> dict[signal.Signals, Any]:
-    """SIGTERM and SIGHUP end `mor serve` as Ctrl-C does (the application is removed on the way out)."""
+    """SIGINT, SIGTERM and SIGHUP end `mor serve` as Ctrl-C does (the application is removed on the way out).
+    SIGINT is set too because a process started with it ignored (a shell script's `mor serve &`, a supervisor)
+    would otherwise get no Ctrl-C handler from Python and never stop on SIGINT."""
 
     def interrupt(signum: int, _: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    return {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
 
 
 def serve_command(
